@@ -1,0 +1,18 @@
+"""Shared test settings: small models, so that the whole suite stays fast."""
+
+import jax
+import pytest
+
+from transformer.config import ModelConfig
+
+# Tests compare float32 results against float64 NumPy references.
+jax.config.update('jax_default_matmul_precision', 'highest')
+
+TINY_MODEL = ModelConfig(vocab_size=37, d_model=32, d_ff=64, num_heads=4,
+                         num_encoder_layers=2, num_decoder_layers=2,
+                         dropout_rate=0.1, max_length=64)
+
+
+@pytest.fixture(scope='session')
+def tiny_model_config() -> ModelConfig:
+  return TINY_MODEL

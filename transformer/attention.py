@@ -1,0 +1,214 @@
+"""Attention: masks, scaled dot-product attention and the multi-head module.
+
+Shapes follow `jax.nn.dot_product_attention`:
+  B batch, T query length, S key/value length, N heads, H head dimension.
+Masks are boolean, True where a query may attend to a key, and broadcast to
+[B, N, T, S]. They are built by the small functions below and combined with
+`combine_masks`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+Array = jax.Array
+
+# ---------------------------------------------------------------------------
+# Masks: [B or 1, 1, T, S] booleans, True = may attend.
+# ---------------------------------------------------------------------------
+
+
+def padding_mask(key_tokens: Array, pad_id: int = 0) -> Array:
+  """Keys that are padding are hidden from every query.
+
+  Only keys are masked: a padded query still attends somewhere (its output is
+  never used), which avoids rows with nothing to attend to.
+
+  Args:
+    key_tokens: [B, S] token ids of the keys.
+  Returns:
+    [B, 1, 1, S] mask.
+  """
+  return (key_tokens != pad_id)[:, None, None, :]
+
+
+def causal_mask(length: int) -> Array:
+  """Position t attends to positions <= t (decoder self-attention, sec. 3.2.3).
+
+  Returns:
+    [1, 1, length, length] lower-triangular mask.
+  """
+  return jnp.tril(jnp.ones((length, length), dtype=jnp.bool_))[None, None]
+
+
+def segment_mask(query_segments: Array, key_segments: Array) -> Array:
+  """In packed rows, each sentence attends only to itself.
+
+  Args:
+    query_segments: [B, T] segment ids (1, 2, ... per sentence, 0 = padding).
+    key_segments: [B, S] segment ids.
+  Returns:
+    [B, 1, T, S] mask, True where query and key lie in the same segment.
+  """
+  return (query_segments[:, :, None] == key_segments[:, None, :])[:, None]
+
+
+def combine_masks(*masks: Array | None) -> Array | None:
+  """Logical AND of masks with broadcasting; `None`s are ignored."""
+  masks = [m for m in masks if m is not None]
+  if not masks:
+    return None
+  combined = masks[0]
+  for mask in masks[1:]:
+    combined = jnp.logical_and(combined, mask)
+  return combined
+
+
+# ---------------------------------------------------------------------------
+# Scaled dot-product attention (paper eq. 1).
+# ---------------------------------------------------------------------------
+
+
+def attention_weights(query: Array, key: Array, mask: Array | None) -> Array:
+  """softmax(Q K^T / sqrt(d_k)) with masked logits removed; float32.
+
+  Args:
+    query: [B, T, N, H]; key: [B, S, N, H]; mask: broadcastable to [B, N, T, S].
+  Returns:
+    [B, N, T, S] attention probabilities.
+  """
+  scale = query.shape[-1] ** -0.5
+  logits = jnp.einsum('btnh,bsnh->bnts', query, key,
+                      preferred_element_type=jnp.float32) * scale
+  if mask is not None:
+    # A large finite value, not -inf: a fully masked row stays finite.
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def dot_product_attention(query: Array, key: Array, value: Array,
+                          mask: Array | None = None, *,
+                          dropout_rate: float = 0.0,
+                          dropout_rng: Array | None = None,
+                          return_weights: bool = False):
+  """softmax(Q K^T / sqrt(d_k)) V, paper eq. (1).
+
+  Without attention dropout this calls `jax.nn.dot_product_attention`, which
+  picks the fused cuDNN kernel on GPUs where it applies. Dropout on the
+  attention probabilities (and returning them, for pictures) needs the weights
+  themselves, so those cases compute them explicitly.
+
+  Args:
+    query: [B, T, N, H]; key, value: [B, S, N, H].
+    mask: boolean, broadcastable to [B, N, T, S]; True = attend.
+    dropout_rate: attention dropout; applied only when `dropout_rng` is given.
+    return_weights: also return the [B, N, T, S] probabilities.
+  Returns:
+    [B, T, N, H] outputs (and the weights if asked).
+  """
+  use_dropout = dropout_rate > 0.0 and dropout_rng is not None
+  if not use_dropout and not return_weights:
+    if mask is not None:
+      mask = jnp.broadcast_to(
+          mask, (query.shape[0], mask.shape[1], query.shape[1], key.shape[1]))
+    return jax.nn.dot_product_attention(query, key, value, mask=mask)
+  weights = attention_weights(query, key, mask)
+  probs = weights
+  if use_dropout:
+    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
+    probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+  out = jnp.einsum('bnts,bsnh->btnh', probs.astype(value.dtype), value)
+  return (out, weights) if return_weights else out
+
+
+# ---------------------------------------------------------------------------
+# Multi-head attention module (sec. 3.2.2).
+# ---------------------------------------------------------------------------
+
+
+class MultiHeadAttention(nn.Module):
+  """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O, head_i = Attn(Q W_i^Q, ...).
+
+  The per-head projections W_i^Q, W_i^K, W_i^V are stored together as one
+  [d_model, heads, head_dim] kernel each; W^O as [heads, head_dim, d_model].
+
+  With `decode=True` the module keeps an autoregressive key/value cache (only
+  for self-attention): `Transformer.init` with decode=True and full-length
+  inputs allocates it, and each later call appends one position and attends
+  over everything written so far.
+  """
+  num_heads: int
+  dropout_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+  kernel_init: Callable = nn.initializers.xavier_uniform()
+
+  @nn.compact
+  def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Array | None,
+               *, deterministic: bool = True, decode: bool = False,
+               sow_weights: bool = False) -> Array:
+    """inputs_q: [B, T, D]; inputs_kv: [B, S, D]; mask: [B|1, 1, T, S].
+
+    Returns [B, T, D].
+    """
+    d_model = inputs_q.shape[-1]
+    if d_model % self.num_heads:
+      raise ValueError(f'd_model={d_model} is not divisible by '
+                       f'num_heads={self.num_heads}')
+    head_dim = d_model // self.num_heads
+    projection = lambda name: nn.DenseGeneral(
+        (self.num_heads, head_dim), dtype=self.dtype, name=name,
+        kernel_init=self.kernel_init)
+    query = projection('query')(inputs_q)  # [B, T, N, H]
+    key = projection('key')(inputs_kv)  # [B, S, N, H]
+    value = projection('value')(inputs_kv)  # [B, S, N, H]
+
+    if decode:
+      key, value, mask = self._update_cache(key, value, mask)
+
+    dropout_rng = None
+    if not deterministic and self.dropout_rate > 0.0:
+      dropout_rng = self.make_rng('dropout')
+    out = dot_product_attention(query, key, value, mask,
+                                dropout_rate=self.dropout_rate,
+                                dropout_rng=dropout_rng,
+                                return_weights=sow_weights)
+    if sow_weights:
+      out, weights = out
+      self.sow('intermediates', 'attention_weights', weights)
+    return nn.DenseGeneral(d_model, axis=(-2, -1), dtype=self.dtype,
+                           kernel_init=self.kernel_init, name='out')(out)
+
+  def _update_cache(self, key: Array, value: Array, mask: Array | None):
+    """Writes this step's key/value into the cache; returns the full cache.
+
+    On the allocating call (inside `init`), key/value have the maximum decode
+    length and are returned unchanged.
+    """
+    initialized = self.has_variable('cache', 'cached_key')
+    cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
+                               key.dtype)
+    cached_value = self.variable('cache', 'cached_value', jnp.zeros,
+                                 value.shape, value.dtype)
+    cache_index = self.variable('cache', 'cache_index',
+                                lambda: jnp.array(0, dtype=jnp.int32))
+    if not initialized:
+      return key, value, mask
+    steps = key.shape[1]
+    max_length = cached_key.value.shape[1]
+    if steps != 1:
+      raise ValueError(f'cached decoding takes one position per call, got '
+                       f'{steps}')
+    index = cache_index.value
+    zero = jnp.array(0, dtype=index.dtype)
+    start = (zero, index, zero, zero)
+    key = jax.lax.dynamic_update_slice(cached_key.value, key, start)
+    value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
+    cached_key.value, cached_value.value = key, value
+    cache_index.value = index + 1
+    # The new query sees cache positions 0..index: causality in decode mode.
+    written = (jnp.arange(max_length) <= index)[None, None, None, :]
+    return key, value, combine_masks(mask, written)

@@ -1,0 +1,291 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" in Flax linen.
+
+Read top to bottom: positional encodings, the feed-forward sub-layer, the
+residual wrapper, encoder and decoder layers, then `Transformer`, whose
+`encode`/`decode` methods are what training and beam search call.
+
+Packed rows: several sentences may share one row. `*_segmentation` ([B, L],
+1, 2, ... per sentence, 0 = padding) keeps them from attending to each other,
+and `*_positions` ([B, L]) restart at 0 for each sentence. Without them a row
+holds one sentence followed by padding (PAD_ID).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from transformer import attention
+from transformer.config import BOS_ID, PAD_ID, ModelConfig
+
+Array = jax.Array
+
+
+def sinusoidal_positions(positions: Array, d_model: int) -> Array:
+  """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...) (sec. 3.5).
+
+  Args:
+    positions: [B, L] integer positions.
+  Returns:
+    [B, L, d_model] float32 encodings, sin and cos interleaved as in the paper.
+  """
+  i = jnp.arange(d_model // 2, dtype=jnp.float32)
+  inv_freq = 1.0 / (10_000.0 ** (2.0 * i / d_model))  # [d_model / 2]
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, L, d/2]
+  pe = jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1)  # [B, L, d/2, 2]
+  pe = pe.reshape(*positions.shape, -1)
+  if d_model % 2:  # odd widths: one more zero channel
+    pe = jnp.pad(pe, [(0, 0)] * positions.ndim + [(0, 1)])
+  return pe
+
+
+def shift_right(targets: Array, positions: Array | None = None) -> Array:
+  """Decoder inputs: BOS, then the targets delayed by one (teacher forcing).
+
+  In packed rows every sentence starts with BOS where its position is 0.
+
+  Args:
+    targets: [B, L] token ids; positions: [B, L] or None.
+  Returns:
+    [B, L] decoder input ids.
+  """
+  bos = jnp.full_like(targets[:, :1], BOS_ID)
+  shifted = jnp.concatenate([bos, targets[:, :-1]], axis=1)
+  if positions is not None:
+    shifted = jnp.where(positions == 0, BOS_ID, shifted)
+  return shifted
+
+
+def default_positions(tokens: Array) -> Array:
+  """0, 1, 2, ... along each row: [B, L]."""
+  return jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
+
+
+class FeedForward(nn.Module):
+  """FFN(x) = max(0, x W1 + b1) W2 + b2, eq. (2); GELU as an option."""
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: Array, *, deterministic: bool) -> Array:
+    """x: [B, L, d_model] -> [B, L, d_model]."""
+    c = self.config
+    activation = {'relu': nn.relu, 'gelu': nn.gelu}[c.activation]
+    dense = lambda features, name: nn.Dense(
+        features, dtype=c.dtype, name=name,
+        kernel_init=nn.initializers.xavier_uniform())
+    h = activation(dense(c.d_ff, 'wi')(x))  # [B, L, d_ff]
+    return dense(x.shape[-1], 'wo')(h)
+
+
+def residual(config: ModelConfig, x: Array, sublayer: Callable[[Array], Array],
+             *, deterministic: bool, name: str) -> Array:
+  """A sub-layer with dropout, residual connection and LayerNorm (sec. 3.1, 5.4).
+
+  post-LN (the paper): LayerNorm(x + Dropout(Sublayer(x))).
+  pre-LN:              x + Dropout(Sublayer(LayerNorm(x))).
+  Must be called from inside a compact method: it creates the LayerNorm there.
+  """
+  norm = nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=config.dtype,
+                      name=f'{name}_norm')
+  dropout = nn.Dropout(config.dropout_rate)
+  if config.norm_position == 'pre':
+    return x + dropout(sublayer(norm(x)), deterministic=deterministic)
+  return norm(x + dropout(sublayer(x), deterministic=deterministic))
+
+
+class EncoderLayer(nn.Module):
+  """Self-attention, then feed-forward, each wrapped by `residual`."""
+  config: ModelConfig
+  sow_weights: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array | None, *,
+               deterministic: bool) -> Array:
+    """x: [B, S, d_model]; mask: [B|1, 1, S, S] -> [B, S, d_model]."""
+    c = self.config
+    self_attention = attention.MultiHeadAttention(
+        c.num_heads, c.attention_dropout_rate, dtype=c.dtype,
+        name='self_attention')
+    x = residual(c, x, lambda h: self_attention(
+        h, h, mask, deterministic=deterministic, sow_weights=self.sow_weights),
+                 deterministic=deterministic, name='self_attention')
+    ffn = FeedForward(c, name='ffn')
+    return residual(c, x, lambda h: ffn(h, deterministic=deterministic),
+                    deterministic=deterministic, name='ffn')
+
+
+class DecoderLayer(nn.Module):
+  """Masked self-attention, encoder-decoder attention, feed-forward (sec. 3.1)."""
+  config: ModelConfig
+  sow_weights: bool = False
+
+  @nn.compact
+  def __call__(self, y: Array, encoded: Array, self_mask: Array | None,
+               cross_mask: Array | None, *, deterministic: bool,
+               decode: bool = False) -> Array:
+    """y: [B, T, d_model]; encoded: [B, S, d_model] -> [B, T, d_model]."""
+    c = self.config
+    mha = lambda name: attention.MultiHeadAttention(
+        c.num_heads, c.attention_dropout_rate, dtype=c.dtype, name=name)
+    self_attention, cross_attention = mha('self_attention'), mha('cross_attention')
+    y = residual(c, y, lambda h: self_attention(
+        h, h, self_mask, deterministic=deterministic, decode=decode,
+        sow_weights=self.sow_weights),
+                 deterministic=deterministic, name='self_attention')
+    y = residual(c, y, lambda h: cross_attention(
+        h, encoded, cross_mask, deterministic=deterministic,
+        sow_weights=self.sow_weights),
+                 deterministic=deterministic, name='cross_attention')
+    ffn = FeedForward(c, name='ffn')
+    return residual(c, y, lambda h: ffn(h, deterministic=deterministic),
+                    deterministic=deterministic, name='ffn')
+
+
+class Transformer(nn.Module):
+  """Encoder-decoder Transformer. `__call__` is the training forward pass.
+
+  Attributes:
+    config: the model's shape and switches.
+    sow_weights: record every layer's attention probabilities in the
+      'intermediates' collection (for pictures; slower).
+  """
+  config: ModelConfig
+  sow_weights: bool = False
+
+  def setup(self):
+    c = self.config
+    embed = lambda name: nn.Embed(
+        c.vocab_size, c.d_model, name=name,
+        # N(0, d^-1/2): after the sqrt(d) scaling inputs have unit scale, and
+        # the tied output projection gives logits of unit scale.
+        embedding_init=nn.initializers.normal(stddev=c.d_model**-0.5))
+    self.source_embedding = embed('embedding' if c.share_embeddings else
+                                  'source_embedding')
+    self.target_embedding = (self.source_embedding if c.share_embeddings else
+                             embed('target_embedding'))
+    if c.positions == 'learned':
+      self.position_embedding = nn.Embed(
+          c.max_length, c.d_model, name='position_embedding',
+          embedding_init=nn.initializers.normal(stddev=0.02))
+    self.encoder_layers = [
+        EncoderLayer(c, self.sow_weights, name=f'encoder_{i}')
+        for i in range(c.num_encoder_layers)]
+    self.decoder_layers = [
+        DecoderLayer(c, self.sow_weights, name=f'decoder_{i}')
+        for i in range(c.num_decoder_layers)]
+    if c.norm_position == 'pre':
+      norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_epsilon,
+                                       dtype=c.dtype, name=name)
+      self.encoder_norm, self.decoder_norm = norm('encoder_norm'), norm(
+          'decoder_norm')
+    if not c.tie_output_embedding:
+      self.output_projection = nn.Dense(c.vocab_size, dtype=c.dtype,
+                                        name='output_projection')
+    self.embedding_dropout = nn.Dropout(c.dropout_rate)
+
+  def _embed(self, embedding: nn.Embed, tokens: Array, positions: Array, *,
+             deterministic: bool) -> Array:
+    """Token embedding * sqrt(d_model) + positional encoding, then dropout."""
+    c = self.config
+    x = embedding(tokens) * jnp.sqrt(float(c.d_model))  # [B, L, d_model]
+    if c.positions == 'learned':
+      x = x + self.position_embedding(positions)
+    else:
+      x = x + sinusoidal_positions(positions, c.d_model)
+    x = self.embedding_dropout(x, deterministic=deterministic)
+    return x.astype(c.dtype)
+
+  def encode(self, inputs: Array, inputs_positions: Array | None = None,
+             inputs_segmentation: Array | None = None, *,
+             deterministic: bool = True) -> Array:
+    """inputs: [B, S] source ids -> [B, S, d_model] encoder outputs."""
+    if inputs_positions is None:
+      inputs_positions = default_positions(inputs)
+    if inputs_segmentation is not None:
+      mask = attention.segment_mask(inputs_segmentation, inputs_segmentation)
+    else:
+      mask = attention.padding_mask(inputs, PAD_ID)
+    x = self._embed(self.source_embedding, inputs, inputs_positions,
+                    deterministic=deterministic)
+    for layer in self.encoder_layers:
+      x = layer(x, mask, deterministic=deterministic)
+    if self.config.norm_position == 'pre':
+      x = self.encoder_norm(x)
+    return x
+
+  def decode(self, encoded: Array, inputs: Array, decoder_inputs: Array,
+             targets_positions: Array | None = None,
+             inputs_segmentation: Array | None = None,
+             targets_segmentation: Array | None = None, *,
+             deterministic: bool = True, decode: bool = False) -> Array:
+    """Logits of the next token at every decoder position.
+
+    Args:
+      encoded: [B, S, d_model] from `encode`.
+      inputs: [B, S] source ids (for the cross-attention padding mask).
+      decoder_inputs: [B, T] ids fed to the decoder (`shift_right(targets)`);
+        with decode=True, T = 1: the previous token of each sequence.
+      targets_positions: [B, T]; required with decode=True, where it is the
+        index of the step being decoded.
+      decode: use and update the key/value cache (see MultiHeadAttention).
+    Returns:
+      [B, T, vocab_size] float32 logits.
+    """
+    c = self.config
+    if decode:
+      if targets_positions is None:
+        raise ValueError('decode=True needs targets_positions: [B, 1] filled '
+                         'with the index of the step being decoded')
+      self_mask = None  # causality comes from the cache
+      cross_mask = attention.padding_mask(inputs, PAD_ID)
+    else:
+      if targets_positions is None:
+        targets_positions = default_positions(decoder_inputs)
+      self_mask = attention.causal_mask(decoder_inputs.shape[1])
+      if targets_segmentation is not None:
+        self_mask = attention.combine_masks(
+            self_mask,
+            attention.segment_mask(targets_segmentation, targets_segmentation))
+        cross_mask = attention.segment_mask(targets_segmentation,
+                                            inputs_segmentation)
+      else:
+        cross_mask = attention.padding_mask(inputs, PAD_ID)
+
+    y = self._embed(self.target_embedding, decoder_inputs, targets_positions,
+                    deterministic=deterministic)
+    for layer in self.decoder_layers:
+      y = layer(y, encoded, self_mask, cross_mask, deterministic=deterministic,
+                decode=decode)
+    if c.norm_position == 'pre':
+      y = self.decoder_norm(y)
+    if c.tie_output_embedding:
+      logits = self.target_embedding.attend(y)  # [B, T, vocab]
+    else:
+      logits = self.output_projection(y)
+    return logits.astype(jnp.float32)
+
+  def __call__(self, inputs: Array, targets: Array,
+               inputs_positions: Array | None = None,
+               targets_positions: Array | None = None,
+               inputs_segmentation: Array | None = None,
+               targets_segmentation: Array | None = None, *,
+               deterministic: bool = True) -> Array:
+    """Teacher-forced forward pass.
+
+    Args:
+      inputs: [B, S] source ids; targets: [B, T] target ids (ending in EOS).
+    Returns:
+      [B, T, vocab_size] float32 logits; logits[:, t] predicts targets[:, t].
+    """
+    if (inputs_segmentation is None) != (targets_segmentation is None):
+      raise ValueError('give segmentation for both inputs and targets, or '
+                       'for neither')
+    encoded = self.encode(inputs, inputs_positions, inputs_segmentation,
+                          deterministic=deterministic)
+    decoder_inputs = shift_right(targets, targets_positions)
+    return self.decode(encoded, inputs, decoder_inputs, targets_positions,
+                       inputs_segmentation, targets_segmentation,
+                       deterministic=deterministic)
