@@ -122,14 +122,19 @@ def test_cached_decoding_equals_full_forward(name):
 
   decoder_inputs = shift_right(targets)
   encoded = encode(config, params, inputs)
-  cache = model.init(
-      jax.random.key(0), encoded, inputs, decoder_inputs,
-      jnp.zeros_like(decoder_inputs), decode=True, method=Transformer.decode
-  )['cache']
+  _, variables = model.apply({'params': params}, encoded, inputs,
+                              targets.shape[1], method=Transformer.init_cache,
+                              mutable=['cache'])
+  cache = variables['cache']
+  self_cache = cache['decoder_0']['self_attention']['cached_key']
+  assert self_cache.shape[1] == targets.shape[1]
+  assert not np.any(self_cache), 'allocation must leave the cache empty'
 
   @jax.jit
   def step(cache, token, position):
-    return model.apply({'params': params, 'cache': cache}, encoded, inputs,
+    # Zeros for the encoder output: cross-attention must use its cache.
+    return model.apply({'params': params, 'cache': cache},
+                       jnp.zeros_like(encoded), inputs,
                        token, position, decode=True, mutable=['cache'],
                        method=Transformer.decode)
 

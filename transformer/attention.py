@@ -136,22 +136,28 @@ class MultiHeadAttention(nn.Module):
   The per-head projections W_i^Q, W_i^K, W_i^V are stored together as one
   [d_model, heads, head_dim] kernel each; W^O as [heads, head_dim, d_model].
 
-  With `decode=True` the module keeps an autoregressive key/value cache (only
-  for self-attention): `Transformer.init` with decode=True and full-length
-  inputs allocates it, and each later call appends one position and attends
-  over everything written so far.
+  With `decode=True` the module keeps a cache in the 'cache' collection. The
+  first call allocates it (see `Transformer.init_cache`); after that:
+  - self-attention appends this step's key/value at `cache_index` and attends
+    over all positions written so far;
+  - cross-attention (`cross=True`) reuses the encoder keys/values projected on
+    the first call instead of projecting the whole source again every step.
   """
   num_heads: int
   dropout_rate: float = 0.0
+  cross: bool = False  # keys/values come from the encoder
   dtype: jnp.dtype = jnp.float32
   kernel_init: Callable = nn.initializers.xavier_uniform()
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Array | None,
                *, deterministic: bool = True, decode: bool = False,
+               cache_length: int | None = None,
                sow_weights: bool = False) -> Array:
     """inputs_q: [B, T, D]; inputs_kv: [B, S, D]; mask: [B|1, 1, T, S].
 
+    cache_length: with decode=True, the self-attention cache's length when
+    the call allocates it (default: T).
     Returns [B, T, D].
     """
     d_model = inputs_q.shape[-1]
@@ -163,11 +169,14 @@ class MultiHeadAttention(nn.Module):
         (self.num_heads, head_dim), dtype=self.dtype, name=name,
         kernel_init=self.kernel_init)
     query = projection('query')(inputs_q)  # [B, T, N, H]
-    key = projection('key')(inputs_kv)  # [B, S, N, H]
-    value = projection('value')(inputs_kv)  # [B, S, N, H]
-
-    if decode:
-      key, value, mask = self._update_cache(key, value, mask)
+    if decode and self.cross:
+      key, value = self._encoder_cache(
+          lambda: (projection('key')(inputs_kv), projection('value')(inputs_kv)))
+    else:
+      key = projection('key')(inputs_kv)  # [B, S, N, H]
+      value = projection('value')(inputs_kv)  # [B, S, N, H]
+      if decode:
+        key, value, mask = self._update_cache(key, value, mask, cache_length)
 
     dropout_rng = None
     if not deterministic and self.dropout_rate > 0.0:
@@ -182,17 +191,30 @@ class MultiHeadAttention(nn.Module):
     return nn.DenseGeneral(d_model, axis=(-2, -1), dtype=self.dtype,
                            kernel_init=self.kernel_init, name='out')(out)
 
-  def _update_cache(self, key: Array, value: Array, mask: Array | None):
+  def _encoder_cache(self, project: Callable[[], tuple[Array, Array]]):
+    """Projected encoder keys/values: computed on the allocating call only."""
+    if not self.has_variable('cache', 'encoder_key'):
+      key, value = project()
+      self.variable('cache', 'encoder_key', lambda: key)
+      self.variable('cache', 'encoder_value', lambda: value)
+      return key, value
+    return (self.get_variable('cache', 'encoder_key'),
+            self.get_variable('cache', 'encoder_value'))
+
+  def _update_cache(self, key: Array, value: Array, mask: Array | None,
+                    cache_length: int | None):
     """Writes this step's key/value into the cache; returns the full cache.
 
-    On the allocating call (inside `init`), key/value have the maximum decode
-    length and are returned unchanged.
+    The allocating call makes zero buffers of `cache_length` positions and
+    attends over its own keys/values only (its output is not used).
     """
     initialized = self.has_variable('cache', 'cached_key')
-    cached_key = self.variable('cache', 'cached_key', jnp.zeros, key.shape,
+    batch, length, heads, head_dim = key.shape
+    shape = (batch, cache_length or length, heads, head_dim)
+    cached_key = self.variable('cache', 'cached_key', jnp.zeros, shape,
                                key.dtype)
-    cached_value = self.variable('cache', 'cached_value', jnp.zeros,
-                                 value.shape, value.dtype)
+    cached_value = self.variable('cache', 'cached_value', jnp.zeros, shape,
+                                 value.dtype)
     cache_index = self.variable('cache', 'cache_index',
                                 lambda: jnp.array(0, dtype=jnp.int32))
     if not initialized:

@@ -7,7 +7,10 @@ defaults; `launch.py --set=KEY=VALUE` overrides any field by its dotted path.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import difflib
+import json
+import typing
+from typing import Any, Literal
 
 # Fixed token ids, shared by the tokenizer, the data pipeline and decoding.
 PAD_ID = 0
@@ -70,3 +73,200 @@ class ModelConfig:
 BASE = ModelConfig()
 BIG = ModelConfig(d_model=1024, d_ff=4096, num_heads=16, dropout_rate=0.3)
 PRESETS = {'base': BASE, 'big': BIG}
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where sentences come from, how they are tokenized and batched."""
+  # 'bible': the offline Spanish-English Bible corpus (Debian's SWORD texts);
+  # 'tfds': a TFDS translation set (`tfds_name`); 'text': the user's own files
+  # `text_dir/{train,valid,test}.{src,tgt}`; 'toy': a generated copy task.
+  source: Literal['bible', 'tfds', 'text', 'toy'] = 'bible'
+  # source-target languages. 'bible': 'es-en' or 'en-es'; 'tfds': the pair
+  # in either order, e.g. 'de-en' for German -> English.
+  direction: str = 'es-en'
+  tfds_name: str = 'wmt14_translate/de-en'
+  tfds_data_dir: str = ''  # '' = TFDS's default (~/tensorflow_datasets)
+  text_dir: str = ''
+  # Prepared corpora (the Bible text files) live here; '' = ~/.cache/transformer.
+  data_dir: str = ''
+  # SentencePiece: one joint vocabulary of model.vocab_size pieces.
+  tokenizer: Literal['unigram', 'bpe'] = 'unigram'
+  character_coverage: float = 1.0
+  tokenizer_sentences: int = 2_000_000  # at most this many training lines
+  max_length: int = 128  # tokens per row (source and target each)
+  batch_size: int = 64  # rows per global batch, over all hosts and devices
+  pack: bool = True  # several sentences per row (sec. 5.1 batches by length)
+  overlong: Literal['drop', 'truncate'] = 'drop'  # sentences > max_length
+  eval_batch_size: int = 64  # sentences per evaluation batch
+  eval_max_length: int = 256  # longer evaluation sentences are truncated
+  worker_count: int = 0  # grain worker processes; 0 = in the main process
+
+  def __post_init__(self):
+    for name in ('max_length', 'batch_size', 'eval_batch_size',
+                 'eval_max_length', 'tokenizer_sentences'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'data.{name} must be positive, got '
+                         f'{getattr(self, name)}')
+    if len(self.direction.split('-')) != 2:
+      raise ValueError(f'data.direction={self.direction!r} must look like '
+                       "'es-en' (source-target)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation and the training loop. Defaults: the paper's sec. 5.3."""
+  steps: int = 100_000
+  # lr = scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), eq. (3).
+  schedule: Literal['paper', 'constant', 'cosine'] = 'paper'
+  learning_rate: float = 1.0  # 'paper': the scale; else the peak rate
+  warmup_steps: int = 4000
+  adam_b1: float = 0.9
+  adam_b2: float = 0.98
+  adam_eps: float = 1e-9
+  weight_decay: float = 0.0
+  grad_clip_norm: float = 0.0  # global-norm clipping; 0 = off
+  grad_accum_steps: int = 1  # micro-batches per step (batch_size divisible)
+  label_smoothing: float = 0.1  # sec. 5.4
+  z_loss: float = 0.0
+  fsdp: bool = False  # shard params and optimizer state over the data axis
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 5
+  log_every: int = 100
+
+  def __post_init__(self):
+    for name in ('steps', 'warmup_steps', 'grad_accum_steps',
+                 'checkpoint_every', 'keep_checkpoints', 'log_every'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'train.{name} must be positive, got '
+                         f'{getattr(self, name)}')
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Evaluation and decoding. Defaults: the paper's sec. 6.1."""
+  every: int = 1000  # evaluate every this many training steps; 0 = never
+  split: Literal['valid', 'test'] = 'valid'  # used during training
+  num_examples: int = 0  # sentences decoded during training; 0 = all
+  beam_size: int = 4
+  length_penalty: float = 0.6  # alpha of the GNMT length penalty
+  max_extra_length: int = 50  # max output length = input length + this
+  average_checkpoints: int = 1  # evaluate the mean of the last N checkpoints
+
+  def __post_init__(self):
+    if self.beam_size <= 0 or self.average_checkpoints <= 0:
+      raise ValueError('eval.beam_size and eval.average_checkpoints must be '
+                       'positive')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run needs; saved as config.json in the workdir."""
+  seed: int = 0
+  model: ModelConfig = ModelConfig()
+  data: DataConfig = DataConfig()
+  train: TrainConfig = TrainConfig()
+  eval: EvalConfig = EvalConfig()
+
+
+# ---------------------------------------------------------------------------
+# Overrides (`--set=train.steps=100`) and (de)serialisation.
+# ---------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+  """A config key or value the user gave is not valid."""
+
+
+def field_paths(config: Any, prefix: str = '') -> list[str]:
+  """Every leaf field's dotted path: ['seed', 'model.vocab_size', ...]."""
+  paths = []
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if dataclasses.is_dataclass(value):
+      paths += field_paths(value, f'{prefix}{field.name}.')
+    else:
+      paths.append(prefix + field.name)
+  return paths
+
+
+def _parse_value(text: str, annotation: Any, key: str) -> Any:
+  """Converts `text` to the field's declared type, or raises ConfigError."""
+  if isinstance(annotation, str):  # postponed annotations
+    annotation = eval(annotation, vars(typing) | globals())  # pylint: disable=eval-used
+  origin = typing.get_origin(annotation)
+  if origin is Literal:
+    allowed = typing.get_args(annotation)
+    if text not in allowed:
+      raise ConfigError(f'--set {key}={text}: must be one of '
+                        f'{", ".join(map(str, allowed))}')
+    return text
+  if annotation is bool:
+    lowered = text.lower()
+    if lowered in ('true', '1', 'yes'):
+      return True
+    if lowered in ('false', '0', 'no'):
+      return False
+    raise ConfigError(f'--set {key}={text}: expected true or false')
+  if annotation in (int, float):
+    try:
+      return annotation(text)
+    except ValueError:
+      raise ConfigError(f'--set {key}={text}: expected {annotation.__name__}, '
+                        f'e.g. {key}=' + ('100' if annotation is int else
+                                          '0.5')) from None
+  if annotation is str:
+    return text
+  raise ConfigError(f'--set {key}: fields of type {annotation} cannot be set')
+
+
+def override(config: Config, assignment: str) -> Config:
+  """Returns `config` with one `dotted.key=value` assignment applied."""
+  if '=' not in assignment:
+    raise ConfigError(f'--set {assignment}: expected KEY=VALUE, e.g. '
+                      '--set=train.steps=100')
+  key, text = assignment.split('=', 1)
+  key = key.strip()
+  if key not in field_paths(config):
+    close = difflib.get_close_matches(key, field_paths(config), n=3,
+                                      cutoff=0.5)
+    hint = f' Did you mean {" or ".join(close)}?' if close else ''
+    raise ConfigError(f'--set {key}: no such config key.{hint} Every key is '
+                      'listed in the README ("Configuration").')
+  return _replace_path(config, key.split('.'), text, key)
+
+
+def _replace_path(node: Any, parts: list[str], text: str, key: str) -> Any:
+  field = {f.name: f for f in dataclasses.fields(node)}[parts[0]]
+  if len(parts) == 1:
+    value = _parse_value(text, field.type, key)
+  else:
+    value = _replace_path(getattr(node, parts[0]), parts[1:], text, key)
+  try:
+    return dataclasses.replace(node, **{parts[0]: value})
+  except ValueError as error:  # a __post_init__ check
+    raise ConfigError(f'--set {key}={text}: {error}') from None
+
+
+def to_dict(config: Config) -> dict:
+  return dataclasses.asdict(config)
+
+
+def from_dict(values: dict, cls: type = Config) -> Any:
+  """Inverse of `to_dict`; unknown keys raise ConfigError."""
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = set(values) - set(fields)
+  if unknown:
+    raise ConfigError(f'unknown config keys {sorted(unknown)} for '
+                      f'{cls.__name__}')
+  kwargs = {}
+  for name, value in values.items():
+    default = getattr(cls(), name) if name in fields else None
+    if dataclasses.is_dataclass(default):
+      value = from_dict(value, type(default))
+    kwargs[name] = value
+  return cls(**kwargs)
+
+
+def to_json(config: Config) -> str:
+  return json.dumps(to_dict(config), indent=2, sort_keys=True)

@@ -125,18 +125,20 @@ class DecoderLayer(nn.Module):
   @nn.compact
   def __call__(self, y: Array, encoded: Array, self_mask: Array | None,
                cross_mask: Array | None, *, deterministic: bool,
-               decode: bool = False) -> Array:
+               decode: bool = False, cache_length: int | None = None) -> Array:
     """y: [B, T, d_model]; encoded: [B, S, d_model] -> [B, T, d_model]."""
     c = self.config
-    mha = lambda name: attention.MultiHeadAttention(
-        c.num_heads, c.attention_dropout_rate, dtype=c.dtype, name=name)
-    self_attention, cross_attention = mha('self_attention'), mha('cross_attention')
+    mha = lambda name, cross: attention.MultiHeadAttention(
+        c.num_heads, c.attention_dropout_rate, cross=cross, dtype=c.dtype,
+        name=name)
+    self_attention = mha('self_attention', cross=False)
+    cross_attention = mha('cross_attention', cross=True)
     y = residual(c, y, lambda h: self_attention(
         h, h, self_mask, deterministic=deterministic, decode=decode,
-        sow_weights=self.sow_weights),
+        cache_length=cache_length, sow_weights=self.sow_weights),
                  deterministic=deterministic, name='self_attention')
     y = residual(c, y, lambda h: cross_attention(
-        h, encoded, cross_mask, deterministic=deterministic,
+        h, encoded, cross_mask, deterministic=deterministic, decode=decode,
         sow_weights=self.sow_weights),
                  deterministic=deterministic, name='cross_attention')
     ffn = FeedForward(c, name='ffn')
@@ -220,7 +222,8 @@ class Transformer(nn.Module):
              targets_positions: Array | None = None,
              inputs_segmentation: Array | None = None,
              targets_segmentation: Array | None = None, *,
-             deterministic: bool = True, decode: bool = False) -> Array:
+             deterministic: bool = True, decode: bool = False,
+             cache_length: int | None = None) -> Array:
     """Logits of the next token at every decoder position.
 
     Args:
@@ -230,7 +233,10 @@ class Transformer(nn.Module):
         with decode=True, T = 1: the previous token of each sequence.
       targets_positions: [B, T]; required with decode=True, where it is the
         index of the step being decoded.
-      decode: use and update the key/value cache (see MultiHeadAttention).
+      decode: use and update the key/value cache (see MultiHeadAttention
+        and `init_cache`).
+      cache_length: with decode=True, on the call that allocates the cache:
+        the most positions it will hold.
     Returns:
       [B, T, vocab_size] float32 logits.
     """
@@ -258,7 +264,7 @@ class Transformer(nn.Module):
                     deterministic=deterministic)
     for layer in self.decoder_layers:
       y = layer(y, encoded, self_mask, cross_mask, deterministic=deterministic,
-                decode=decode)
+                decode=decode, cache_length=cache_length)
     if c.norm_position == 'pre':
       y = self.decoder_norm(y)
     if c.tie_output_embedding:
@@ -266,6 +272,25 @@ class Transformer(nn.Module):
     else:
       logits = self.output_projection(y)
     return logits.astype(jnp.float32)
+
+  def init_cache(self, encoded: Array, inputs: Array, max_length: int) -> None:
+    """Allocates the decoding cache; apply it with mutable=['cache'].
+
+    Self-attention gets zero buffers of `max_length` positions; cross-attention
+    stores the encoder keys/values projected once. One decoder position is run
+    to do so, its output thrown away:
+
+      _, variables = model.apply({'params': params}, encoded, inputs, 64,
+                                 method=Transformer.init_cache,
+                                 mutable=['cache'])
+      cache = variables['cache']
+
+    Args:
+      encoded: [B, S, d_model] from `encode`; inputs: [B, S] source ids.
+    """
+    bos = jnp.full((inputs.shape[0], 1), BOS_ID, jnp.int32)
+    self.decode(encoded, inputs, bos, jnp.zeros_like(bos), decode=True,
+                cache_length=max_length)
 
   def __call__(self, inputs: Array, targets: Array,
                inputs_positions: Array | None = None,
