@@ -1,0 +1,1 @@
+"""One file per experiment; `launch.py --experiment=NAME` calls NAME.get_config()."""

@@ -1,0 +1,269 @@
+"""The pure core of training: optimizer, state, sharding, train and eval steps.
+
+Everything here is a function of (state, batch, rng); the loop that feeds it,
+logs and saves checkpoints is `transformer/loop.py`.
+
+Parallelism is JAX's own: one `Mesh` over every device of every host with a
+single 'data' axis. Batches are split along it; parameters and optimizer state
+are replicated, or with `train.fsdp` split along it too (ZeRO-3 style), and
+`jax.jit` inserts the collectives.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from transformer import losses
+from transformer.config import Config, PAD_ID
+from transformer.model import Transformer
+
+Array = jax.Array
+Batch = dict[str, Array]
+
+DATA_AXIS = 'data'
+
+
+@flax.struct.dataclass
+class TrainState:
+  """What a training step changes. Dropout's RNG is derived from the seed and
+  the step (`step_rng`), so it needs no state of its own."""
+  step: Array  # int32 scalar: updates applied so far
+  params: Any
+  opt_state: Any
+
+
+# ---------------------------------------------------------------------------
+# Optimizer (sec. 5.3).
+# ---------------------------------------------------------------------------
+
+
+def learning_rate_schedule(config: Config) -> optax.Schedule:
+  """The learning rate at update `count` (0-based; the paper counts from 1).
+
+  'paper': lrate = scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5),
+  eq. (3): linear warm-up, then decay with the inverse square root of the step.
+  """
+  t = config.train
+  if t.schedule == 'paper':
+    def paper(count):
+      step = jnp.asarray(count, jnp.float32) + 1.0
+      return (t.learning_rate * config.model.d_model**-0.5 *
+              jnp.minimum(step**-0.5, step * t.warmup_steps**-1.5))
+    return paper
+  if t.schedule == 'cosine':
+    return optax.warmup_cosine_decay_schedule(
+        0.0, t.learning_rate, t.warmup_steps, max(t.steps, t.warmup_steps + 1))
+  return optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+  """Adam(beta1 0.9, beta2 0.98, eps 1e-9) with optional clipping and decay."""
+  t = config.train
+  adam = optax.adamw(learning_rate_schedule(config), b1=t.adam_b1,
+                     b2=t.adam_b2, eps=t.adam_eps, weight_decay=t.weight_decay)
+  if t.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), adam)
+  return adam
+
+
+def init_state(config: Config, rng: Array) -> TrainState:
+  """Fresh parameters (float32) and optimizer state at step 0."""
+  tokens = jnp.ones((1, 8), jnp.int32)
+  params = Transformer(config.model).init(rng, tokens, tokens)['params']
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=make_optimizer(config).init(params))
+
+
+def seed_rngs(seed: int) -> tuple[Array, Array]:
+  """(parameter init key, dropout base key), both from `config.seed`."""
+  init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
+  return init_rng, dropout_rng
+
+
+def step_rng(base: Array, step: Array) -> Array:
+  """Dropout key for a step: a function of the step, so resume is exact."""
+  return jax.random.fold_in(base, step)
+
+
+# ---------------------------------------------------------------------------
+# Sharding.
+# ---------------------------------------------------------------------------
+
+
+def make_mesh(devices=None) -> Mesh:
+  """All devices of all hosts on one 'data' axis."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  return Mesh(devices.reshape(-1), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batches: the leading (example) dimension split over the data axis."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def fsdp_spec(shape: tuple[int, ...], mesh_size: int,
+              min_size: int = 2**14) -> P:
+  """Split the largest dimension that the mesh divides; small arrays stay whole."""
+  if mesh_size == 1 or math.prod(shape) < min_size:
+    return P()
+  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
+    if shape[dim] % mesh_size == 0:
+      spec = [None] * len(shape)
+      spec[dim] = DATA_AXIS
+      return P(*spec)
+  return P()
+
+
+def state_sharding(config: Config, mesh: Mesh, state_shapes: TrainState):
+  """Replicated, or FSDP: each array split along one dimension."""
+  def sharding(leaf):
+    if config.train.fsdp:
+      return NamedSharding(mesh, fsdp_spec(leaf.shape, mesh.size))
+    return NamedSharding(mesh, P())
+  return jax.tree.map(sharding, state_shapes)
+
+
+# ---------------------------------------------------------------------------
+# Loss, train step, eval step.
+# ---------------------------------------------------------------------------
+
+
+def forward(params, batch: Batch, config: Config, *, rng: Array | None):
+  """Logits [B, T, vocab] of the teacher-forced model; dropout iff rng."""
+  return Transformer(config.model).apply(
+      {'params': params}, batch['inputs'], batch['targets'],
+      batch.get('inputs_position'), batch.get('targets_position'),
+      batch.get('inputs_segmentation'), batch.get('targets_segmentation'),
+      deterministic=rng is None,
+      rngs=None if rng is None else {'dropout': rng})
+
+
+def loss_sums(params, batch: Batch, rng: Array, config: Config):
+  """Training objective of one (micro-)batch as (loss_sum, weight_sum)."""
+  logits = forward(params, batch, config, rng=rng)
+  weights = (batch['targets'] != PAD_ID).astype(jnp.float32)
+  return losses.cross_entropy(logits, batch['targets'], weights,
+                              label_smoothing=config.train.label_smoothing,
+                              z_loss=config.train.z_loss)
+
+
+def split_micro_batches(batch: Batch, count: int) -> Batch:
+  """[B, L] -> [count, B / count, L]; micro-batch i holds rows i, i+count, ...
+
+  Taking every count-th row (not contiguous blocks) keeps each device's rows
+  on that device when the batch dimension is sharded.
+  """
+  def split(x):
+    x = x.reshape(x.shape[0] // count, count, *x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+  return jax.tree.map(split, batch)
+
+
+def train_step(state: TrainState, batch: Batch, rng: Array, *,
+               config: Config) -> tuple[TrainState, dict[str, Array]]:
+  """One optimizer update on a global batch; pure, jit it with `jit_train_step`.
+
+  The loss is the exact mean over all real target tokens of the batch, even
+  with gradient accumulation: gradients of loss *sums* are accumulated over
+  micro-batches and divided once by the total token count. An update whose
+  loss or gradient is not finite is not applied (`finite` = 0 in the metrics);
+  the loop stops the run when it sees one.
+  """
+  rng = step_rng(rng, state.step)
+  grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
+  accum = config.train.grad_accum_steps
+  if accum == 1:
+    (loss_sum, weight_sum), grads = grad_fn(state.params, batch, rng, config)
+  else:
+    def micro_step(carry, inputs):
+      index, micro_batch = inputs
+      (loss, weight), grad = grad_fn(state.params, micro_batch,
+                                     jax.random.fold_in(rng, index), config)
+      grads, loss_sum, weight_sum = carry
+      return (jax.tree.map(jnp.add, grads, grad), loss_sum + loss,
+              weight_sum + weight), None
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    (grads, loss_sum, weight_sum), _ = jax.lax.scan(
+        micro_step, (zeros, 0.0, 0.0),
+        (jnp.arange(accum), split_micro_batches(batch, accum)))
+  scale = 1.0 / jnp.maximum(weight_sum, 1.0)
+  grads = jax.tree.map(lambda g: g * scale, grads)
+  grad_norm = optax.tree.norm(grads)
+  loss = loss_sum * scale
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+  optimizer = make_optimizer(config)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  keep_if_finite = lambda new, old: jax.tree.map(
+      lambda n, o: jnp.where(finite, n, o), new, old)
+  new_state = TrainState(step=state.step + 1,
+                         params=keep_if_finite(params, state.params),
+                         opt_state=keep_if_finite(opt_state, state.opt_state))
+  metrics = {
+      'loss': loss,
+      'tokens': weight_sum,
+      'grad_norm': grad_norm,
+      'learning_rate': learning_rate_schedule(config)(state.step),
+      'finite': finite.astype(jnp.float32),
+  }
+  return new_state, metrics
+
+
+def eval_step(params, batch: Batch, *, config: Config) -> dict[str, Array]:
+  """Sums over one batch: smoothed loss, NLL, correct tokens, token count."""
+  logits = forward(params, batch, config, rng=None)
+  weights = (batch['targets'] != PAD_ID).astype(jnp.float32)
+  if 'weights' in batch:  # rows that only pad the last batch
+    weights = weights * batch['weights'][:, None]
+  loss, count = losses.cross_entropy(
+      logits, batch['targets'], weights,
+      label_smoothing=config.train.label_smoothing)
+  nll, _ = losses.cross_entropy(logits, batch['targets'], weights)
+  correct, _ = losses.token_accuracy(logits, batch['targets'], weights)
+  return {'loss': loss, 'nll': nll, 'correct': correct, 'tokens': count}
+
+
+# ---------------------------------------------------------------------------
+# Compiled, sharded versions.
+# ---------------------------------------------------------------------------
+
+
+def jit_init_state(config: Config, mesh: Mesh):
+  """Returns (jitted init(rng) -> sharded TrainState, its sharding)."""
+  shapes = jax.eval_shape(functools.partial(init_state, config),
+                          jax.random.key(0))
+  sharding = state_sharding(config, mesh, shapes)
+  return jax.jit(functools.partial(init_state, config),
+                 out_shardings=sharding), sharding
+
+
+def jit_train_step(config: Config, mesh: Mesh, sharding):
+  """train_step compiled over the mesh; the old state's buffers are donated."""
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(functools.partial(train_step, config=config),
+                 in_shardings=(sharding, batch_sharding(mesh), replicated),
+                 out_shardings=(sharding, replicated), donate_argnums=(0,))
+
+
+def jit_eval_step(config: Config, mesh: Mesh, params_sharding):
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(functools.partial(eval_step, config=config),
+                 in_shardings=(params_sharding, batch_sharding(mesh)),
+                 out_shardings=replicated)
+
+
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> Batch:
+  """This process's rows -> one global array per key, split over the mesh."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v)
+          for k, v in local.items()}
