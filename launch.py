@@ -7,11 +7,12 @@ evaluate, translate, visualize, benchmark. See the README.
 from __future__ import annotations
 
 import importlib
+import logging as std_logging
 import os
 import pkgutil
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 import experiments
 
@@ -58,7 +59,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
   """Exceptions whose message is meant for the user, shown without traceback."""
   from transformer.config import ConfigError  # pylint: disable=g-import-not-at-top
   from transformer.loop import RunError  # pylint: disable=g-import-not-at-top
-  errors = [ConfigError, RunError]
+  from transformer.evaluate import NoCheckpointError  # pylint: disable=g-import-not-at-top
+  errors = [ConfigError, RunError, NoCheckpointError]
   try:
     from transformer.data.sources import DataError  # pylint: disable=g-import-not-at-top
     from transformer.data.bible import CorpusUnavailableError  # pylint: disable=g-import-not-at-top
@@ -68,9 +70,89 @@ def user_errors() -> tuple[type[BaseException], ...]:
   return tuple(errors)
 
 
+def setup_for_workdir(config, workdir: str):
+  """(tokenizer, mesh) for a trained workdir; errors if there is none."""
+  from transformer import loop, train  # pylint: disable=g-import-not-at-top
+  from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  if not os.path.exists(os.path.join(workdir, 'tokenizer.model')):
+    raise loop.RunError(
+        f'--mode={FLAGS.mode} needs a trained workdir, and {workdir} has no '
+        f'tokenizer.model. Train first: python launch.py '
+        f'--experiment={FLAGS.experiment} --workdir={workdir}')
+  loop.check_workdir_config(config, workdir, save=False)
+  return tokenizer_lib.load_or_train(config, workdir), train.make_mesh()
+
+
+def evaluate(config, workdir: str, split: str, step: int | None,
+             samples: int = 0) -> dict:
+  """Decodes `split`, prints and saves BLEU, chrF, loss; returns the metrics."""
+  from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  tokenizer, mesh = setup_for_workdir(config, workdir)
+  params, steps = evaluate_lib.restore_params(
+      config, workdir, mesh, step=step,
+      average=config.eval.average_checkpoints)
+  evaluator = evaluate_lib.Evaluator(config, tokenizer, mesh, split)
+  metrics, hypotheses = evaluator(params)
+  metrics['checkpoint_steps'] = steps
+  name = f'{split}_step{steps[-1]}' + (
+      f'_avg{len(steps)}' if len(steps) > 1 else '')
+  base = evaluator.write(os.path.join(workdir, 'eval'), name, hypotheses,
+                         metrics)
+  averaged = f' (mean of checkpoints {steps})' if len(steps) > 1 else ''
+  print(f'\n{split} split, checkpoint {steps[-1]}{averaged}, beam '
+        f'{config.eval.beam_size}, {metrics["examples"]} sentences:\n'
+        f'  BLEU {metrics["bleu"]:.2f}   {metrics["bleu_signature"]}\n'
+        f'  chrF {metrics["chrf"]:.2f}   {metrics["chrf_signature"]}\n'
+        f'  loss {metrics["loss"]:.4f}  perplexity {metrics["perplexity"]:.2f}'
+        f'  token accuracy {metrics["accuracy"]:.3f}\n'
+        f'Translations: {base}.hyp (sources .src, references .ref, '
+        f'metrics .json)', flush=True)
+  for source, reference, hypothesis in list(zip(
+      evaluator.data.sources, evaluator.data.references, hypotheses))[:samples]:
+    print(f'\n  source:      {source}\n  reference:   {reference}\n'
+          f'  translation: {hypothesis}')
+  return metrics
+
+
+def translate(config, workdir: str, step: int | None) -> None:
+  """stdin (or --input) -> one translation per line on stdout."""
+  from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  tokenizer, mesh = setup_for_workdir(config, workdir)
+  params, _ = evaluate_lib.restore_params(
+      config, workdir, mesh, step=step,
+      average=config.eval.average_checkpoints)
+  warn = lambda message: print(f'warning: {message}', file=sys.stderr)
+  with (open(FLAGS.input, encoding='utf-8') if FLAGS.input else
+        sys.stdin) as lines:
+    for translation in evaluate_lib.translate_lines(
+        params, config, tokenizer, lines, mesh, warn=warn):
+      print(translation, flush=True)
+
+
+def train(config, workdir: str) -> None:
+  from transformer import loop  # pylint: disable=g-import-not-at-top
+  summary = loop.train(config, workdir)
+  if summary['stop_reason'] != 'done':
+    sys.exit(128 + {'SIGTERM': 15, 'SIGINT': 2}[summary['stop_reason']])
+  if config.eval.final:
+    evaluate(config, workdir, 'test', None, samples=5)
+  command = f'python launch.py --experiment={FLAGS.experiment} --workdir={workdir}'
+  print(f'\nTrained {summary["step"]} steps in {summary["wall_s"] / 60:.1f} '
+        f'minutes.\n'
+        f'  checkpoints: {workdir}/checkpoints   TensorBoard: tensorboard '
+        f'--logdir={workdir}/tensorboard   metrics: {workdir}/metrics.jsonl\n'
+        f'  resume or extend: {command} --set=train.steps=N\n'
+        f'  evaluate:  {command} --mode=evaluate\n'
+        f'  translate: echo "En el principio creó Dios los cielos y la tierra."'
+        f' | {command} --mode=translate', flush=True)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO
+    std_logging.getLogger().setLevel(std_logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.num_processes and FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
@@ -83,10 +165,11 @@ def main(argv):
   try:
     config = load_config(FLAGS.experiment, FLAGS.set)
     if FLAGS.mode == 'train':
-      from transformer import loop  # pylint: disable=g-import-not-at-top
-      summary = loop.train(config, workdir)
-      if summary['stop_reason'] != 'done':
-        sys.exit(128 + {'SIGTERM': 15, 'SIGINT': 2}[summary['stop_reason']])
+      train(config, workdir)
+    elif FLAGS.mode == 'evaluate':
+      evaluate(config, workdir, FLAGS.split, FLAGS.step)
+    elif FLAGS.mode == 'translate':
+      translate(config, workdir, FLAGS.step)
     else:
       from transformer import loop  # pylint: disable=g-import-not-at-top
       raise loop.RunError(f'--mode={FLAGS.mode} is not available yet.')

@@ -8,7 +8,7 @@ from transformer.config import Config, DataConfig, EvalConfig, ModelConfig, Trai
 
 def get_config() -> Config:
   return Config(
-      model=ModelConfig(vocab_size=256, d_model=64, d_ff=128, num_heads=4,
+      model=ModelConfig(vocab_size=200, d_model=64, d_ff=128, num_heads=4,
                         num_encoder_layers=2, num_decoder_layers=2,
                         max_length=64),
       data=DataConfig(source='toy', max_length=32, batch_size=16,

@@ -152,6 +152,9 @@ class EvalConfig:
   length_penalty: float = 0.6  # alpha of the GNMT length penalty
   max_extra_length: int = 50  # max output length = input length + this
   average_checkpoints: int = 1  # evaluate the mean of the last N checkpoints
+  # After training: decode the test split with beam search, report BLEU and
+  # print a few translations.
+  final: bool = True
 
   def __post_init__(self):
     if self.beam_size <= 0 or self.average_checkpoints <= 0:

@@ -33,8 +33,9 @@ INCOMPATIBLE_PREFIXES = ('model.', 'data.source', 'data.direction',
                          'data.tfds_name', 'data.text_dir')
 
 
-def check_workdir_config(config: Config, workdir: str) -> None:
-  """Saves config.json, or checks it against the one already there."""
+def check_workdir_config(config: Config, workdir: str, *,
+                         save: bool = True) -> None:
+  """Checks config.json against `config` if there is one; saves `config`."""
   path = os.path.join(workdir, 'config.json')
   if os.path.exists(path):
     with open(path) as f:
@@ -49,7 +50,7 @@ def check_workdir_config(config: Config, workdir: str) -> None:
           f'{workdir} holds a run with another model or vocabulary:\n  ' +
           '\n  '.join(clashes) + '\nUse a new --workdir, or the settings '
           f'saved in {path}.')
-  if jax.process_index() == 0:
+  if save and jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
@@ -123,16 +124,14 @@ def _format_duration(seconds: float) -> str:
   return f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
 
 
-def train(config: Config, workdir: str, *, evaluate_fn=None) -> dict[str, Any]:
+def train(config: Config, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) the experiment in `workdir` to config.train.steps.
 
-  Args:
-    evaluate_fn: optional (params, step) -> metrics dict, called every
-      eval.every steps and at the end (loss, BLEU...).
   Returns:
     A summary: final step, last logged metrics, wall time, stop reason.
   """
   from transformer.data import pipeline, tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  from transformer.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
   start_time = time.time()
   check_workdir_config(config, workdir)
   print('Config:\n' + config_lib.to_json(config), flush=True)
@@ -162,6 +161,10 @@ def train(config: Config, workdir: str, *, evaluate_fn=None) -> dict[str, Any]:
     print(f'Resuming {workdir} from the checkpoint at step {start_step}.',
           flush=True)
   step_fn = train_lib.jit_train_step(config, mesh, sharding)
+  evaluator = None
+  if config.eval.every:
+    evaluator = Evaluator(config, tokenizer, mesh, config.eval.split,
+                          config.eval.num_examples)
 
   writer = MetricsWriter(workdir)
   stop = StopRequested()
@@ -177,16 +180,19 @@ def train(config: Config, workdir: str, *, evaluate_fn=None) -> dict[str, Any]:
       state, metrics = step_fn(state, batch, dropout_rng)
       step += 1
       pending.append(metrics)
+      if step == start_step + 1:  # the first call compiles: time it apart
+        jax.block_until_ready(metrics)
+        print(f'Compiled and ran the first step in '
+              f'{time.time() - last_log_time:.1f}s.', flush=True)
+        last_log_time, last_log_step = time.time(), step
       last = step == total or stop.signal is not None
       if step % config.train.log_every == 0 or last:
         last_metrics = _log_step(step, total, pending, writer,
                                  time.time() - last_log_time,
                                  step - last_log_step)
         pending, last_log_time, last_log_step = [], time.time(), step
-      if evaluate_fn and config.eval.every and (
-          step % config.eval.every == 0 or step == total):
-        eval_metrics = evaluate_fn(state.params, step)
-        writer.write(step, 'eval', eval_metrics)
+      if evaluator and (step % config.eval.every == 0 or step == total):
+        _log_eval(step, evaluator, state.params, writer)
       if step % config.train.checkpoint_every == 0 or last:
         _check_finite(pending, step)
         checkpointer.save(state, iterator, step=step)
@@ -224,23 +230,40 @@ def _check_finite(pending: list[dict[str, jax.Array]], step: int) -> None:
 
 def _log_step(step: int, total: int, pending, writer: MetricsWriter,
               seconds: float, steps: int) -> dict[str, float]:
-  """Prints and records the mean metrics of the steps since the last log."""
+  """Prints and records the mean metrics of the steps since the last log.
+
+  Rates use the last `steps` of them, timed over `seconds`.
+  """
   _check_finite(pending, step)
   values = jax.device_get(pending)
   mean = lambda key: float(np.mean([float(m[key]) for m in values]))
-  tokens = float(np.sum([float(m['tokens']) for m in values]))
-  steps_per_s = steps / max(seconds, 1e-9)
   metrics = {
       'loss': mean('loss'),
       'learning_rate': float(values[-1]['learning_rate']),
       'grad_norm': mean('grad_norm'),
-      'tokens_per_s': tokens / max(seconds, 1e-9),
-      'steps_per_s': steps_per_s,
   }
-  eta = (total - step) / max(steps_per_s, 1e-9)
-  print(f'step {step:>7d}/{total}  loss {metrics["loss"]:.4f}  '
-        f'lr {metrics["learning_rate"]:.2e}  grad_norm {metrics["grad_norm"]:.3f}'
-        f'  {metrics["tokens_per_s"]:,.0f} tok/s  {steps_per_s:.2f} steps/s  '
-        f'ETA {_format_duration(eta)}', flush=True)
+  line = (f'step {step:>7d}/{total}  loss {metrics["loss"]:.4f}  '
+          f'lr {metrics["learning_rate"]:.2e}  '
+          f'grad_norm {metrics["grad_norm"]:.3f}')
+  if steps > 0:  # rates over the timed steps (the compiling one excluded)
+    tokens = float(np.sum([float(m['tokens']) for m in values[-steps:]]))
+    metrics['tokens_per_s'] = tokens / max(seconds, 1e-9)
+    metrics['steps_per_s'] = steps / max(seconds, 1e-9)
+    eta = (total - step) / max(metrics['steps_per_s'], 1e-9)
+    line += (f'  {metrics["tokens_per_s"]:,.0f} tok/s  '
+             f'{metrics["steps_per_s"]:.2f} steps/s  ETA {_format_duration(eta)}')
+  print(line, flush=True)
   writer.write(step, 'train', metrics)
   return metrics
+
+
+def _log_eval(step: int, evaluator, params, writer: MetricsWriter) -> None:
+  """Evaluates on eval.split and logs loss, perplexity, BLEU."""
+  metrics, _ = evaluator(params)
+  numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+  print(f'eval  {step:>7d}  {evaluator.split} loss {metrics["loss"]:.4f}  '
+        f'ppl {metrics["perplexity"]:.2f}  acc {metrics["accuracy"]:.3f}  '
+        f'BLEU {metrics["bleu"]:.2f}  chrF {metrics["chrf"]:.2f}  '
+        f'({metrics["examples"]} sentences, beam {evaluator.config.eval.beam_size}'
+        f', {metrics["seconds"]:.0f}s)', flush=True)
+  writer.write(step, 'eval', numbers)

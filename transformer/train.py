@@ -141,7 +141,7 @@ def forward(params, batch: Batch, config: Config, *, rng: Array | None):
   """Logits [B, T, vocab] of the teacher-forced model; dropout iff rng."""
   return Transformer(config.model).apply(
       {'params': params}, batch['inputs'], batch['targets'],
-      batch.get('inputs_position'), batch.get('targets_position'),
+      batch.get('inputs_positions'), batch.get('targets_positions'),
       batch.get('inputs_segmentation'), batch.get('targets_segmentation'),
       deterministic=rng is None,
       rngs=None if rng is None else {'dropout': rng})

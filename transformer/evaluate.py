@@ -1,0 +1,233 @@
+"""Evaluation and translation: restore parameters, decode, score with sacreBLEU.
+
+`restore_params` optionally averages the last N checkpoints (the paper
+evaluates the mean of the last 5 (base) or 20 (big), sec. 6.1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sacrebleu
+from jax.experimental import multihost_utils
+
+from transformer import decode as decode_lib
+from transformer import losses
+from transformer import train as train_lib
+from transformer.checkpoint import Checkpointer
+from transformer.config import EOS_ID, PAD_ID, Config
+
+
+class NoCheckpointError(Exception):
+  """The workdir holds nothing to evaluate; the message says what to run."""
+
+
+def abstract_train_state(config: Config, mesh):
+  """The TrainState's shapes and shardings, without allocating it."""
+  init_fn, sharding = train_lib.jit_init_state(config, mesh)
+  shapes = jax.eval_shape(init_fn, jax.random.key(0))
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
+      sharding)
+
+
+def restore_params(config: Config, workdir: str, mesh, *,
+                   step: int | None = None,
+                   average: int = 1) -> tuple[Any, list[int]]:
+  """Parameters of the latest checkpoint (or `step`), or the mean of the
+  last `average` checkpoints up to it. Returns (params, steps used)."""
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
+  available = checkpointer.steps()
+  if not available:
+    raise NoCheckpointError(
+        f'{workdir} has no checkpoint. Train first: python launch.py '
+        f'--experiment=NAME --workdir={workdir}')
+  if step is not None and step not in available:
+    raise NoCheckpointError(f'--step={step}: {workdir} has checkpoints at '
+                            f'steps {available}')
+  last = step if step is not None else available[-1]
+  chosen = [s for s in available if s <= last][-average:]
+  if len(chosen) < average:
+    print(f'Note: averaging {len(chosen)} checkpoints, not {average}: only '
+          f'{len(chosen)} are kept (train.keep_checkpoints).', file=sys.stderr)
+  abstract = abstract_train_state(config, mesh)
+  total = None
+  for s in chosen:
+    state, _ = checkpointer.restore(abstract, step=s)
+    total = state.params if total is None else jax.tree.map(
+        jnp.add, total, state.params)
+  checkpointer.close()
+  params = jax.tree.map(lambda x: x / len(chosen), total)
+  return params, chosen
+
+
+# ---------------------------------------------------------------------------
+# Decoding batches spread over the mesh.
+# ---------------------------------------------------------------------------
+
+
+def _to_mesh(rows: np.ndarray, mesh) -> jax.Array:
+  """A global batch every process holds in full -> an array split over the mesh."""
+  per_process = rows.shape[0] // jax.process_count()
+  start = jax.process_index() * per_process
+  return jax.make_array_from_process_local_data(
+      train_lib.batch_sharding(mesh), rows[start:start + per_process])
+
+
+def _to_host(array: jax.Array) -> np.ndarray:
+  if jax.process_count() == 1:
+    return np.asarray(array)
+  return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
+def decode_rows(params, config: Config, inputs: np.ndarray, mesh, *,
+                beam_size: int | None = None) -> np.ndarray:
+  """[B, S] source ids -> [B, L] best output ids (greedy when beam_size=1)."""
+  beam_size = config.eval.beam_size if beam_size is None else beam_size
+  if inputs.shape[0] % mesh.size:
+    raise ValueError(f'data.eval_batch_size={inputs.shape[0]} must be a '
+                     f'multiple of the device count {mesh.size}')
+  sharded = _to_mesh(inputs, mesh)
+  if beam_size == 1:
+    tokens = decode_lib.greedy_decode(
+        params, config.model, sharded,
+        max_extra_length=config.eval.max_extra_length)
+  else:
+    sequences, _ = decode_lib.beam_search(
+        params, config.model, sharded, beam_size=beam_size,
+        length_penalty=config.eval.length_penalty,
+        max_extra_length=config.eval.max_extra_length)
+    tokens = sequences[:, 0]
+  return _to_host(tokens)
+
+
+def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+  """sacreBLEU BLEU and chrF on detokenized text, with their signatures."""
+  bleu, chrf = sacrebleu.BLEU(), sacrebleu.CHRF()
+  return {
+      'bleu': bleu.corpus_score(hypotheses, [references]).score,
+      'chrf': chrf.corpus_score(hypotheses, [references]).score,
+      'bleu_signature': str(bleu.get_signature()),
+      'chrf_signature': str(chrf.get_signature()),
+  }
+
+
+class Evaluator:
+  """Loss, perplexity, accuracy, BLEU and chrF of one split, data loaded once."""
+
+  def __init__(self, config: Config, tokenizer, mesh, split: str,
+               num_examples: int = 0):
+    from transformer.data import pipeline  # pylint: disable=g-import-not-at-top
+    self.config, self.tokenizer, self.mesh = config, tokenizer, mesh
+    self.split = split
+    self.data = pipeline.eval_dataset(config, tokenizer, split, num_examples)
+    self._eval_step = jax.jit(
+        lambda params, batch: train_lib.eval_step(params, batch, config=config))
+
+  def __call__(self, params, *, beam_size: int | None = None
+               ) -> tuple[dict[str, Any], list[str]]:
+    """Returns (metrics, hypotheses in corpus order)."""
+    start = time.time()
+    sums: dict[str, float] = {}
+    hypotheses: list[str] = []
+    for item in self.data:
+      batch = dict(item.batch, weights=item.valid.astype(np.float32))
+      sharded = {k: _to_mesh(v, self.mesh) for k, v in batch.items()}
+      for key, value in jax.device_get(self._eval_step(params, sharded)).items():
+        sums[key] = sums.get(key, 0.0) + float(value)
+      tokens = decode_rows(params, self.config, item.batch['inputs'],
+                           self.mesh, beam_size=beam_size)
+      hypotheses += [self.tokenizer.decode(row) for row, ok in
+                     zip(tokens.tolist(), item.valid) if ok]
+    nll = losses.mean(sums['nll'], sums['tokens'])
+    metrics = {
+        'loss': float(losses.mean(sums['loss'], sums['tokens'])),
+        'nll': float(nll),
+        'perplexity': float(math.exp(nll)),
+        'accuracy': float(losses.mean(sums['correct'], sums['tokens'])),
+        **score(hypotheses, self.data.references),
+        'examples': len(hypotheses),
+        'seconds': time.time() - start,
+    }
+    return metrics, hypotheses
+
+  def write(self, directory: str, name: str, hypotheses: list[str],
+            metrics: dict[str, Any]) -> str:
+    """Writes NAME.{src,ref,hyp} (one sentence per line) and NAME.json."""
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.join(directory, name)
+    for suffix, lines in (('src', self.data.sources),
+                          ('ref', self.data.references), ('hyp', hypotheses)):
+      with open(f'{base}.{suffix}', 'w', encoding='utf-8') as f:
+        f.writelines(line.replace('\n', ' ') + '\n' for line in lines)
+    with open(f'{base}.json', 'w') as f:
+      json.dump(metrics, f, indent=2)
+    return base
+
+
+# ---------------------------------------------------------------------------
+# Translating arbitrary lines.
+# ---------------------------------------------------------------------------
+
+
+def _bucket(length: int, cap: int) -> int:
+  """Pads lengths to powers of two (>= 16): few shapes, few compilations."""
+  return min(cap, max(16, 1 << max(length - 1, 0).bit_length()))
+
+
+def translate_lines(params, config: Config, tokenizer, lines: Iterable[str],
+                    mesh, *, warn=None) -> Iterator[str]:
+  """One translation per input line, in order; empty lines stay empty.
+
+  Lines are read and decoded in batches of data.eval_batch_size. A line
+  longer than data.eval_max_length tokens is truncated, with `warn(message)`.
+  """
+  size, cap = config.data.eval_batch_size, config.data.eval_max_length
+  size = math.ceil(size / mesh.size) * mesh.size
+  batch: list[tuple[int, str]] = []
+
+  def flush(batch):
+    ids = []
+    for number, line in batch:
+      tokens = tokenizer.encode(line)
+      if len(tokens) + 1 > cap:
+        if warn:
+          warn(f'line {number}: {len(tokens) + 1} tokens, truncated to '
+               f'data.eval_max_length={cap}')
+        tokens = tokens[:cap - 1]
+      ids.append(tokens + [EOS_ID])
+    length = _bucket(max((len(x) for x in ids), default=1), cap)
+    rows = np.full((size, length), PAD_ID, np.int32)
+    for r, x in enumerate(ids):
+      rows[r, :len(x)] = x
+    rows[len(ids):, 0] = EOS_ID  # filler rows: a lone EOS, decoded and dropped
+    tokens = decode_rows(params, config, rows, mesh)
+    return [tokenizer.decode(row) for row in tokens[:len(ids)].tolist()]
+
+  pending: list[str | None] = []  # None: a slot for a non-empty line
+  for number, line in enumerate(lines, 1):
+    line = line.rstrip('\n')
+    if line.strip():
+      batch.append((number, line))
+      pending.append(None)
+    else:
+      pending.append('')
+    if len(batch) == size:
+      yield from _fill(pending, flush(batch))
+      batch, pending = [], []
+  if pending:
+    yield from _fill(pending, flush(batch) if batch else [])
+
+
+def _fill(pending: list[str | None], translations: list[str]) -> Iterator[str]:
+  it = iter(translations)
+  for slot in pending:
+    yield next(it) if slot is None else slot
