@@ -9,8 +9,8 @@ a run exactly where it stopped.
 
 Orbax writes each checkpoint into a temporary directory and renames it when
 complete, so a save killed half-way is never listed. A listed checkpoint that
-fails to restore (a truncated or damaged file) is skipped with a warning and
-the next older one is tried.
+fails to restore (a truncated or damaged file) is skipped with a warning,
+renamed to <step>.damaged, and the next older one is tried.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 
 
 class _IteratorSnapshot:
@@ -57,7 +58,13 @@ class Checkpointer:
     items = {'state': ocp.args.StandardSave(state)}
     if iterator is not None:
       items['data'] = grain.checkpoint.CheckpointSave(_IteratorSnapshot(iterator))
-    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    # Orbax skips a save while the previous one is still being written; wait
+    # for it instead, so that no requested checkpoint is lost.
+    self._manager.wait_until_finished()
+    if not self._manager.save(step, args=ocp.args.Composite(**items),
+                              force=True):
+      raise RuntimeError(f'Orbax declined to save step {step} in '
+                         f'{self.directory}')
 
   def restore(self, abstract_state, iterator=None, *,
               step: int | None = None) -> tuple[Any, int] | None:
@@ -87,12 +94,25 @@ class Checkpointer:
         logging.warning('Checkpoint %s/%d is unreadable or damaged (%s: %s); '
                         'trying the previous one.', self.directory, candidate,
                         type(error).__name__, str(error).splitlines()[0][:200])
+        self._set_aside(candidate)
         print(f'WARNING: skipping damaged checkpoint {self.directory}/'
-              f'{candidate} ({type(error).__name__}); trying an older one.',
-              flush=True)
+              f'{candidate} ({type(error).__name__}); moved it to '
+              f'{candidate}.damaged and trying an older one.', flush=True)
         continue
       return state, candidate
     return None
+
+  def _set_aside(self, step: int) -> None:
+    """Renames a damaged checkpoint so it is neither listed nor overwritten."""
+    if jax.process_index() == 0:
+      path = os.path.join(self.directory, str(step))
+      target = f'{path}.damaged'
+      suffix = 1
+      while os.path.exists(target):
+        target, suffix = f'{path}.damaged{suffix}', suffix + 1
+      os.rename(path, target)
+    multihost_utils.sync_global_devices(f'set aside checkpoint {step}')
+    self._manager.reload()
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

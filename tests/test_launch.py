@@ -1,0 +1,173 @@
+"""launch.py end to end, in real processes: resume, preemption, damaged
+checkpoints, multi-process training and the errors a user can make."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tiny, with a step logged and a checkpoint every 4 steps.
+TINY = ['--experiment=tiny', '--set=train.steps=120', '--set=train.log_every=1',
+        '--set=train.checkpoint_every=4', '--set=eval.final=false',
+        '--set=eval.every=0']
+
+pytestmark = pytest.mark.slow
+
+
+def launch_args(workdir, *extra):
+  return [sys.executable, 'launch.py', f'--workdir={workdir}', *TINY, *extra]
+
+
+def environment(devices: int = 1):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1')
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  return env
+
+
+def run(workdir, *extra, devices=1, check=True):
+  out = subprocess.run(launch_args(workdir, *extra), cwd=REPO,
+                       env=environment(devices), capture_output=True,
+                       text=True, timeout=600)
+  if check:
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+  return out
+
+
+def logged_losses(workdir) -> dict[int, float]:
+  """step -> loss; a step logged twice (before and after a resume) keeps the
+  later record."""
+  losses = {}
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    for line in f:
+      record = json.loads(line)
+      if record['kind'] == 'train':
+        losses[record['step']] = record['loss']
+  return losses
+
+
+def final_params(workdir, step):
+  path = os.path.join(workdir, 'checkpoints', str(step), 'state')
+  restored = ocp.StandardCheckpointer().restore(path)
+  return restored['params']
+
+
+def interrupt(workdir, sig, after_step: int) -> subprocess.CompletedProcess:
+  """Starts a run and sends `sig` once `after_step` has been logged."""
+  process = subprocess.Popen(launch_args(workdir), cwd=REPO, env=environment(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+  deadline = time.time() + 300
+  while time.time() < deadline and process.poll() is None:
+    if os.path.exists(metrics) and max(logged_losses(workdir), default=0) >= after_step:
+      process.send_signal(sig)
+      break
+    time.sleep(0.05)
+  stdout, stderr = process.communicate(timeout=300)
+  return subprocess.CompletedProcess(process.args, process.returncode, stdout,
+                                     stderr)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  run(workdir)
+  return workdir
+
+
+def assert_same_run(workdir, reference, restarted_from):
+  got, want = logged_losses(workdir), logged_losses(reference)
+  assert sorted(got) == sorted(want) == list(range(1, 121))
+  for step in range(restarted_from + 1, 121):
+    assert got[step] == want[step], f'loss differs at step {step}'
+  a, b = final_params(workdir, 120), final_params(reference, 120)
+  for x, y in zip(jax_leaves(a), jax_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def jax_leaves(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.tree.leaves(tree)
+
+
+def resumed_step(stdout: str) -> int:
+  line = next(l for l in stdout.splitlines() if 'Resuming' in l)
+  return int(line.split('step ')[1].rstrip('.'))
+
+
+def test_sigkill_then_restart_is_exact(uninterrupted, tmp_path):
+  workdir = str(tmp_path)
+  killed = interrupt(workdir, signal.SIGKILL, after_step=10)
+  assert killed.returncode == -signal.SIGKILL
+  resumed = run(workdir)
+  step = resumed_step(resumed.stdout)
+  assert 4 <= step < 120 and step % 4 == 0
+  assert_same_run(workdir, uninterrupted, step)
+
+
+def test_sigterm_saves_then_restart_is_exact(uninterrupted, tmp_path):
+  workdir = str(tmp_path)
+  stopped = interrupt(workdir, signal.SIGTERM, after_step=10)
+  assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+  assert 'Stopped by SIGTERM' in stopped.stdout
+  last = max(logged_losses(workdir))
+  resumed = run(workdir)
+  assert resumed_step(resumed.stdout) == last  # saved at the stopping step
+  assert_same_run(workdir, uninterrupted, last)
+
+
+def test_damaged_checkpoint_is_skipped(uninterrupted, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(uninterrupted, workdir)
+  # Truncate every data file of the newest checkpoint's state.
+  state = os.path.join(workdir, 'checkpoints', '120', 'state')
+  for root, _, files in os.walk(state):
+    for name in files:
+      path = os.path.join(root, name)
+      if os.path.getsize(path) > 64 and 'd' in root.split(os.sep)[-1]:
+        with open(path, 'r+b') as f:
+          f.truncate(16)
+  # And leave a half-written save behind, as a kill during a save would.
+  os.makedirs(os.path.join(workdir, 'checkpoints',
+                           '124.orbax-checkpoint-tmp-1'), exist_ok=True)
+  out = run(workdir, '--set=train.steps=124')
+  assert 'skipping damaged checkpoint' in out.stdout + out.stderr
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '120.damaged'))
+  assert resumed_step(out.stdout) == 116
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--experiment=nope'], 'no such experiment. Available:'),
+    (['--set=train.step=5'], 'Did you mean train.steps'),
+    (['--set=train.steps=many'], 'expected int'),
+    (['--set=model.dtype=fp16'], 'must be one of float32, bfloat16'),
+    (['--mode=evaluate'], 'needs a trained workdir'),
+])
+def test_user_errors_are_one_paragraph_without_traceback(tmp_path, args,
+                                                         message):
+  out = subprocess.run(
+      [sys.executable, 'launch.py', f'--workdir={tmp_path}/w',
+       '--experiment=tiny', *args], cwd=REPO, env=environment(),
+      capture_output=True, text=True, timeout=300)
+  assert out.returncode == 2
+  assert message in out.stderr
+  assert 'Traceback' not in out.stderr + out.stdout
+
+
+def test_incompatible_workdir_is_refused(uninterrupted, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(uninterrupted, workdir)
+  before = open(os.path.join(workdir, 'config.json')).read()
+  out = run(workdir, '--set=model.d_model=32', check=False)
+  assert out.returncode == 2
+  assert 'model.d_model: saved 64, requested 32' in out.stderr
+  assert 'Traceback' not in out.stderr
+  assert open(os.path.join(workdir, 'config.json')).read() == before
