@@ -88,7 +88,8 @@ class DataConfig:
   tfds_name: str = 'wmt14_translate/de-en'
   tfds_data_dir: str = ''  # '' = TFDS's default (~/tensorflow_datasets)
   text_dir: str = ''
-  # Prepared corpora (the Bible text files) live here; '' = ~/.cache/transformer.
+  # Root of prepared corpora: the Bible goes to DATA_DIR/bible_es_en/;
+  # '' = ~/.cache/transformer.
   data_dir: str = ''
   # SentencePiece: one joint vocabulary of model.vocab_size pieces.
   tokenizer: Literal['unigram', 'bpe'] = 'unigram'

@@ -1,0 +1,338 @@
+"""Parallel corpora behind one interface: `load_split(config, split)`.
+
+Every source returns a random-access sequence (`len`, `[i]`) of
+`(source_text, target_text)` string pairs, which grain reads by index:
+
+  'bible'  the offline Spanish-English Bible (`bible.prepare`), as text files;
+  'text'   the user's own files `text_dir/{split}.src` and `{split}.tgt`;
+  'tfds'   a TFDS translation dataset read with `tfds.data_source`
+           (ArrayRecord files, random access, no TensorFlow needed to read);
+  'toy'    a generated task (reverse a sequence of words) for fast tests.
+
+Text files are never loaded whole: one pass builds an index of line byte
+offsets (and checks the UTF-8), then lines are read by offset, so files
+larger than memory work. Every problem the user can fix raises `DataError`,
+naming the file, line or key at fault and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from transformer.config import DataConfig
+
+SPLITS = ('train', 'valid', 'test')
+# Where prepared corpora live when data.data_dir is ''.
+DEFAULT_DATA_ROOT = os.path.join('~', '.cache', 'transformer')
+BIBLE_SUBDIR = 'bible_es_en'
+BIBLE_LANGUAGES = ('es', 'en')
+TFDS_SPLITS = {'train': 'train', 'valid': 'validation', 'test': 'test'}
+# Bytes read at a time while indexing a text file.
+_INDEX_CHUNK = 16 << 20
+
+Pair = tuple[str, str]
+
+
+class DataError(Exception):
+  """A data problem the user can fix: the message says where and how."""
+
+
+def _check_split(split: str) -> None:
+  if split not in SPLITS:
+    raise DataError(f'unknown split {split!r}: expected one of '
+                    f'{", ".join(SPLITS)}')
+
+
+def _parse_direction(direction: str, languages: Sequence[str],
+                     what: str) -> tuple[str, str]:
+  parts = direction.split('-')
+  allowed = [f'{a}-{b}' for a in languages for b in languages if a != b]
+  if len(parts) != 2 or parts[0] not in languages or parts[1] not in languages \
+      or parts[0] == parts[1]:
+    raise DataError(f'data.direction={direction!r} is not available for '
+                    f'{what}: expected one of {", ".join(allowed)}')
+  return parts[0], parts[1]
+
+
+# ---------------------------------------------------------------------------
+# Text files: a line-offset index, lines read with pread.
+# ---------------------------------------------------------------------------
+
+
+class TextLines(Sequence[str]):
+  """The lines of a UTF-8 text file, read by index without loading the file.
+
+  One pass over the file records where each line starts (numpy int64) and
+  checks that it is valid UTF-8. '\\n' ends a line; a trailing '\\r' is
+  dropped; a last line without '\\n' counts. Reading uses os.pread, so several
+  threads may read at once. Picklable (the file is reopened after unpickling).
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    if not os.path.isfile(path):
+      raise DataError(f'{path}: file not found')
+    self._offsets = self._index(path)
+    self._fd: int | None = None
+
+  @staticmethod
+  def _index(path: str) -> np.ndarray:
+    starts = [np.zeros(1, np.int64)]
+    position = 0  # bytes consumed so far
+    lines_before = 0  # complete lines before `pending`
+    pending = b''  # the start of a line that continues in the next chunk
+    with open(path, 'rb') as f:
+      while True:
+        chunk = f.read(_INDEX_CHUNK)
+        if not chunk:
+          break
+        newlines = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+        if len(newlines):
+          complete = pending + chunk[:newlines[-1] + 1]
+          TextLines._check_utf8(complete, path, lines_before)
+          starts.append(newlines.astype(np.int64) + (position + 1))
+          lines_before += len(newlines)
+          pending = chunk[newlines[-1] + 1:]
+        else:
+          pending += chunk
+        position += len(chunk)
+    if pending:
+      TextLines._check_utf8(pending, path, lines_before)
+      starts.append(np.array([position], np.int64))
+    offsets = np.concatenate(starts)
+    # offsets[i]: start of line i; offsets[-1]: end of the last line.
+    return offsets
+
+  @staticmethod
+  def _check_utf8(data: bytes, path: str, lines_before: int) -> None:
+    try:
+      data.decode('utf-8')
+    except UnicodeDecodeError as error:
+      line = lines_before + data.count(b'\n', 0, error.start) + 1
+      column = error.start - data.rfind(b'\n', 0, error.start) - 1
+      raise DataError(
+          f'{path}: line {line}: invalid UTF-8 ({error.reason} at byte '
+          f'{column} of the line); text files must be UTF-8 encoded'
+      ) from None
+
+  def __len__(self) -> int:
+    return len(self._offsets) - 1
+
+  def __getitem__(self, index: int) -> str:
+    if index < 0:
+      index += len(self)
+    if not 0 <= index < len(self):
+      raise IndexError(f'line {index} out of range for {self.path} '
+                       f'({len(self)} lines)')
+    if self._fd is None:
+      self._fd = os.open(self.path, os.O_RDONLY)
+    start, end = int(self._offsets[index]), int(self._offsets[index + 1])
+    data = os.pread(self._fd, end - start, start)
+    return data.decode('utf-8').rstrip('\n').rstrip('\r')
+
+  def __getstate__(self):
+    state = self.__dict__.copy()
+    state['_fd'] = None
+    return state
+
+  def __del__(self):
+    if getattr(self, '_fd', None) is not None:
+      try:
+        os.close(self._fd)
+      except OSError:
+        pass
+
+
+class ParallelText(Sequence[Pair]):
+  """Two line-aligned text files: line i of `target_path` translates line i
+  of `source_path`."""
+
+  def __init__(self, source_path: str, target_path: str):
+    self.source = TextLines(source_path)
+    self.target = TextLines(target_path)
+    if len(self.source) != len(self.target):
+      raise DataError(
+          f'{source_path} has {len(self.source)} lines but {target_path} has '
+          f'{len(self.target)}: parallel files need one sentence per line, '
+          'line i of one translating line i of the other')
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int) -> Pair:
+    return self.source[index], self.target[index]
+
+
+# ---------------------------------------------------------------------------
+# The sources.
+# ---------------------------------------------------------------------------
+
+
+def data_root(config: DataConfig) -> str:
+  return os.path.expanduser(config.data_dir or DEFAULT_DATA_ROOT)
+
+
+def bible_dir(config: DataConfig) -> str:
+  """Where the Bible text files are: data_root/bible_es_en."""
+  return os.path.join(data_root(config), BIBLE_SUBDIR)
+
+
+def _bible(config: DataConfig, split: str) -> ParallelText:
+  from transformer.data import bible  # pylint: disable=import-outside-toplevel
+  src, tgt = _parse_direction(config.direction, BIBLE_LANGUAGES,
+                              "data.source='bible'")
+  directory = bible_dir(config)
+  try:
+    bible.prepare(directory)
+  except bible.CorpusUnavailableError as error:
+    raise DataError(f"data.source='bible': {error}") from None
+  return ParallelText(os.path.join(directory, f'{split}.{src}'),
+                      os.path.join(directory, f'{split}.{tgt}'))
+
+
+def _text(config: DataConfig, split: str) -> ParallelText:
+  if not config.text_dir:
+    raise DataError("data.source='text' needs data.text_dir: a directory "
+                    'holding train.src and train.tgt (and optionally '
+                    'valid.src/.tgt, test.src/.tgt), one sentence per line')
+  directory = os.path.expanduser(config.text_dir)
+  paths = [os.path.join(directory, f'{split}.{ext}') for ext in ('src', 'tgt')]
+  for path in paths:
+    if not os.path.isfile(path):
+      raise DataError(
+          f'{path}: file not found. data.source=\'text\' reads '
+          f'{split}.src and {split}.tgt from data.text_dir={config.text_dir!r}'
+          ' (UTF-8, one sentence per line, same number of lines)')
+  return ParallelText(*paths)
+
+
+class TfdsTranslation(Sequence[Pair]):
+  """A TFDS data source of {lang: text} examples as (source, target) pairs."""
+
+  def __init__(self, data_source, source_lang: str, target_lang: str):
+    self.data_source = data_source
+    self.source_lang = source_lang
+    self.target_lang = target_lang
+
+  def __len__(self) -> int:
+    return len(self.data_source)
+
+  @staticmethod
+  def _text(value) -> str:
+    if isinstance(value, np.ndarray):
+      value = value.item()
+    if isinstance(value, bytes):
+      return value.decode('utf-8')
+    return str(value)
+
+  def __getitem__(self, index: int) -> Pair:
+    example = self.data_source[int(index)]
+    return (self._text(example[self.source_lang]),
+            self._text(example[self.target_lang]))
+
+
+def tfds_prepare_hint(name: str, data_dir: str) -> str:
+  dir_flag = f' --data_dir={data_dir}' if data_dir else ''
+  return (f'Prepare it once (needs TensorFlow and the network):\n'
+          f'  pip install -e .[wmt]\n'
+          f'  tfds build {name} --file_format=array_record{dir_flag}\n'
+          f'or in Python: tfds.builder({name!r}, '
+          f'data_dir={data_dir or None!r}, file_format="array_record")'
+          '.download_and_prepare(). The data is never downloaded at run time.')
+
+
+def _tfds(config: DataConfig, split: str) -> TfdsTranslation:
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  # Registers the translation builders (wmt*, ted_*, ...).
+  import tensorflow_datasets.translate  # pylint: disable=import-outside-toplevel,unused-import
+  name = config.tfds_name
+  data_dir = (os.path.expanduser(config.tfds_data_dir)
+              if config.tfds_data_dir else None)
+  shown_dir = data_dir or '~/tensorflow_datasets'
+  try:
+    source = tfds.data_source(name, split=TFDS_SPLITS[split],
+                              data_dir=data_dir, download=False)
+  except Exception as error:  # pylint: disable=broad-except
+    # Missing data, a TFRecord-only preparation, an unknown name or split:
+    # tfds raises several types; all mean "not usable as it is".
+    message = str(error).split('\n', 1)[0]
+    raise DataError(
+        f'data.tfds_name={name!r} split {TFDS_SPLITS[split]!r} is not '
+        f'available as ArrayRecord in {shown_dir} '
+        f'({type(error).__name__}: {message}). '
+        + tfds_prepare_hint(name, config.tfds_data_dir)) from None
+  features = source.dataset_info.features
+  languages = sorted(getattr(features, 'languages', None) or features.keys())
+  src, tgt = _parse_direction(config.direction, languages,
+                              f'data.tfds_name={name!r}')
+  return TfdsTranslation(source, src, tgt)
+
+
+# Toy task: reverse a sequence of words.
+TOY_WORDS = tuple('''
+a able about above act add after again age ago air all also am an and animal
+any are area arm art as ask at away baby back bad bag ball bank bar base be
+bear beat bed been before begin best big bird bit black blue boat body book
+born both box boy bring brown build busy but buy by call came can car card
+care carry case cat cause cell chair child city class clear close cold come
+cook cool copy corn cost could count cross cry cup cut dad dance dark day dead
+deal dear deep did die dog door down draw dream dress drink drive drop dry
+duck each ear early earth east easy eat edge egg end even ever eye face fact
+fall far farm fast fat feel few field fill find fine fire first fish five fly
+food foot for form four free from full fun game gas get girl give glad go god
+gold good got gray great green grow had hair half hand hard has hat have he
+head hear heat help her here high hill him his hit hold hole home hope horse
+hot hour house how huge hunt
+'''.split())
+TOY_SIZES = {'train': 20_000, 'valid': 500, 'test': 500}
+TOY_MIN_WORDS, TOY_MAX_WORDS = 3, 12
+_TOY_SPLIT_SEEDS = {'train': 1, 'valid': 2, 'test': 3}
+
+
+class Toy(Sequence[Pair]):
+  """Sentences of 3-12 words from TOY_WORDS; the target reverses the words.
+
+  Deterministic: the same split always holds the same sentences.
+  """
+
+  def __init__(self, split: str, size: int | None = None):
+    rng = np.random.default_rng([20_240_601, _TOY_SPLIT_SEEDS[split]])
+    size = TOY_SIZES[split] if size is None else size
+    self._lengths = rng.integers(TOY_MIN_WORDS, TOY_MAX_WORDS + 1, size)
+    self._words = rng.integers(0, len(TOY_WORDS), int(self._lengths.sum()))
+    self._starts = np.concatenate([[0], np.cumsum(self._lengths)])
+
+  def __len__(self) -> int:
+    return len(self._lengths)
+
+  def __getitem__(self, index: int) -> Pair:
+    if index < 0:
+      index += len(self)
+    if not 0 <= index < len(self):
+      raise IndexError(index)
+    ids = self._words[self._starts[index]:self._starts[index + 1]]
+    words = [TOY_WORDS[i] for i in ids]
+    return ' '.join(words), ' '.join(reversed(words))
+
+
+def load_split(config: DataConfig, split: str) -> Sequence[Pair]:
+  """The (source_text, target_text) pairs of one split of `config.source`.
+
+  Args:
+    config: the data config (source, direction, paths).
+    split: 'train', 'valid' or 'test'.
+  Returns:
+    A random-access sequence (len, [i]) of pairs of str, picklable.
+  Raises:
+    DataError: the corpus is missing, malformed or the direction unknown.
+  """
+  _check_split(split)
+  loaders = {'bible': _bible, 'text': _text, 'tfds': _tfds,
+             'toy': lambda c, s: Toy(s)}
+  if config.source not in loaders:
+    raise DataError(f'data.source={config.source!r}: expected one of '
+                    f'{", ".join(loaders)}')
+  return loaders[config.source](config, split)

@@ -1,0 +1,186 @@
+"""SentencePiece tokenizer: one joint source+target vocabulary.
+
+Fixed ids, the same in every model this codebase trains (see config.py):
+
+  0 = <pad>  PAD_ID  padding in batches
+  1 = <unk>  UNK_ID  a piece not in the vocabulary
+  2 = <s>    BOS_ID  the decoder's start token (added by the model)
+  3 = </s>   EOS_ID  ends every source and target sentence
+
+`encode` adds neither BOS nor EOS (the pipeline appends EOS); `decode` stops
+at the first EOS and ignores PAD and BOS. The vocabulary size always equals
+`model.vocab_size` exactly (no soft limit), so the embedding table fits.
+
+`load_or_train(config, directory)` loads `directory/tokenizer.model`, or
+trains it on the training split (up to `data.tokenizer_sentences` lines,
+sampled with `config.seed`) and writes it atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+import sentencepiece as spm
+
+from transformer.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Config
+from transformer.data import sources
+from transformer.data.sources import DataError
+
+MODEL_FILENAME = 'tokenizer.model'
+# SentencePiece skips longer training sentences (bytes); verses and news
+# sentences are far shorter.
+MAX_SENTENCE_BYTES = 8192
+
+
+class Tokenizer:
+  """A SentencePiece model with the fixed special ids above."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self.training_seconds: float | None = None  # set by load_or_train
+    self._sp = spm.SentencePieceProcessor(model_file=path)
+    ids = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(),
+           self._sp.eos_id())
+    if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+      raise DataError(
+          f'{path}: special ids (pad, unk, bos, eos) are {ids}, expected '
+          f'{(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}; delete the file to retrain')
+
+  @property
+  def vocab_size(self) -> int:
+    return self._sp.vocab_size()
+
+  def encode(self, text: str) -> list[int]:
+    """Token ids of `text`, without BOS or EOS."""
+    return self._sp.encode(text)
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return self._sp.encode(list(texts))
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Text of `ids` up to the first EOS; PAD and BOS are ignored."""
+    ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+    if EOS_ID in ids:
+      ids = ids[:ids.index(EOS_ID)]
+    return self._sp.decode([i for i in ids if i not in (PAD_ID, BOS_ID)])
+
+  def normalize(self, text: str) -> str:
+    """`text` as the tokenizer sees it (NFKC, whitespace collapsed): what
+    decode(encode(text)) returns when every character is in the vocabulary."""
+    return self._sp.decode(self._sp.encode(text, out_type=str))
+
+  def id_to_piece(self, i: int) -> str:
+    return self._sp.id_to_piece(int(i))
+
+  def __getstate__(self):
+    return {'path': self.path,
+            'proto': self._sp.serialized_model_proto()}
+
+  def __setstate__(self, state):
+    self.path = state['path']
+    self.training_seconds = None
+    self._sp = spm.SentencePieceProcessor(model_proto=state['proto'])
+
+  def __repr__(self) -> str:
+    return f'Tokenizer({self.path!r}, vocab_size={self.vocab_size})'
+
+
+def training_sentences(pairs: Sequence[tuple[str, str]], max_sentences: int,
+                       seed: int) -> Iterator[str]:
+  """Source and target lines of `pairs`, at most `max_sentences` in all.
+
+  When the corpus has more, a random subset of pairs (seeded) is taken,
+  read in corpus order; both sides of a chosen pair are used.
+  """
+  num_pairs = min(len(pairs), max(1, max_sentences // 2))
+  if num_pairs == len(pairs):
+    indices = range(len(pairs))
+  else:
+    rng = np.random.default_rng(seed)
+    indices = np.sort(rng.choice(len(pairs), num_pairs, replace=False))
+  for i in indices:
+    source, target = pairs[int(i)]
+    for line in (source, target):
+      if line.strip():
+        yield line
+
+
+def train(pairs: Sequence[tuple[str, str]], path: str, *, vocab_size: int,
+          model_type: str = 'unigram', character_coverage: float = 1.0,
+          max_sentences: int = 2_000_000, seed: int = 0) -> Tokenizer:
+  """Trains a SentencePiece model on `pairs` and writes it to `path`.
+
+  Written atomically: trained in a temporary directory next to `path`, then
+  renamed, so a crash never leaves a half-written model behind.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp_dir = tempfile.mkdtemp(prefix='.tokenizer-tmp-', dir=directory)
+  try:
+    prefix = os.path.join(tmp_dir, 'spm')
+    spm.set_random_generator_seed(seed % 2**32)
+    try:
+      spm.SentencePieceTrainer.train(
+          sentence_iterator=training_sentences(pairs, max_sentences, seed),
+          model_prefix=prefix, model_type=model_type, vocab_size=vocab_size,
+          character_coverage=character_coverage,
+          pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+          pad_piece='<pad>', unk_piece='<unk>', bos_piece='<s>',
+          eos_piece='</s>', max_sentence_length=MAX_SENTENCE_BYTES,
+          num_threads=os.cpu_count() or 1, minloglevel=2)
+    except RuntimeError as error:
+      too_high = re.search(r'Vocabulary size too high \((\d+)\)\. Please set '
+                           r'it to a value <= (\d+)', str(error))
+      if too_high:
+        raise DataError(
+            f'model.vocab_size={vocab_size} is too large for this training '
+            f'corpus: at most {too_high.group(2)} pieces are possible with '
+            f"data.tokenizer='{model_type}'. Set model.vocab_size to "
+            f'{too_high.group(2)} or less, or use a larger corpus') from None
+      if 'no sentences' in str(error).lower() or 'empty' in str(error).lower():
+        raise DataError('the training split has no non-empty lines to train '
+                        f'the tokenizer on ({error})') from None
+      raise
+    os.replace(prefix + '.model', path)
+    vocab_path = os.path.splitext(path)[0] + '.vocab'
+    os.replace(prefix + '.vocab', vocab_path)
+  finally:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+  return Tokenizer(path)
+
+
+def load_or_train(config: Config, directory: str) -> Tokenizer:
+  """`directory/tokenizer.model`, trained on the training split if missing.
+
+  Training: joint source+target lines of the 'train' split, at most
+  data.tokenizer_sentences (sampled with config.seed), model type
+  data.tokenizer, exactly model.vocab_size pieces, data.character_coverage.
+  Raises DataError if the vocabulary size does not match model.vocab_size.
+  """
+  path = os.path.join(directory, MODEL_FILENAME)
+  if os.path.exists(path):
+    tokenizer = Tokenizer(path)
+  else:
+    pairs = sources.load_split(config.data, 'train')
+    if len(pairs) == 0:
+      raise DataError('the training split is empty: there is nothing to '
+                      'train the tokenizer on')
+    start = time.perf_counter()
+    tokenizer = train(
+        pairs, path, vocab_size=config.model.vocab_size,
+        model_type=config.data.tokenizer,
+        character_coverage=config.data.character_coverage,
+        max_sentences=config.data.tokenizer_sentences, seed=config.seed)
+    tokenizer.training_seconds = time.perf_counter() - start
+  if tokenizer.vocab_size != config.model.vocab_size:
+    raise DataError(
+        f'{path} has {tokenizer.vocab_size} pieces but model.vocab_size='
+        f'{config.model.vocab_size}: delete it to retrain, or set '
+        f'model.vocab_size={tokenizer.vocab_size}')
+  return tokenizer
