@@ -465,6 +465,30 @@ def test_host_shards_partition_the_data(text_corpus, text_tokenizer):
     pipeline.train_dataset(config, text_tokenizer, process_count=3)
 
 
+def test_fixed_shards_give_the_same_batches_for_any_process_count(
+    toy_tokenizer):
+  config = toy_config(shards=4, batch_size=8)
+  one = take(iter(pipeline.train_dataset(config, toy_tokenizer)), 4)
+  two = [take(iter(pipeline.train_dataset(config, toy_tokenizer,
+                                          process_index=p, process_count=2)),
+              4) for p in range(2)]
+  for step in range(4):
+    for key in pipeline.BATCH_KEYS:
+      np.testing.assert_array_equal(
+          np.concatenate([two[0][step][key], two[1][step][key]]),
+          one[step][key])
+  # Resuming a process that reads two shards restores both.
+  it = iter(pipeline.train_dataset(config, toy_tokenizer, process_index=1,
+                                   process_count=2))
+  take(it, 2)
+  fresh = iter(pipeline.train_dataset(config, toy_tokenizer, process_index=1,
+                                      process_count=2))
+  fresh.set_state(json.loads(json.dumps(it.get_state())))
+  assert_batches_equal(take(fresh, 2), two[1][2:4])
+  with pytest.raises(DataError, match='data.shards=4 must be a multiple'):
+    pipeline.train_dataset(config, toy_tokenizer, process_count=3)
+
+
 def test_empty_after_filtering_is_an_error(tmp_path, text_tokenizer):
   long = ' '.join(SPANISH * 4)
   write_corpus(tmp_path, 'train', [('', 'x'), (long, 'y'), ('z', '  ')])

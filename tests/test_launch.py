@@ -171,3 +171,35 @@ def test_incompatible_workdir_is_refused(uninterrupted, tmp_path):
   assert 'model.d_model: saved 64, requested 32' in out.stderr
   assert 'Traceback' not in out.stderr
   assert open(os.path.join(workdir, 'config.json')).read() == before
+
+
+def test_two_processes_match_one_process_with_all_devices(tmp_path):
+  """JAX's distributed runtime with CPU collectives: 2 processes x 4 devices
+  train like 1 process x 8 devices, each process reading only its shards."""
+  common = ['--experiment=tiny', '--set=train.steps=6',
+            '--set=train.log_every=1', '--set=train.checkpoint_every=6',
+            '--set=eval.final=false', '--set=eval.every=0',
+            '--set=data.shards=8']
+  single = str(tmp_path / 'single')
+  out = subprocess.run(
+      [sys.executable, 'launch.py', f'--workdir={single}', *common],
+      cwd=REPO, env=environment(8), capture_output=True, text=True,
+      timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+
+  import portpicker  # pylint: disable=g-import-not-at-top
+  port = portpicker.pick_unused_port()
+  multi = str(tmp_path / 'multi')
+  processes = [subprocess.Popen(
+      [sys.executable, 'launch.py', f'--workdir={multi}', *common,
+       f'--coordinator_address=localhost:{port}', '--num_processes=2',
+       f'--process_id={i}'], cwd=REPO, env=environment(4),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+  for process in processes:
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+  want, got = logged_losses(single), logged_losses(multi)
+  assert sorted(got) == list(range(1, 7))
+  np.testing.assert_allclose([got[s] for s in sorted(got)],
+                             [want[s] for s in sorted(want)], rtol=1e-5)

@@ -102,8 +102,15 @@ class DataConfig:
   eval_batch_size: int = 64  # sentences per evaluation batch
   eval_max_length: int = 256  # longer evaluation sentences are truncated
   worker_count: int = 0  # grain worker processes; 0 = in the main process
+  # The training data is split into this many shards (0 = one per process),
+  # each making batch_size / shards rows of every batch; a process reads only
+  # its own shards. A fixed number gives the same batches whatever the number
+  # of processes (e.g. 1 host with 8 devices or 2 hosts with 4).
+  shards: int = 0
 
   def __post_init__(self):
+    if self.shards < 0 or self.worker_count < 0:
+      raise ValueError('data.shards and data.worker_count must be >= 0')
     for name in ('max_length', 'batch_size', 'eval_batch_size',
                  'eval_max_length', 'tokenizer_sentences'):
       if getattr(self, name) <= 0:

@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from absl import logging
+from jax.experimental import multihost_utils
 
 from transformer import config as config_lib
 from transformer import train as train_lib
@@ -136,6 +136,11 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
   check_workdir_config(config, workdir)
   print('Config:\n' + config_lib.to_json(config), flush=True)
 
+  # Process 0 trains the tokenizer (if the workdir has none); the others
+  # wait, then load the same file from the shared workdir.
+  if jax.process_index() == 0:
+    tokenizer_lib.load_or_train(config, workdir)
+  multihost_utils.sync_global_devices('tokenizer ready')
   tokenizer = tokenizer_lib.load_or_train(config, workdir)
   dataset = pipeline.train_dataset(config, tokenizer,
                                    process_index=jax.process_index(),

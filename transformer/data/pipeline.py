@@ -3,7 +3,7 @@
 Training (`train_dataset`), one grain pipeline:
 
   source pairs (sources.load_split)
-  -> this host's shard: pairs[process_index::process_count]
+  -> data shards: pairs[s::shards]; a process reads only its own shards
   -> global shuffle with config.seed, a new order every epoch; repeat
   -> tokenize, append EOS; drop empty pairs; over-long ones dropped or
      truncated per data.overlong
@@ -144,34 +144,41 @@ class _RenamePacked(grain.transforms.Map):
 # ---------------------------------------------------------------------------
 
 
-def _check_hosts(data: DataConfig, process_index: int,
-                 process_count: int) -> int:
+def _shards_of(data: DataConfig, process_index: int,
+               process_count: int) -> tuple[range, int, int]:
+  """(this process's shard indices, total shards, rows per shard)."""
   if process_count <= 0 or not 0 <= process_index < process_count:
     raise DataError(f'process_index={process_index} must be in '
                     f'[0, process_count={process_count})')
-  if data.batch_size % process_count:
+  shards = data.shards or process_count
+  if shards % process_count:
+    raise DataError(f'data.shards={shards} must be a multiple of the number '
+                    f'of processes ({process_count})')
+  if data.batch_size % shards:
     raise DataError(
         f'data.batch_size={data.batch_size} must be divisible by the number '
-        f'of hosts ({process_count}): each host makes batch_size / hosts '
-        'rows. Use a multiple of ' + str(process_count))
-  return data.batch_size // process_count
+        f'of data shards ({shards}: data.shards, or one per process): each '
+        'shard makes batch_size / shards rows. Use a multiple of '
+        f'{shards}')
+  per_process = shards // process_count
+  start = process_index * per_process
+  return range(start, start + per_process), shards, data.batch_size // shards
 
 
-def _shard(config: Config, split: str, process_index: int,
-           process_count: int) -> grain.MapDataset:
+def _shard(config: Config, split: str, shard: int,
+           shards: int) -> grain.MapDataset:
   pairs = sources.load_split(config.data, split)
-  return grain.MapDataset.source(pairs)[process_index::process_count]
+  return grain.MapDataset.source(pairs)[shard::shards]
 
 
 def _first_kept(shard: grain.MapDataset, tokenizer, data: DataConfig,
-                split: str, process_index: int, process_count: int) -> None:
+                split: str, index: int, count: int) -> None:
   """Raises DataError if no pair of the shard survives filtering."""
   for i in range(len(shard)):
     if encode_pair(tokenizer, shard[i], data.max_length,
                    data.overlong)[0] is not None:
       return
-  where = (f' (host {process_index} of {process_count})'
-           if process_count > 1 else '')
+  where = f' (data shard {index} of {count})' if count > 1 else ''
   raise DataError(
       f'the {split!r} split of data.source={data.source!r}{where} has no '
       f'usable sentence pair: all {len(shard)} are empty'
@@ -189,24 +196,47 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
     config: seed and data settings (max_length, batch_size, pack, overlong,
       worker_count).
     tokenizer: a `Tokenizer` (picklable, for grain worker processes).
-    process_index, process_count: this host and the number of hosts; each
-      reads only pairs[process_index::process_count].
+    process_index, process_count: this process and the number of processes.
+      The data is split into data.shards shards (default: one per process),
+      shard s holding pairs[s::shards] and making batch_size / shards rows of
+      each batch; process p reads only its own contiguous block of shards.
     split: 'train' normally.
     num_epochs: None repeats forever. A number stops after that many epochs
       and keeps the last, smaller batch (for tests and measurements).
   Returns:
     An IterDataset of dicts (BATCH_KEYS) of int32 [batch_size //
-    process_count, max_length]. `iter(ds)` gives a fresh iterator with
+    process_count, max_length]: this process's rows of the global batch. `iter(ds)` gives a fresh iterator with
     get_state()/set_state().
   Raises:
-    DataError: batch_size not divisible by process_count, or nothing left
-      after filtering.
+    DataError: batch_size not divisible by the number of shards, shards not
+      by process_count, or nothing left after filtering.
   """
   data = config.data
-  per_host = _check_hosts(data, process_index, process_count)
-  shard = _shard(config, split, process_index, process_count)
-  _first_kept(shard, tokenizer, data, split, process_index, process_count)
-  ds = shard.shuffle(seed=config.seed % 2**32).repeat(num_epochs)
+  mine, shards, rows = _shards_of(data, process_index, process_count)
+  per_shard = [_shard_batches(config, tokenizer, split, shard, shards, rows,
+                              num_epochs) for shard in mine]
+  if len(per_shard) == 1:
+    ds = per_shard[0]
+  else:  # this process's rows of each batch: its shards' rows, in order
+    ds = grain.experimental.ZipIterDataset(per_shard).map(_concatenate_rows)
+  if data.worker_count > 0:
+    # grain's worker processes read absl flags; a program that did not start
+    # through absl.app has not parsed them (their defaults are what we want).
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=data.worker_count))
+  return ds
+
+
+def _shard_batches(config: Config, tokenizer, split: str, shard: int,
+                   shards: int, rows: int,
+                   num_epochs: int | None) -> grain.IterDataset:
+  """One shard's pipeline: shuffle, tokenize, filter, pack, batch `rows`."""
+  data = config.data
+  pairs = _shard(config, split, shard, shards)
+  _first_kept(pairs, tokenizer, data, split, shard, shards)
+  ds = pairs.shuffle(seed=config.seed % 2**32).repeat(num_epochs)
   ds = ds.map(_Encode(tokenizer, data.max_length, data.overlong))
   if not data.pack:
     ds = ds.map(_PadRow(data.max_length))
@@ -216,18 +246,14 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
     ds = grain.experimental.FirstFitPackIterDataset(
         ds, length_struct={'inputs': data.max_length,
                            'targets': data.max_length},
-        num_packing_bins=PACKING_BINS_PER_ROW * per_host,
+        num_packing_bins=PACKING_BINS_PER_ROW * rows,
         seed=config.seed, shuffle_bins=True)
     ds = ds.map(_RenamePacked())
-  ds = ds.batch(per_host, drop_remainder=num_epochs is None)
-  if data.worker_count > 0:
-    # grain's worker processes read absl flags; a program that did not start
-    # through absl.app has not parsed them (their defaults are what we want).
-    if not flags.FLAGS.is_parsed():
-      flags.FLAGS.mark_as_parsed()
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=data.worker_count))
-  return ds
+  return ds.batch(rows, drop_remainder=num_epochs is None)
+
+
+def _concatenate_rows(batches: tuple[dict[str, np.ndarray], ...]):
+  return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
 
 
 def filter_counts(config: Config, tokenizer, split: str = 'train', *,
