@@ -33,6 +33,9 @@ flags.DEFINE_string('split', 'test', 'evaluate: the split to decode.')
 flags.DEFINE_string('input', None, 'translate: read sentences from this file '
                     'instead of stdin.')
 flags.DEFINE_string('sentence', None, 'visualize: the source sentence.')
+flags.DEFINE_list('layers', None, 'visualize: layer indices (negative count '
+                  'from the end); default first and last.')
+flags.DEFINE_list('heads', None, 'visualize: head indices; default all.')
 flags.DEFINE_string('coordinator_address', None, 'Multi-process runs: '
                     'host:port of process 0 (see README, "Many hosts").')
 flags.DEFINE_integer('num_processes', None, 'Multi-process runs: how many.')
@@ -129,6 +132,33 @@ def translate(config, workdir: str, step: int | None) -> None:
       print(translation, flush=True)
 
 
+def visualize(config, workdir: str) -> None:
+  """Attention maps for --sentence and training curves, as PNG files."""
+  from transformer import loop, visualize as visualize_lib  # pylint: disable=g-import-not-at-top
+  if not FLAGS.sentence:
+    raise loop.RunError('--mode=visualize needs --sentence="a source '
+                        'sentence" to draw the attention of.')
+  as_ints = lambda values, flag: None if values is None else [
+      _int(v, flag) for v in values]
+  try:
+    paths = visualize_lib.run(config, workdir, sentence=FLAGS.sentence,
+                              layers=as_ints(FLAGS.layers, 'layers'),
+                              heads=as_ints(FLAGS.heads, 'heads'),
+                              step=FLAGS.step)
+  except ValueError as error:  # a bad --sentence, --layers or --heads
+    raise loop.RunError(str(error)) from None
+  print('Wrote:\n  ' + '\n  '.join(paths))
+
+
+def _int(value: str, flag: str) -> int:
+  from transformer import loop  # pylint: disable=g-import-not-at-top
+  try:
+    return int(value)
+  except ValueError:
+    raise loop.RunError(f'--{flag}={value}: expected integers separated by '
+                        f'commas, e.g. --{flag}=0,-1') from None
+
+
 def train(config, workdir: str) -> None:
   from transformer import loop  # pylint: disable=g-import-not-at-top
   summary = loop.train(config, workdir)
@@ -170,6 +200,8 @@ def main(argv):
       evaluate(config, workdir, FLAGS.split, FLAGS.step)
     elif FLAGS.mode == 'translate':
       translate(config, workdir, FLAGS.step)
+    elif FLAGS.mode == 'visualize':
+      visualize(config, workdir)
     else:
       from transformer import loop  # pylint: disable=g-import-not-at-top
       raise loop.RunError(f'--mode={FLAGS.mode} is not available yet.')

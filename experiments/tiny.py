@@ -13,8 +13,8 @@ def get_config() -> Config:
                         max_length=64),
       data=DataConfig(source='toy', max_length=32, batch_size=16,
                       eval_batch_size=32),
-      train=TrainConfig(steps=40, schedule='constant', learning_rate=3e-3,
-                        warmup_steps=10, checkpoint_every=20, log_every=10),
+      train=TrainConfig(steps=600, schedule='constant', learning_rate=3e-3,
+                        warmup_steps=10, checkpoint_every=200, log_every=100),
       eval=EvalConfig(every=0, num_examples=64, max_extra_length=10),
   )
 
