@@ -202,9 +202,9 @@ def main(argv):
       translate(config, workdir, FLAGS.step)
     elif FLAGS.mode == 'visualize':
       visualize(config, workdir)
-    else:
-      from transformer import loop  # pylint: disable=g-import-not-at-top
-      raise loop.RunError(f'--mode={FLAGS.mode} is not available yet.')
+    elif FLAGS.mode == 'benchmark':
+      from transformer import benchmark  # pylint: disable=g-import-not-at-top
+      benchmark.run(config, workdir)
   except user_errors() as error:
     print(f'\nError: {error}', file=sys.stderr, flush=True)
     sys.exit(2)

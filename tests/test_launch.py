@@ -203,3 +203,22 @@ def test_two_processes_match_one_process_with_all_devices(tmp_path):
   assert sorted(got) == list(range(1, 7))
   np.testing.assert_allclose([got[s] for s in sorted(got)],
                              [want[s] for s in sorted(want)], rtol=1e-5)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+  # Warm-up makes the first update 0, so step 1 is good; then lr ~1e27.
+  workdir = str(tmp_path)
+  out = run(workdir, '--set=train.schedule=constant',
+            '--set=train.learning_rate=1e30', '--set=train.warmup_steps=1000',
+            '--set=train.checkpoint_every=1', '--set=train.steps=10',
+            check=False)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert 'became NaN or Inf at step' in out.stderr
+  assert 'Traceback' not in out.stderr
+  bad_step = int(out.stderr.split('NaN or Inf at step ')[1].split(';')[0])
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir,
+                                                         'checkpoints'))
+                 if d.isdigit())
+  assert steps and max(steps) < bad_step
+  for leaf in jax_leaves(final_params(workdir, max(steps))):
+    assert np.all(np.isfinite(leaf))

@@ -174,9 +174,10 @@ def train_step(state: TrainState, batch: Batch, rng: Array, *,
 
   The loss is the exact mean over all real target tokens of the batch, even
   with gradient accumulation: gradients of loss *sums* are accumulated over
-  micro-batches and divided once by the total token count. An update whose
-  loss or gradient is not finite is not applied (`finite` = 0 in the metrics);
-  the loop stops the run when it sees one.
+  micro-batches and divided once by the total token count. `finite` = 0 in
+  the metrics marks a step whose loss or gradient was NaN or Inf: the loop
+  checks it before every checkpoint and log line and stops the run, so such a
+  state is never saved (and no per-step select over the state is needed).
   """
   rng = step_rng(rng, state.step)
   grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
@@ -204,11 +205,8 @@ def train_step(state: TrainState, batch: Batch, rng: Array, *,
   optimizer = make_optimizer(config)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  keep_if_finite = lambda new, old: jax.tree.map(
-      lambda n, o: jnp.where(finite, n, o), new, old)
-  new_state = TrainState(step=state.step + 1,
-                         params=keep_if_finite(params, state.params),
-                         opt_state=keep_if_finite(opt_state, state.opt_state))
+  new_state = TrainState(step=state.step + 1, params=params,
+                         opt_state=opt_state)
   metrics = {
       'loss': loss,
       'tokens': weight_sum,

@@ -1,0 +1,672 @@
+"""Speed of training, evaluation, decoding and the input pipeline; FLOPs and MFU.
+
+`run(config, workdir)` (`launch.py --mode=benchmark`) measures, in one process:
+
+  train step   the step training runs (`make_mesh`, `jit_init_state`,
+               `jit_train_step`: same sharding, donated state): compile time
+               (`compile_s`: trace, lower and XLA-compile the step; the first
+               call of training takes compile_s + first_step_s), then the
+               median, min, max and quartiles of `repeats` steps after a
+               warm-up, each timed to `jax.block_until_ready`;
+  eval step    `jit_eval_step` on the same batches;
+  decoding     `greedy_decode` and `beam_search` (beam 4) of one fixed batch of
+               sources, the same for both: seconds per batch, sentences/s,
+               generated tokens/s, and the beam-4 / greedy time ratio;
+  input        `pipeline.measure_input_pipeline` alone: batches/s, and how
+               many times faster than the train step it produces them;
+  FLOPs, MFU   model FLOPs per step from the formula below, achieved FLOP/s =
+               FLOPs / median step time, MFU = achieved / peak;
+  memory       peak device memory (GPU/TPU) or the process's peak resident
+               memory (CPU).
+
+Batches: real ones (the workdir's tokenizer, trained with `load_or_train` if
+missing, and `pipeline.train_dataset`) when the data is there, else random
+tokens of the same shape ([batch_size, max_length] int32, no padding). Decoding
+takes the first test sentences (as evaluation batches them) or random
+[eval_batch_size, max_length] sources ending in EOS. Decoding uses the
+workdir's latest checkpoint when there is one, else the fresh parameters, whose
+output lengths (and so decoding times) are not a trained model's: greedy
+tends to run to the length limit, beam search to stop at once on an early
+EOS. Mean output lengths are reported; the output says what was used.
+
+Model FLOPs (`forward_flops`): matrix multiplications only, counted as
+2 * m * n * k; embedding lookups, softmax, LayerNorm, masks, the loss and the
+optimizer are left out (a few percent at these sizes). With B sentences, S
+source and T target positions, d = d_model, f = d_ff, V = vocab_size, per
+layer:
+
+  encoder layer:  Q, K, V, O projections     4 * 2*B*S*d*d
+                  scores Q K^T, values A V   2 * 2*B*S*S*d   (heads * head_dim
+                                                              = d; all S*S
+                                                              pairs, masked
+                                                              ones included)
+                  feed-forward               2 * 2*B*S*d*f
+  decoder layer:  self-attention             4 * 2*B*T*d*d + 2 * 2*B*T*T*d
+                                             (the full T*T, as computed,
+                                             though causal masking hides half)
+                  cross-attention Q, O       2 * 2*B*T*d*d
+                  cross-attention K, V       2 * 2*B*S*d*d   (encoder side,
+                                                              S long)
+                  cross scores, values       2 * 2*B*T*S*d
+                  feed-forward               2 * 2*B*T*d*f
+  output projection                          2*B*T*d*V
+
+  forward = L_enc * encoder + L_dec * decoder + output projection
+  train step (`train_flops`) = 3 * forward   (backward = 2 * forward: the
+          gradients with respect to both inputs of every matmul), over
+          data.batch_size rows of data.max_length source and target positions.
+
+FLOPs count token slots, padding included: that is the work the step does.
+Token throughputs count real (non-PAD) target tokens.
+
+Peak FLOP/s: on GPU and TPU the chip's published dense peak for the compute
+dtype (`PEAK_FLOPS`, by `device_kind`) times the number of devices; an unknown
+chip gets MFU None with a note. On CPU there is no published number: the peak
+is the throughput of a large jitted matrix multiplication in the model's dtype
+(2048 x 2048 @ 2048 x 2048, the median of several), measured in the same run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from transformer import decode as decode_lib
+from transformer import train as train_lib
+from transformer.config import EOS_ID, PAD_ID, Config, ModelConfig
+
+RESULT_FILENAME = 'benchmark.json'
+BEAM_SIZE = 4
+# Steps run after the compiling one and before timing starts.
+WARMUP_STEPS = 2
+CPU_MATMUL_SIZE = 2048
+ACCELERATOR_MATMUL_SIZE = 8192
+MATMUL_REPEATS = 5
+
+# Published dense (no sparsity) peak FLOP/s per chip.
+#   'bf16': bfloat16 inputs on the matrix units (tensor cores, MXUs).
+#   'tf32': float32 inputs at JAX's default matmul precision on NVIDIA GPUs,
+#           which uses TF32 tensor cores ("By default, JAX leans toward speed:
+#           float32 dot products may be computed with reduced-precision
+#           arithmetic internally (bfloat16 on TPU, TF32 on recent GPUs)",
+#           https://docs.jax.dev/en/latest/201/precision.html).
+#   'fp32': true float32 (jax_default_matmul_precision='highest'): on GPUs
+#           the non-tensor FP32 rate.
+# TPUs publish only bf16; float32 matmuls at default precision run as bf16
+# passes, so bf16 is the peak for both dtypes there.
+# Matched in order against jax.devices()[0].device_kind, lower-cased.
+PEAK_FLOPS: tuple[tuple[str, str, dict[str, float], str], ...] = (
+    # NVIDIA H100 datasheet / Hopper whitepaper (the datasheet's tensor
+    # numbers are with sparsity: halved here). SXM5: BF16 989.4, TF32 494.7,
+    # FP32 66.9 TFLOPS (132 SMs at 1.83 GHz; see also
+    # https://glennklockwood.com/garden/processors/h100). PCIe: BF16 756,
+    # TF32 378, FP32 51 TFLOPS.
+    ('h100', 'pcie', {'bf16': 756e12, 'tf32': 378e12, 'fp32': 51.2e12},
+     'NVIDIA H100 PCIe datasheet (dense)'),
+    ('h100', '', {'bf16': 989.4e12, 'tf32': 494.7e12, 'fp32': 66.9e12},
+     'NVIDIA H100 SXM5 datasheet (dense)'),
+    # H200: the same GH100 compute as H100 SXM with more, faster HBM3e
+    # (NVIDIA H200 datasheet: 989 TFLOPS BF16 dense, 67 TFLOPS FP32).
+    ('h200', '', {'bf16': 989.4e12, 'tf32': 494.7e12, 'fp32': 66.9e12},
+     'NVIDIA H200 datasheet (dense; = H100 SXM)'),
+    # NVIDIA A100 datasheet: BF16 312, TF32 156, FP32 19.5 TFLOPS (SXM and
+    # PCIe alike).
+    ('a100', '', {'bf16': 312e12, 'tf32': 156e12, 'fp32': 19.5e12},
+     'NVIDIA A100 datasheet (dense)'),
+    # Cloud TPU system architecture pages (https://cloud.google.com/tpu/docs/
+    # v4, v5e, v5p, v6e): peak bf16 compute per chip. device_kind is
+    # 'TPU v4', 'TPU v5 lite' (v5e), 'TPU v5' / 'TPU v5p', 'TPU v6 lite' (v6e).
+    ('tpu v5 lite', '', {'bf16': 197e12}, 'Cloud TPU v5e docs'),
+    ('tpu v5e', '', {'bf16': 197e12}, 'Cloud TPU v5e docs'),
+    ('tpu v6 lite', '', {'bf16': 918e12}, 'Cloud TPU v6e (Trillium) docs'),
+    ('tpu v6e', '', {'bf16': 918e12}, 'Cloud TPU v6e (Trillium) docs'),
+    ('tpu v5', '', {'bf16': 459e12}, 'Cloud TPU v5p docs'),  # 'TPU v5', 'v5p'
+    ('tpu v4', '', {'bf16': 275e12}, 'Cloud TPU v4 docs'),
+)
+
+
+# ---------------------------------------------------------------------------
+# FLOPs.
+# ---------------------------------------------------------------------------
+
+
+def forward_flops(model_config: ModelConfig, batch: int, src_len: int,
+                  tgt_len: int) -> float:
+  """Matmul FLOPs of one teacher-forced forward pass (module docstring)."""
+  c = model_config
+  b, s, t = float(batch), float(src_len), float(tgt_len)
+  d, f, v = float(c.d_model), float(c.d_ff), float(c.vocab_size)
+  encoder = (4 * 2 * b * s * d * d  # Q, K, V, O projections
+             + 2 * 2 * b * s * s * d  # Q K^T and A V over all heads
+             + 2 * 2 * b * s * d * f)  # feed-forward
+  decoder = (4 * 2 * b * t * d * d + 2 * 2 * b * t * t * d  # self-attention
+             + 2 * 2 * b * t * d * d  # cross-attention Q and O
+             + 2 * 2 * b * s * d * d  # cross-attention K and V (encoder side)
+             + 2 * 2 * b * t * s * d  # cross-attention scores and values
+             + 2 * 2 * b * t * d * f)  # feed-forward
+  output = 2 * b * t * d * v
+  return (c.num_encoder_layers * encoder + c.num_decoder_layers * decoder
+          + output)
+
+
+def train_flops(config: Config) -> float:
+  """Model FLOPs of one train step on a global batch: 3 * forward."""
+  length = config.data.max_length
+  return 3.0 * forward_flops(config.model, config.data.batch_size, length,
+                             length)
+
+
+def xla_flops(compiled) -> float | None:
+  """XLA's own FLOP count of a compiled computation, if it gives one."""
+  try:
+    analysis = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None  # not every backend implements it
+  if isinstance(analysis, (list, tuple)):  # older JAX: one dict per device
+    analysis = analysis[0] if analysis else None
+  if not analysis or 'flops' not in analysis:
+    return None
+  return float(analysis['flops'])
+
+
+# ---------------------------------------------------------------------------
+# Peak FLOP/s and memory.
+# ---------------------------------------------------------------------------
+
+
+def _matmul_precision_kind() -> str:
+  precision = str(jax.config.jax_default_matmul_precision or '').lower()
+  if precision in ('highest', 'float32', 'f32_f32_f32'):
+    return 'fp32'
+  return 'tf32'
+
+
+def published_peak(device_kind: str, dtype: str
+                   ) -> tuple[float | None, str]:
+  """(peak FLOP/s of one chip, where it comes from), or (None, why not)."""
+  kind = device_kind.lower()
+  for name, variant, peaks, source in PEAK_FLOPS:
+    if name in kind and variant in kind:
+      if 'tf32' not in peaks:  # TPU: bf16 is the only published rate
+        return peaks['bf16'], f'{source}: bf16 {peaks["bf16"] / 1e12:g} TFLOP/s'
+      key = 'bf16' if dtype == 'bfloat16' else _matmul_precision_kind()
+      return peaks[key], f'{source}: {key} {peaks[key] / 1e12:g} TFLOP/s'
+  return None, (f'no published peak for device_kind {device_kind!r} in '
+                'benchmark.PEAK_FLOPS: MFU not computed')
+
+
+def measure_matmul(size: int, dtype: str, repeats: int = MATMUL_REPEATS
+                   ) -> float:
+  """FLOP/s of a jitted [size, size] @ [size, size] matmul: median of runs."""
+  matmul = jax.jit(jnp.matmul)
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  b = jax.random.normal(jax.random.key(1), (size, size), dtype)
+  jax.block_until_ready(matmul(a, b))  # compile
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(matmul(a, b))
+    times.append(time.perf_counter() - start)
+  return 2.0 * size**3 / statistics.median(times)
+
+
+def peak_memory() -> tuple[int | None, str]:
+  """(bytes, what was measured): device peak on GPU/TPU, else peak RSS."""
+  device = jax.local_devices()[0]
+  if device.platform != 'cpu':
+    try:
+      stats = device.memory_stats() or {}
+    except Exception:  # pylint: disable=broad-except
+      stats = {}
+    if 'peak_bytes_in_use' in stats:
+      return int(stats['peak_bytes_in_use']), (
+          'device memory_stats()["peak_bytes_in_use"] of device 0, over '
+          'the whole process')
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  rss *= 1 if sys.platform == 'darwin' else 1024  # Linux reports KiB
+  return int(rss), ('peak resident memory of the process (ru_maxrss), host '
+                    'side: parameters, activations, data and the compiler')
+
+
+# ---------------------------------------------------------------------------
+# Timing.
+# ---------------------------------------------------------------------------
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+  q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (
+      times[0],) * 3
+  return {'median': statistics.median(times), 'min': min(times),
+          'max': max(times), 'p25': q1, 'p75': q3}
+
+
+def _time_calls(call: Callable[[], Any], repeats: int) -> list[float]:
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(call())
+    times.append(time.perf_counter() - start)
+  return times
+
+
+# ---------------------------------------------------------------------------
+# Inputs.
+# ---------------------------------------------------------------------------
+
+
+def _random_ids(rng: np.random.Generator, rows: int, length: int,
+                vocab_size: int) -> np.ndarray:
+  """[rows, length] int32 ids, none of them special, the last one EOS."""
+  if vocab_size <= EOS_ID + 1:
+    raise ValueError(f'model.vocab_size={vocab_size} leaves no ordinary '
+                     'token for random batches')
+  ids = rng.integers(EOS_ID + 1, vocab_size, (rows, length), dtype=np.int32)
+  ids[:, -1] = EOS_ID
+  return ids
+
+
+def random_batch(config: Config, rng: np.random.Generator, rows: int
+                 ) -> dict[str, np.ndarray]:
+  """A batch of the pipeline's keys and shape: one sentence per row, no PAD."""
+  length = config.data.max_length
+  positions = np.broadcast_to(np.arange(length, dtype=np.int32),
+                              (rows, length)).copy()
+  ones = np.ones((rows, length), np.int32)
+  vocab = config.model.vocab_size
+  return {'inputs': _random_ids(rng, rows, length, vocab),
+          'targets': _random_ids(rng, rows, length, vocab),
+          'inputs_segmentation': ones, 'targets_segmentation': ones.copy(),
+          'inputs_positions': positions, 'targets_positions': positions.copy()}
+
+
+def _data_errors() -> tuple[type[BaseException], ...]:
+  errors: list[type[BaseException]] = [OSError]
+  try:
+    from transformer.data.sources import DataError  # pylint: disable=g-import-not-at-top
+    from transformer.data.bible import CorpusUnavailableError  # pylint: disable=g-import-not-at-top
+    errors += [DataError, CorpusUnavailableError]
+  except ImportError:
+    pass
+  return tuple(errors)
+
+
+def train_batches(config: Config, workdir: str, count: int,
+                  rng: np.random.Generator):
+  """`count` host batches: real ones if the data is there, else random.
+
+  Returns (tokenizer or None, batches, what they are, why not real or '').
+  """
+  try:
+    from transformer.data import pipeline, tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+    tokenizer = tokenizer_lib.load_or_train(config, workdir)
+    iterator = iter(pipeline.train_dataset(
+        config, tokenizer, process_index=jax.process_index(),
+        process_count=jax.process_count()))
+    batches = [next(iterator) for _ in range(count)]
+    if hasattr(iterator, 'close'):
+      iterator.close()
+    return (tokenizer, batches,
+            f'real: data.source={config.data.source!r} train split', '')
+  except _data_errors() + (ImportError,) as error:
+    rows = config.data.batch_size // jax.process_count()
+    return (None, [random_batch(config, rng, rows) for _ in range(count)],
+            'random', f'random token batches [{rows}, '
+            f'{config.data.max_length}], no padding: the data is not '
+            f'available ({error})')
+
+
+def decode_inputs(config: Config, tokenizer, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, int, str]:
+  """(global [rows, S] sources, real sentences among them, description)."""
+  rows = config.data.eval_batch_size
+  if tokenizer is not None:
+    from transformer.data import pipeline  # pylint: disable=g-import-not-at-top
+    try:
+      data = pipeline.eval_dataset(config, tokenizer, 'test', rows)
+      first = data.batches[0]
+      return (first.batch['inputs'], int(first.valid.sum()),
+              f'the first {int(first.valid.sum())} test sentences, batched as '
+              'evaluation does')
+    except _data_errors() as error:
+      note = f' (test split unavailable: {error})'
+  else:
+    note = ''
+  return (_random_ids(rng, rows, config.data.max_length,
+                      config.model.vocab_size), rows,
+          f'random ids [{rows}, {config.data.max_length}] ending in EOS'
+          + note)
+
+
+_UNTRAINED = ('random initialisation (no checkpoint in the workdir): output '
+              'lengths are not those of a trained model')
+
+
+def _decode_params(config: Config, workdir: str, mesh, params):
+  """The workdir's latest checkpoint's params if any, else `params`."""
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    return params, _UNTRAINED
+  try:
+    from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+    restored, steps = evaluate_lib.restore_params(config, workdir, mesh)
+    return restored, f'checkpoint at step {steps[-1]}'
+  except Exception as error:  # pylint: disable=broad-except
+    return params, f'{_UNTRAINED}; the checkpoint could not be used: {error}'
+
+
+def _local_rows(rows: np.ndarray) -> np.ndarray:
+  """This process's share of a global batch that every process holds."""
+  per_process = rows.shape[0] // jax.process_count()
+  start = jax.process_index() * per_process
+  return rows[start:start + per_process]
+
+
+# ---------------------------------------------------------------------------
+# The benchmark.
+# ---------------------------------------------------------------------------
+
+
+def run(config: Config, workdir: str, *, repeats: int = 20,
+        decode_repeats: int | None = None, input_batches: int = 50,
+        verbose: bool = True) -> dict[str, Any]:
+  """Measures training, evaluation, decoding and input speed of `config`.
+
+  Args:
+    config: the experiment.
+    workdir: holds (or receives) tokenizer.model; benchmark.json is written
+      here. A checkpoint here, if any, supplies the decoding parameters.
+    repeats: timed train and eval steps (after compiling and warming up).
+    decode_repeats: timed decodes of the batch; default min(repeats, 5).
+    input_batches: batches timed by the input-pipeline measurement.
+    verbose: print the table.
+  Returns:
+    The numbers written to WORKDIR/benchmark.json. Times in seconds, rates per
+    second; among them: compile_s, first_step_s, train_step_s (median; also
+    _min_s, _max_s, _p25_s, _p75_s), train_tokens_per_s (real target tokens),
+    train_flops, xla_train_flops (XLA's count, a cross-check),
+    train_flops_per_s, peak_flops_per_s and peak_source, train_mfu (None for
+    an unknown accelerator), eval_step_s, eval_mfu, greedy_s and beam4_s
+    (seconds per batch; _sentences_per_s, _tokens_per_s,
+    _mean_output_length, _first_call_s), beam4_over_greedy,
+    input_batches_per_s, input_over_train (input batches/s over train
+    steps/s; None with random batches), peak_memory_bytes and
+    peak_memory_source, data and data_note, decode_inputs, decode_params,
+    device_kind, jax_version.
+  """
+  if repeats < 1:
+    raise ValueError(f'repeats must be positive, got {repeats}')
+  decode_repeats = decode_repeats or max(1, min(repeats, 5))
+  os.makedirs(workdir, exist_ok=True)
+  started = time.perf_counter()
+  device = jax.devices()[0]
+  mesh = train_lib.make_mesh()
+  rng = np.random.default_rng(config.seed)
+  verbose = verbose and jax.process_index() == 0
+  log = (lambda message: print(message, flush=True)) if verbose else (
+      lambda message: None)
+  result: dict[str, Any] = {
+      'jax_version': jax.__version__,
+      'platform': device.platform,
+      'device_kind': device.device_kind,
+      'num_devices': mesh.size,
+      'process_count': jax.process_count(),
+      'batch_size': config.data.batch_size,
+      'max_length': config.data.max_length,
+      'eval_batch_size': config.data.eval_batch_size,
+      'dtype': config.model.dtype,
+      'repeats': repeats,
+      'decode_repeats': decode_repeats,
+      'date': datetime.datetime.now().isoformat(timespec='seconds'),
+  }
+
+  # Batches: real ones if the data is there, else random of the same shape.
+  count = WARMUP_STEPS + repeats + 1
+  tokenizer, host_batches, result['data'], result['data_note'] = (
+      train_batches(config, workdir, count, rng))
+  log(f'Benchmark: {result["data"]} batches, {mesh.size} device(s) '
+      f'({device.device_kind}).')
+  batches = [train_lib.global_batch(b, mesh) for b in host_batches]
+  # Token counts: this host's, times the hosts (they see similar batches).
+  target_tokens = [int(np.count_nonzero(b['targets'] != PAD_ID))
+                   * jax.process_count() for b in host_batches]
+  source_tokens = [int(np.count_nonzero(b['inputs'] != PAD_ID))
+                   * jax.process_count() for b in host_batches]
+
+  # Train step: compile (trace, lower, XLA), first run, warm-up, timed steps.
+  init_fn, sharding = train_lib.jit_init_state(config, mesh)
+  init_rng, dropout_rng = train_lib.seed_rngs(config.seed)
+  state = init_fn(init_rng)
+  result['num_params'] = int(sum(x.size for x in
+                                 jax.tree.leaves(state.params)))
+  step_fn = train_lib.jit_train_step(config, mesh, sharding)
+  start = time.perf_counter()
+  compiled_step = step_fn.lower(state, batches[0], dropout_rng).compile()
+  result['compile_s'] = time.perf_counter() - start
+  result['xla_train_flops'] = xla_flops(compiled_step)
+  start = time.perf_counter()
+  state, metrics = compiled_step(state, batches[0], dropout_rng)
+  jax.block_until_ready((state, metrics))
+  result['first_step_s'] = time.perf_counter() - start
+  log(f'  train step compiled in {result["compile_s"]:.1f}s')
+  for i in range(1, 1 + WARMUP_STEPS):
+    state, metrics = compiled_step(state, batches[i], dropout_rng)
+  jax.block_until_ready(state)
+  times = []
+  for batch in batches[1 + WARMUP_STEPS:]:
+    begin = time.perf_counter()
+    state, metrics = compiled_step(state, batch, dropout_rng)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - begin)
+  result['final_loss'] = float(metrics['loss'])
+  train = _summary(times)
+  step_s = train['median']
+  timed_targets = statistics.mean(target_tokens[1 + WARMUP_STEPS:])
+  timed_sources = statistics.mean(source_tokens[1 + WARMUP_STEPS:])
+  result.update({
+      'train_step_s': step_s,
+      'train_step_min_s': train['min'], 'train_step_max_s': train['max'],
+      'train_step_p25_s': train['p25'], 'train_step_p75_s': train['p75'],
+      'train_steps_per_s': 1.0 / step_s,
+      'train_tokens_per_s': timed_targets / step_s,
+      'train_source_tokens_per_s': timed_sources / step_s,
+      'train_target_tokens_per_step': timed_targets,
+  })
+
+  # FLOPs and MFU.
+  flops = train_flops(config)
+  result['train_flops'] = flops
+  result['train_flops_per_s'] = flops / step_s
+  if device.platform == 'cpu':
+    measured = measure_matmul(CPU_MATMUL_SIZE, config.model.dtype)
+    peak = measured * jax.process_count()
+    result['matmul_flops_per_s'] = measured
+    result['peak_flops_per_s'] = peak
+    result['peak_source'] = (
+        f'measured: jitted {CPU_MATMUL_SIZE}x{CPU_MATMUL_SIZE} @ '
+        f'{CPU_MATMUL_SIZE}x{CPU_MATMUL_SIZE} {config.model.dtype} matmul, '
+        f'median of {MATMUL_REPEATS}, in this run (CPUs have no published '
+        'peak)')
+  else:
+    result['matmul_flops_per_s'] = measure_matmul(ACCELERATOR_MATMUL_SIZE,
+                                                  config.model.dtype)
+    per_chip, source = published_peak(device.device_kind, config.model.dtype)
+    peak = None if per_chip is None else per_chip * mesh.size
+    result['peak_flops_per_s'] = peak
+    result['peak_source'] = source + (
+        f' x {mesh.size} devices' if peak is not None and mesh.size > 1
+        else '')
+  result['train_mfu'] = None if peak is None else flops / step_s / peak
+
+  # Eval step on the same batches.
+  eval_fn = train_lib.jit_eval_step(config, mesh, sharding.params)
+  start = time.perf_counter()
+  compiled_eval = eval_fn.lower(state.params, batches[0]).compile()
+  result['eval_compile_s'] = time.perf_counter() - start
+  jax.block_until_ready(compiled_eval(state.params, batches[0]))
+  timed = batches[1 + WARMUP_STEPS:]
+  times = []
+  for batch in timed:
+    begin = time.perf_counter()
+    jax.block_until_ready(compiled_eval(state.params, batch))
+    times.append(time.perf_counter() - begin)
+  evaluation = _summary(times)
+  result.update({
+      'eval_step_s': evaluation['median'],
+      'eval_step_min_s': evaluation['min'],
+      'eval_step_max_s': evaluation['max'],
+      'eval_tokens_per_s': timed_targets / evaluation['median'],
+      'eval_mfu': None if peak is None else forward_flops(
+          config.model, config.data.batch_size, config.data.max_length,
+          config.data.max_length) / evaluation['median'] / peak,
+  })
+  log(f'  train and eval steps timed ({repeats} each)')
+
+  # Decoding: one fixed batch of sources, greedy and beam 4.
+  params, result['decode_params'] = _decode_params(config, workdir, mesh,
+                                                   state.params)
+  sources, sentences, result['decode_inputs'] = decode_inputs(
+      config, tokenizer, rng)
+  result['decode_input_shape'] = list(sources.shape)
+  inputs = train_lib.global_batch({'inputs': _local_rows(sources)},
+                                  mesh)['inputs']
+  extra = config.eval.max_extra_length
+  # name: (decode the batch, its output -> the best [B, L] tokens)
+  decoders = {
+      'greedy': (lambda: decode_lib.greedy_decode(
+          params, config.model, inputs, max_extra_length=extra),
+                 lambda tokens: tokens),
+      'beam4': (lambda: decode_lib.beam_search(
+          params, config.model, inputs, beam_size=BEAM_SIZE,
+          length_penalty=config.eval.length_penalty, max_extra_length=extra),
+                lambda output: output[0][:, 0]),
+  }
+  for name, (decode, best) in decoders.items():
+    start = time.perf_counter()
+    output = jax.block_until_ready(decode())
+    result[f'{name}_first_call_s'] = time.perf_counter() - start
+    outputs = np.asarray(jax.device_get(best(output)))
+    generated = int(np.count_nonzero(outputs[:sentences] != PAD_ID))
+    summary = _summary(_time_calls(decode, decode_repeats))
+    seconds = summary['median']
+    result.update({
+        f'{name}_s': seconds,
+        f'{name}_min_s': summary['min'],
+        f'{name}_max_s': summary['max'],
+        f'{name}_sentences_per_s': sentences / seconds,
+        f'{name}_tokens_per_s': generated / seconds,
+        f'{name}_mean_output_length': generated / max(sentences, 1),
+    })
+    log(f'  {name} decoding timed ({decode_repeats} batches)')
+  result['beam4_over_greedy'] = result['beam4_s'] / result['greedy_s']
+
+  # The input pipeline alone.
+  if tokenizer is not None:
+    from transformer.data import pipeline  # pylint: disable=g-import-not-at-top
+    speed = pipeline.measure_input_pipeline(config, tokenizer,
+                                            num_batches=input_batches)
+    result.update({
+        'input_batches_per_s': speed['batches_per_second'],
+        'input_tokens_per_s': speed['tokens_per_second'],
+        'input_packing_efficiency': speed['packing_efficiency'],
+        'input_over_train': speed['batches_per_second'] * step_s,
+    })
+    log(f'  input pipeline timed ({input_batches} batches)')
+  else:
+    result.update({'input_batches_per_s': None, 'input_tokens_per_s': None,
+                   'input_packing_efficiency': None,
+                   'input_over_train': None})
+
+  result['peak_memory_bytes'], result['peak_memory_source'] = peak_memory()
+  result['benchmark_wall_s'] = time.perf_counter() - started
+  path = os.path.join(workdir, RESULT_FILENAME)
+  if jax.process_index() == 0:
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      json.dump(result, f, indent=2)
+      f.write('\n')
+    os.replace(tmp, path)
+  if verbose:
+    print(format_table(result) + f'\n\nWritten to {path}', flush=True)
+  return result
+
+
+# ---------------------------------------------------------------------------
+# The table.
+# ---------------------------------------------------------------------------
+
+
+def _si(value: float | None, unit: str = '') -> str:
+  if value is None:
+    return 'n/a'
+  for factor, prefix in ((1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
+    if abs(value) >= factor:
+      return f'{value / factor:.3g} {prefix}{unit}'
+  return f'{value:.3g} {unit}'.rstrip()
+
+
+def _ms(seconds: float | None) -> str:
+  return 'n/a' if seconds is None else f'{seconds * 1e3:.1f} ms'
+
+
+def format_table(r: dict[str, Any]) -> str:
+  """The numbers of `run` as a human-readable table."""
+  mfu = lambda x: 'n/a' if x is None else f'{100 * x:.1f}%'
+  ratio = lambda x: 'n/a' if x is None else f'{x:.2f}x'
+  rows = [
+      ('device', f'{r["device_kind"]} x {r["num_devices"]} '
+                 f'({r["platform"]}), JAX {r["jax_version"]}'),
+      ('shape', f'batch {r["batch_size"]} x {r["max_length"]} tokens, '
+                f'{r["dtype"]}, {r["num_params"] / 1e6:.2f}M parameters'),
+      ('batches', r['data'] + (f' -- {r["data_note"]}' if r['data_note']
+                               else '')),
+      ('train compile', f'{r["compile_s"]:.2f} s (first step '
+                        f'{r["first_step_s"]:.2f} s)'),
+      ('train step', f'{_ms(r["train_step_s"])} median, '
+                     f'{_ms(r["train_step_min_s"])} - '
+                     f'{_ms(r["train_step_max_s"])} (IQR '
+                     f'{_ms(r["train_step_p25_s"])} - '
+                     f'{_ms(r["train_step_p75_s"])}), {r["repeats"]} steps'),
+      ('train tokens/s', f'{r["train_tokens_per_s"]:,.0f} target '
+                         f'({r["train_source_tokens_per_s"]:,.0f} source)'),
+      ('model FLOPs/step', f'{_si(r["train_flops"])} (XLA counts '
+                           f'{_si(r["xla_train_flops"])})'),
+      ('achieved', _si(r['train_flops_per_s'], 'FLOP/s')),
+      ('peak', f'{_si(r["peak_flops_per_s"], "FLOP/s")} -- '
+               f'{r["peak_source"]}'),
+      ('train MFU', mfu(r['train_mfu'])),
+      ('eval step', f'{_ms(r["eval_step_s"])} median '
+                    f'({r["eval_tokens_per_s"]:,.0f} tokens/s, MFU '
+                    f'{mfu(r["eval_mfu"])}); compile '
+                    f'{r["eval_compile_s"]:.2f} s'),
+      ('decode inputs', f'{r["decode_inputs"]}; params: '
+                        f'{r["decode_params"]}'),
+  ]
+  for name, label in (('greedy', 'greedy'), ('beam4', 'beam 4')):
+    rows.append((label, f'{r[name + "_s"]:.3f} s/batch '
+                 f'({r[name + "_min_s"]:.3f} - {r[name + "_max_s"]:.3f}), '
+                 f'{r[name + "_sentences_per_s"]:.1f} sentences/s, '
+                 f'{r[name + "_tokens_per_s"]:,.0f} tokens/s, mean length '
+                 f'{r[name + "_mean_output_length"]:.1f}; first call '
+                 f'{r[name + "_first_call_s"]:.2f} s'))
+  rows.append(('beam 4 / greedy', ratio(r['beam4_over_greedy'])))
+  if r['input_batches_per_s'] is None:
+    rows.append(('input pipeline', 'n/a (random batches)'))
+  else:
+    rows.append(('input pipeline',
+                 f'{r["input_batches_per_s"]:.1f} batches/s, '
+                 f'{r["input_tokens_per_s"]:,.0f} tokens/s, packing '
+                 f'{100 * r["input_packing_efficiency"]:.1f}%; '
+                 f'{ratio(r["input_over_train"])} the train step rate'))
+  rows.append(('peak memory', f'{_si(r["peak_memory_bytes"], "B")} -- '
+                              f'{r["peak_memory_source"]}'))
+  width = max(len(label) for label, _ in rows)
+  return '\n'.join(f'{label:<{width}}  {value}' for label, value in rows)
