@@ -43,7 +43,8 @@ PACKING_BINS_PER_ROW = 4
 # Threads that read and tokenize in each process (grain ReadOptions).
 READ_THREADS = 0
 READ_BUFFER = 64
-# Evaluation rows are padded to a multiple of this (fewer distinct shapes).
+# Evaluation rows are padded to the split's longest sentence, rounded up to a
+# multiple of this.
 EVAL_LENGTH_MULTIPLE = 8
 
 
@@ -286,7 +287,7 @@ def filter_counts(config: Config, tokenizer, split: str = 'train', *,
 class EvalBatch:
   """One evaluation batch.
 
-  batch: BATCH_KEYS -> int32 [eval_batch_size, L] (L a multiple of 8, at
+  batch: BATCH_KEYS -> int32 [eval_batch_size, L] (L: the same for the whole split, a multiple of 8, at
     most eval_max_length; sources and targets may differ in L); one example
     per row (segmentation 1 on tokens, 0 on padding).
   valid: bool [eval_batch_size]; False on the PAD rows that fill the last
@@ -339,28 +340,31 @@ def eval_dataset(config: Config, tokenizer, split: str,
     raise DataError(f'the {split!r} split of data.source={data.source!r} is '
                     'empty: nothing to evaluate on')
   size, max_len = data.eval_batch_size, data.eval_max_length
-  batches, truncated = [], 0
+  examples, truncated = [], 0
+  for i in range(count):
+    source, target = pairs[i]
+    src, tgt = tokenizer.encode(source), tokenizer.encode(target)
+    if len(src) + 1 > max_len or len(tgt) + 1 > max_len:
+      truncated += 1
+    examples.append((source, target, {'inputs': _truncate(src, max_len),
+                                      'targets': _truncate(tgt, max_len)}))
+  # One length per split (not per batch): the eval step and beam search then
+  # compile once, not once per batch.
+  lengths = {key: min(max_len, _round_up(
+      max(len(e[key]) for _, _, e in examples), EVAL_LENGTH_MULTIPLE))
+             for key in ('inputs', 'targets')}
+  batches = []
   for start in range(0, count, size):
-    chunk = [pairs[i] for i in range(start, min(start + size, count))]
-    encoded = []
-    for source, target in chunk:
-      src, tgt = tokenizer.encode(source), tokenizer.encode(target)
-      if len(src) + 1 > max_len or len(tgt) + 1 > max_len:
-        truncated += 1
-      encoded.append({'inputs': _truncate(src, max_len),
-                      'targets': _truncate(tgt, max_len)})
-    lengths = {key: min(max_len, _round_up(
-        max(len(e[key]) for e in encoded), EVAL_LENGTH_MULTIPLE))
-               for key in ('inputs', 'targets')}
+    chunk = examples[start:start + size]
     batch = {key: np.zeros((size, lengths[key.split('_')[0]]), np.int32)
              for key in BATCH_KEYS}
-    for r, example in enumerate(encoded):
+    for r, (_, _, example) in enumerate(chunk):
       for key in ('inputs', 'targets'):
         (batch[key][r], batch[f'{key}_segmentation'][r],
          batch[f'{key}_positions'][r]) = _pad(example[key], lengths[key])
     valid = np.arange(size) < len(chunk)
-    batches.append(EvalBatch(batch, valid, [s for s, _ in chunk],
-                             [t for _, t in chunk]))
+    batches.append(EvalBatch(batch, valid, [s for s, _, _ in chunk],
+                             [t for _, t, _ in chunk]))
   return EvalData(batches, count, truncated)
 
 
