@@ -287,9 +287,10 @@ def filter_counts(config: Config, tokenizer, split: str = 'train', *,
 class EvalBatch:
   """One evaluation batch.
 
-  batch: BATCH_KEYS -> int32 [eval_batch_size, L] (L: the same for the whole split, a multiple of 8, at
-    most eval_max_length; sources and targets may differ in L); one example
-    per row (segmentation 1 on tokens, 0 on padding).
+  batch: BATCH_KEYS -> int32 [eval_batch_size, L]; L is the same for the
+    whole split, a multiple of 8, at most eval_max_length (sources and
+    targets may differ in L); one example per row (segmentation 1 on tokens,
+    0 on padding).
   valid: bool [eval_batch_size]; False on the PAD rows that fill the last
     batch.
   sources, references: the raw strings of the valid rows, in order.
