@@ -113,3 +113,6 @@ def test_eight_devices_give_the_same_losses_as_one():
   assert result['device_count'] == 8
   np.testing.assert_allclose(result['all'], result['one'], rtol=1e-5)
   np.testing.assert_allclose(result['all_fsdp'], result['one'], rtol=1e-5)
+  np.testing.assert_allclose(result['all_threefry'], result['one_threefry'],
+                             rtol=1e-5)
+  assert result['one_threefry'] != result['one']  # other dropout masks

@@ -443,7 +443,7 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
 
   # Train step: compile (trace, lower, XLA), first run, warm-up, timed steps.
   init_fn, sharding = train_lib.jit_init_state(config, mesh)
-  init_rng, dropout_rng = train_lib.seed_rngs(config.seed)
+  init_rng, dropout_rng = train_lib.seed_rngs(config)
   state = init_fn(init_rng)
   result['num_params'] = int(sum(x.size for x in
                                  jax.tree.leaves(state.params)))

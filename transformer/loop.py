@@ -155,7 +155,7 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
       jax.eval_shape(init_fn, jax.random.key(0)), sharding)
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
                               keep=config.train.keep_checkpoints)
-  init_rng, dropout_rng = train_lib.seed_rngs(config.seed)
+  init_rng, dropout_rng = train_lib.seed_rngs(config)
   restored = checkpointer.restore(abstract_state, iterator)
   if restored is None:
     state, start_step = init_fn(init_rng), 0

@@ -83,9 +83,16 @@ def init_state(config: Config, rng: Array) -> TrainState:
                     opt_state=make_optimizer(config).init(params))
 
 
-def seed_rngs(seed: int) -> tuple[Array, Array]:
-  """(parameter init key, dropout base key), both from `config.seed`."""
-  init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
+def seed_rngs(config: Config) -> tuple[Array, Array]:
+  """(parameter init key, dropout base key), both from `config.seed`.
+
+  The dropout key's implementation is `train.dropout_rng` ('rbg' or
+  'threefry'); parameters are always initialised with threefry.
+  """
+  init_rng, dropout_seed = jax.random.split(jax.random.key(config.seed))
+  impl = {'rbg': 'rbg', 'threefry': 'threefry2x32'}[config.train.dropout_rng]
+  dropout_rng = jax.random.key(
+      jax.random.randint(dropout_seed, (), 0, 2**31 - 1), impl=impl)
   return init_rng, dropout_rng
 
 

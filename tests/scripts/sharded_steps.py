@@ -27,7 +27,7 @@ def synthetic_batch(step: int, batch: int = 16, length: int = 12):
 def run(config: Config, devices, steps: int):
   mesh = train_lib.make_mesh(devices)
   init_fn, sharding = train_lib.jit_init_state(config, mesh)
-  init_rng, dropout_rng = train_lib.seed_rngs(config.seed)
+  init_rng, dropout_rng = train_lib.seed_rngs(config)
   state = init_fn(init_rng)
   step_fn = train_lib.jit_train_step(config, mesh, sharding)
   losses = []
@@ -46,11 +46,15 @@ def main():
                                   schedule='constant', learning_rate=1e-3))
   fsdp = dataclasses.replace(base, train=dataclasses.replace(base.train,
                                                              fsdp=True))
+  threefry = dataclasses.replace(
+      base, train=dataclasses.replace(base.train, dropout_rng='threefry'))
   out = {
       'device_count': jax.device_count(),
       'one': run(base, jax.devices()[:1], 4),
       'all': run(base, jax.devices(), 4),
       'all_fsdp': run(fsdp, jax.devices(), 4),
+      'one_threefry': run(threefry, jax.devices()[:1], 4),
+      'all_threefry': run(threefry, jax.devices(), 4),
   }
   json.dump(out, sys.stdout)
 
