@@ -192,6 +192,7 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
         last_log_time, last_log_step = time.time(), step
       last = step == total or stop.signal is not None
       if step % config.train.log_every == 0 or last:
+        jax.block_until_ready(pending)  # steps run asynchronously: wait first
         last_metrics = _log_step(step, total, pending, writer,
                                  time.time() - last_log_time,
                                  step - last_log_step)
