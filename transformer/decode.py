@@ -15,7 +15,7 @@ and BOS are never generated.
 
 Greedy search takes the most probable token at each step.
 
-Beam search (the tensor2tensor algorithm the paper used) keeps per sentence
+Beam search (tensor2tensor's, which the paper used) keeps per sentence
   - `beam_size` *alive* hypotheses (no EOS yet), ranked by log P(y_1..y_t | x);
   - `beam_size` *finished* ones, ranked by the length-normalised score
       s(Y) = log P(Y | x) / lp(Y),   lp(Y) = ((5 + |Y|) / 6) ** alpha,
@@ -27,8 +27,9 @@ Beam search (the tensor2tensor algorithm the paper used) keeps per sentence
 Each step extends every alive hypothesis by every token and keeps the 2*beam
 best candidates by log P; at most beam of them end in EOS, so beam alive ones
 remain. A candidate ending in EOS is finished only if it ranks among the first
-beam candidates, i.e. it would have entered a beam of that width; so
-beam_size=1 with alpha=0 is exactly greedy search. A sentence is done when its
+beam candidates, i.e. it would have entered a beam of that width (as in
+fairseq; tensor2tensor finishes those among all 2*beam). So beam_size=1 with
+alpha=0 is exactly greedy search. A sentence is done when its
 worst finished score is at least the best score an alive hypothesis could
 still reach: log P only falls as tokens are added, so that is at most
 log P(alive) / (the largest lp over the lengths still allowed). The early stop
@@ -42,10 +43,13 @@ Speed.
     batch. The cross-attention cache, the same for all beams of a sentence, is
     built once for that batch and never moves.
   - A new hypothesis takes over its parent's row where it can, so only rows
-    whose parent has several children are copied (about one per sentence per
-    step, instead of gathering the whole self-attention cache). With several
-    devices a batched gather of all rows is used instead, which XLA partitions
-    along a sharded batch; copies at data-dependent rows it could not.
+    whose parent has several children are copied (typically about one per
+    sentence and step, instead of gathering all rows of the self-attention
+    cache). With several devices a batched gather of all rows is used
+    instead: XLA partitions it along a sharded batch, while copies at
+    data-dependent rows would make it gather the whole cache on every device.
+  - The 2*beam best of beam * vocab candidates are found in two top_k passes,
+    per hypothesis and then over those, which is cheaper than one.
 """
 
 from __future__ import annotations
@@ -160,18 +164,16 @@ def _init_cache(model: Transformer, params: PyTree, inputs: Array,
   return self_cache, encoder_cache, encoded
 
 
-def _grow_cache(cache: dict, size: int) -> dict:
-  """Pads the self-attention buffers [rows, positions, N, H] to `size`
-  positions; the model masks positions it has not written."""
+def _grow_cache(cache: dict, old_size: int, new_size: int) -> dict:
+  """Pads the self-attention buffers [rows, positions, heads, head_dim] from
+  `old_size` to `new_size` positions; attention masks the unwritten ones."""
   def grow(x):
     if x.ndim == 0:  # cache_index
       return x
-    if x.ndim != 4 or x.shape[1] > size:
-      raise ValueError(f'expected a [rows, positions, heads, head_dim] cache '
-                       f'of at most {size} positions, got {x.shape}')
-    if x.shape[1] == size:
-      return x
-    return jnp.pad(x, [(0, 0), (0, size - x.shape[1]), (0, 0), (0, 0)])
+    if x.ndim != 4 or x.shape[1] != old_size:
+      raise ValueError(f'expected a [rows, {old_size} positions, heads, '
+                       f'head_dim] self-attention cache, got {x.shape}')
+    return jnp.pad(x, [(0, 0), (0, new_size - old_size), (0, 0), (0, 0)])
   return {k: grow(v) for k, v in cache.items()}
 
 
@@ -205,8 +207,11 @@ def _decode_loop(body: Callable[[State], State], state: State,
 
   `state` holds 'step', 'cache' (self-attention) and 'done' ([B] bool).
   """
-  for size in _cache_sizes(length):
-    state = {**state, 'cache': _grow_cache(state['cache'], size)}
+  sizes = _cache_sizes(length)
+  for i, size in enumerate(sizes):
+    if i:
+      state = {**state, 'cache': _grow_cache(state['cache'], sizes[i - 1],
+                                             size)}
     state = jax.lax.while_loop(
         lambda s, size=size: (s['step'] < size) & ~jnp.all(s['done']), body,
         state)
@@ -288,7 +293,8 @@ def _stable_slots(parents: Array) -> Array:
 
 def _reorder_cache(cache: dict, parents: Array, needed: Array) -> dict:
   """Gives row b * k + j of the self-attention cache the content of row
-  b * k + parents[b, j], for the [B, k] rows where `needed`."""
+  b * k + parents[b, j]. Only rows where `needed` [B, k] must change: the
+  others have parents[b, j] == j, or content that no longer matters."""
   buffers = {key: x for key, x in cache.items() if x.ndim}  # not cache_index
   batch, k = parents.shape
   if jax.device_count() > 1:
