@@ -98,7 +98,8 @@ def evaluate(config, workdir: str, split: str, step: int | None,
   metrics, hypotheses = evaluator(params)
   metrics['checkpoint_steps'] = steps
   name = f'{split}_step{steps[-1]}' + (
-      f'_avg{len(steps)}' if len(steps) > 1 else '')
+      f'_avg{len(steps)}' if len(steps) > 1 else '') + (
+          f'_beam{config.eval.beam_size}')
   base = evaluator.write(os.path.join(workdir, 'eval'), name, hypotheses,
                          metrics)
   averaged = f' (mean of checkpoints {steps})' if len(steps) > 1 else ''
