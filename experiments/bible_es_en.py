@@ -9,7 +9,9 @@ because it tolerates the high learning rate such a short run needs.
 
   python launch.py --experiment=bible_es_en --workdir=workdirs/bible_es_en
 
-Measured: see the README ("The default run") for wall time and test BLEU.
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2): 300 steps in 12.3 minutes
+(1,700 target tokens/s), 17.3 minutes with the beam-4 test evaluation;
+test split (1,505 verses) sacreBLEU 11.9, chrF 30.9.
 """
 
 from transformer.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig
