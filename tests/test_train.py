@@ -17,13 +17,18 @@ from transformer import train as train_lib
 from transformer.config import Config, TrainConfig
 
 from conftest import TINY_MODEL
-from scripts.sharded_steps import synthetic_batch
+from scripts import sharded_steps
 
 NO_DROPOUT = dataclasses.replace(TINY_MODEL, dropout_rate=0.0)
 CONFIG = Config(model=NO_DROPOUT,
                 train=TrainConfig(schedule='constant', learning_rate=1e-3,
                                   warmup_steps=1))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def synthetic_batch(seed):
+  """Random padded rows with ids inside the tiny model's vocabulary."""
+  return sharded_steps.synthetic_batch(seed, vocab=TINY_MODEL.vocab_size)
 
 
 def test_paper_learning_rate_schedule():
@@ -53,6 +58,7 @@ def test_loss_is_the_exact_mean_over_real_tokens():
   weights = batch['targets'] != 0
   total, count = losses.cross_entropy(logits, batch['targets'], weights,
                                       label_smoothing=0.1)
+  assert np.isfinite(metrics['loss']) and float(metrics['finite']) == 1.0
   np.testing.assert_allclose(metrics['loss'], total / count, rtol=1e-5)
   assert metrics['tokens'] == weights.sum()
 
@@ -65,6 +71,7 @@ def test_gradient_accumulation_equals_one_big_batch():
   one, m_one = step_function(CONFIG)(fresh_state(CONFIG), batch, rng)
   four, m_four = step_function(accumulated)(fresh_state(accumulated), batch,
                                             rng)
+  assert np.isfinite(m_one['loss']) and np.isfinite(m_one['grad_norm'])
   np.testing.assert_allclose(m_four['loss'], m_one['loss'], rtol=1e-5)
   np.testing.assert_allclose(m_four['grad_norm'], m_one['grad_norm'],
                              rtol=1e-4)
@@ -111,6 +118,7 @@ def test_eight_devices_give_the_same_losses_as_one():
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout)
   assert result['device_count'] == 8
+  assert np.all(np.isfinite(result['one']))
   np.testing.assert_allclose(result['all'], result['one'], rtol=1e-5)
   np.testing.assert_allclose(result['all_fsdp'], result['one'], rtol=1e-5)
   np.testing.assert_allclose(result['all_threefry'], result['one_threefry'],

@@ -14,9 +14,10 @@ from transformer import train as train_lib
 from transformer.config import Config, ModelConfig, TrainConfig
 
 
-def synthetic_batch(step: int, batch: int = 16, length: int = 12):
+def synthetic_batch(step: int, batch: int = 16, length: int = 12,
+                    vocab: int = 50):
   rng = np.random.default_rng(step)
-  tokens = lambda: rng.integers(4, 50, (batch, length)).astype(np.int32)
+  tokens = lambda: rng.integers(4, vocab, (batch, length)).astype(np.int32)
   inputs, targets = tokens(), tokens()
   lengths = rng.integers(3, length + 1, batch)
   pad = np.arange(length)[None] >= lengths[:, None]
