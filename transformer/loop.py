@@ -190,7 +190,11 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
         print(f'Compiled and ran the first step in '
               f'{time.time() - last_log_time:.1f}s.', flush=True)
         last_log_time, last_log_step = time.time(), step
-      last = step == total or stop.signal is not None
+      # Read the flag once: the save below and the break must agree (a signal
+      # arriving later, e.g. while logging waits for the step, is acted on
+      # after the next step).
+      stopping = stop.signal is not None
+      last = step == total or stopping
       if step % config.train.log_every == 0 or last:
         jax.block_until_ready(pending)  # steps run asynchronously: wait first
         last_metrics = _log_step(step, total, pending, writer,
@@ -202,7 +206,7 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
       if step % config.train.checkpoint_every == 0 or last:
         _check_finite(pending, step)
         checkpointer.save(state, iterator, step=step)
-      if stop.signal is not None:
+      if stopping:
         stop_reason = signal.Signals(stop.signal).name
         break
   finally:
