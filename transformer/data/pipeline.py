@@ -166,9 +166,7 @@ def _shards_of(data: DataConfig, process_index: int,
   return range(start, start + per_process), shards, data.batch_size // shards
 
 
-def _shard(config: Config, split: str, shard: int,
-           shards: int) -> grain.MapDataset:
-  pairs = sources.load_split(config.data, split)
+def _shard(pairs, shard: int, shards: int) -> grain.MapDataset:
   return grain.MapDataset.source(pairs)[shard::shards]
 
 
@@ -214,8 +212,9 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
   """
   data = config.data
   mine, shards, rows = _shards_of(data, process_index, process_count)
-  per_shard = [_shard_batches(config, tokenizer, split, shard, shards, rows,
-                              num_epochs) for shard in mine]
+  pairs = sources.load_split(data, split)  # once: shards are views of it
+  per_shard = [_shard_batches(config, tokenizer, pairs, split, shard, shards,
+                              rows, num_epochs) for shard in mine]
   if len(per_shard) == 1:
     ds = per_shard[0]
   else:  # this process's rows of each batch: its shards' rows, in order
@@ -230,12 +229,12 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
   return ds
 
 
-def _shard_batches(config: Config, tokenizer, split: str, shard: int,
-                   shards: int, rows: int,
+def _shard_batches(config: Config, tokenizer, all_pairs, split: str,
+                   shard: int, shards: int, rows: int,
                    num_epochs: int | None) -> grain.IterDataset:
   """One shard's pipeline: shuffle, tokenize, filter, pack, batch `rows`."""
   data = config.data
-  pairs = _shard(config, split, shard, shards)
+  pairs = _shard(all_pairs, shard, shards)
   _first_kept(pairs, tokenizer, data, split, shard, shards)
   ds = pairs.shuffle(seed=config.seed % 2**32).repeat(num_epochs)
   ds = ds.map(_Encode(tokenizer, data.max_length, data.overlong))
@@ -265,7 +264,8 @@ def filter_counts(config: Config, tokenizer, split: str = 'train', *,
   Returns {'pairs', 'kept', 'empty', 'overlong_dropped',
   'overlong_truncated'}; kept counts truncated pairs too.
   """
-  shard = _shard(config, split, process_index, process_count)
+  shard = _shard(sources.load_split(config.data, split), process_index,
+                 process_count)
   counts = {'pairs': len(shard), KEPT: 0, EMPTY: 0, OVERLONG_DROPPED: 0,
             OVERLONG_TRUNCATED: 0}
   for i in range(len(shard)):
