@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from transformer import attention
+from transformer import dropout
 
 B, T, S, N, H = 2, 5, 7, 3, 4
 
@@ -89,13 +90,18 @@ def test_attention_matches_naive_numpy(kind, explicit):
                              atol=1e-5)
 
 
-def test_attention_dropout_drops_and_rescales_probabilities():
+@pytest.mark.parametrize('impl', ['hash', 'threefry'])
+def test_attention_dropout_drops_and_rescales_probabilities(impl):
   q, k, v = random_qkv(2)
   rate, rng = 0.25, jax.random.key(3)
   got = attention.dot_product_attention(q, k, v, None, dropout_rate=rate,
-                                        dropout_rng=rng)
+                                        dropout_rng=rng, dropout_impl=impl)
   # Reference: the same keep pattern applied to naive weights.
-  keep = np.asarray(jax.random.bernoulli(rng, 1 - rate, (B, N, T, S)))
+  if impl == 'threefry':
+    keep = np.asarray(jax.random.bernoulli(rng, 1 - rate, (B, N, T, S)))
+  else:
+    keep = np.asarray(dropout.keep_mask(rng, (B, N, T, S), rate, 'hash'))
+  assert 0 < keep.mean() < 1
   logits = np.einsum('btnh,bsnh->bnts', q, k) / np.sqrt(H)
   w = np.exp(logits - logits.max(-1, keepdims=True))
   w /= w.sum(-1, keepdims=True)

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from transformer import dropout as dropout_lib
+
 Array = jax.Array
 
 # ---------------------------------------------------------------------------
@@ -94,6 +96,7 @@ def dot_product_attention(query: Array, key: Array, value: Array,
                           mask: Array | None = None, *,
                           dropout_rate: float = 0.0,
                           dropout_rng: Array | None = None,
+                          dropout_impl: str = 'hash',
                           return_weights: bool = False):
   """softmax(Q K^T / sqrt(d_k)) V, paper eq. (1).
 
@@ -106,6 +109,7 @@ def dot_product_attention(query: Array, key: Array, value: Array,
     query: [B, T, N, H]; key, value: [B, S, N, H].
     mask: boolean, broadcastable to [B, N, T, S]; True = attend.
     dropout_rate: attention dropout; applied only when `dropout_rng` is given.
+    dropout_impl: where the dropout mask comes from (`transformer/dropout.py`).
     return_weights: also return the [B, N, T, S] probabilities.
   Returns:
     [B, T, N, H] outputs (and the weights if asked).
@@ -119,8 +123,7 @@ def dot_product_attention(query: Array, key: Array, value: Array,
   weights = attention_weights(query, key, mask)
   probs = weights
   if use_dropout:
-    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs.shape)
-    probs = jnp.where(keep, probs / (1.0 - dropout_rate), 0.0)
+    probs = dropout_lib.dropout(probs, dropout_rate, dropout_rng, dropout_impl)
   out = jnp.einsum('bnts,bsnh->btnh', probs.astype(value.dtype), value)
   return (out, weights) if return_weights else out
 
@@ -148,6 +151,7 @@ class MultiHeadAttention(nn.Module):
   cross: bool = False  # keys/values come from the encoder
   dtype: jnp.dtype = jnp.float32
   kernel_init: Callable = nn.initializers.xavier_uniform()
+  dropout_impl: str = 'hash'  # see transformer/dropout.py
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Array | None,
@@ -184,6 +188,7 @@ class MultiHeadAttention(nn.Module):
     out = dot_product_attention(query, key, value, mask,
                                 dropout_rate=self.dropout_rate,
                                 dropout_rng=dropout_rng,
+                                dropout_impl=self.dropout_impl,
                                 return_weights=sow_weights)
     if sow_weights:
       out, weights = out

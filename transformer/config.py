@@ -138,11 +138,12 @@ class TrainConfig:
   label_smoothing: float = 0.1  # sec. 5.4
   z_loss: float = 0.0
   fsdp: bool = False  # shard params and optimizer state over the data axis
-  # Random bits for dropout: 'rbg' (XLA's RngBitGenerator) is ~10x cheaper on
-  # CPU than 'threefry' (JAX's default), which XLA recomputes for the
-  # backward pass. Both give the same result on any number of devices; they
-  # draw different masks, so switching changes a run's numbers.
-  dropout_rng: Literal['rbg', 'threefry'] = 'rbg'
+  # Where dropout's random masks come from (transformer/dropout.py): 'hash'
+  # (a counter hash XLA fuses into the mask's multiply: ~free), 'rbg' (XLA's
+  # RngBitGenerator) or 'threefry' (JAX's default). All give the same result
+  # on any number of devices; they draw different masks, so switching
+  # changes a run's numbers.
+  dropout_rng: Literal['hash', 'rbg', 'threefry'] = 'hash'
   checkpoint_every: int = 1000
   keep_checkpoints: int = 5
   log_every: int = 100
@@ -153,6 +154,9 @@ class TrainConfig:
       if getattr(self, name) <= 0:
         raise ValueError(f'train.{name} must be positive, got '
                          f'{getattr(self, name)}')
+    if self.dropout_rng not in ('hash', 'rbg', 'threefry'):
+      raise ValueError(f'train.dropout_rng={self.dropout_rng!r} is not one of '
+                       "('hash', 'rbg', 'threefry')")
 
 
 @dataclasses.dataclass(frozen=True)

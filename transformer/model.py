@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from transformer import attention
+from transformer.dropout import Dropout
 from transformer.config import BOS_ID, PAD_ID, ModelConfig
 
 Array = jax.Array
@@ -81,16 +82,18 @@ class FeedForward(nn.Module):
 
 
 def residual(config: ModelConfig, x: Array, sublayer: Callable[[Array], Array],
-             *, deterministic: bool, name: str) -> Array:
+             *, deterministic: bool, name: str,
+             dropout_impl: str = 'hash') -> Array:
   """A sub-layer with dropout, residual connection and LayerNorm (sec. 3.1, 5.4).
 
   post-LN (the paper): LayerNorm(x + Dropout(Sublayer(x))).
   pre-LN:              x + Dropout(Sublayer(LayerNorm(x))).
   Must be called from inside a compact method: it creates the LayerNorm there.
+  dropout_impl: where dropout's masks come from (`transformer/dropout.py`).
   """
   norm = nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=config.dtype,
                       name=f'{name}_norm')
-  dropout = nn.Dropout(config.dropout_rate)
+  dropout = Dropout(config.dropout_rate, dropout_impl)
   if config.norm_position == 'pre':
     return x + dropout(sublayer(norm(x)), deterministic=deterministic)
   return norm(x + dropout(sublayer(x), deterministic=deterministic))
@@ -100,6 +103,7 @@ class EncoderLayer(nn.Module):
   """Self-attention, then feed-forward, each wrapped by `residual`."""
   config: ModelConfig
   sow_weights: bool = False
+  dropout_impl: str = 'hash'
 
   @nn.compact
   def __call__(self, x: Array, mask: Array | None, *,
@@ -108,19 +112,22 @@ class EncoderLayer(nn.Module):
     c = self.config
     self_attention = attention.MultiHeadAttention(
         c.num_heads, c.attention_dropout_rate, dtype=c.dtype,
-        name='self_attention')
+        dropout_impl=self.dropout_impl, name='self_attention')
     x = residual(c, x, lambda h: self_attention(
         h, h, mask, deterministic=deterministic, sow_weights=self.sow_weights),
-                 deterministic=deterministic, name='self_attention')
+                 deterministic=deterministic, name='self_attention',
+                 dropout_impl=self.dropout_impl)
     ffn = FeedForward(c, name='ffn')
     return residual(c, x, lambda h: ffn(h, deterministic=deterministic),
-                    deterministic=deterministic, name='ffn')
+                    deterministic=deterministic, name='ffn',
+                    dropout_impl=self.dropout_impl)
 
 
 class DecoderLayer(nn.Module):
   """Masked self-attention, encoder-decoder attention, feed-forward (sec. 3.1)."""
   config: ModelConfig
   sow_weights: bool = False
+  dropout_impl: str = 'hash'
 
   @nn.compact
   def __call__(self, y: Array, encoded: Array, self_mask: Array | None,
@@ -130,20 +137,23 @@ class DecoderLayer(nn.Module):
     c = self.config
     mha = lambda name, cross: attention.MultiHeadAttention(
         c.num_heads, c.attention_dropout_rate, cross=cross, dtype=c.dtype,
-        name=name)
+        dropout_impl=self.dropout_impl, name=name)
     self_attention = mha('self_attention', cross=False)
     cross_attention = mha('cross_attention', cross=True)
     y = residual(c, y, lambda h: self_attention(
         h, h, self_mask, deterministic=deterministic, decode=decode,
         cache_length=cache_length, sow_weights=self.sow_weights),
-                 deterministic=deterministic, name='self_attention')
+                 deterministic=deterministic, name='self_attention',
+                 dropout_impl=self.dropout_impl)
     y = residual(c, y, lambda h: cross_attention(
         h, encoded, cross_mask, deterministic=deterministic, decode=decode,
         sow_weights=self.sow_weights),
-                 deterministic=deterministic, name='cross_attention')
+                 deterministic=deterministic, name='cross_attention',
+                 dropout_impl=self.dropout_impl)
     ffn = FeedForward(c, name='ffn')
     return residual(c, y, lambda h: ffn(h, deterministic=deterministic),
-                    deterministic=deterministic, name='ffn')
+                    deterministic=deterministic, name='ffn',
+                    dropout_impl=self.dropout_impl)
 
 
 class Transformer(nn.Module):
@@ -153,9 +163,12 @@ class Transformer(nn.Module):
     config: the model's shape and switches.
     sow_weights: record every layer's attention probabilities in the
       'intermediates' collection (for pictures; slower).
+    dropout_impl: where dropout's random masks come from: 'hash', 'rbg' or
+      'threefry' (`train.dropout_rng`; see `transformer/dropout.py`).
   """
   config: ModelConfig
   sow_weights: bool = False
+  dropout_impl: str = 'hash'
 
   def setup(self):
     c = self.config
@@ -173,10 +186,12 @@ class Transformer(nn.Module):
           c.max_length, c.d_model, name='position_embedding',
           embedding_init=nn.initializers.normal(stddev=0.02))
     self.encoder_layers = [
-        EncoderLayer(c, self.sow_weights, name=f'encoder_{i}')
+        EncoderLayer(c, self.sow_weights, self.dropout_impl,
+                     name=f'encoder_{i}')
         for i in range(c.num_encoder_layers)]
     self.decoder_layers = [
-        DecoderLayer(c, self.sow_weights, name=f'decoder_{i}')
+        DecoderLayer(c, self.sow_weights, self.dropout_impl,
+                     name=f'decoder_{i}')
         for i in range(c.num_decoder_layers)]
     if c.norm_position == 'pre':
       norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_epsilon,
@@ -186,7 +201,7 @@ class Transformer(nn.Module):
     if not c.tie_output_embedding:
       self.output_projection = nn.Dense(c.vocab_size, dtype=c.dtype,
                                         name='output_projection')
-    self.embedding_dropout = nn.Dropout(c.dropout_rate)
+    self.embedding_dropout = Dropout(c.dropout_rate, self.dropout_impl)
 
   def _embed(self, embedding: nn.Embed, tokens: Array, positions: Array, *,
              deterministic: bool) -> Array:

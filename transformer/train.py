@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from transformer import dropout as dropout_lib
 from transformer import losses
 from transformer.config import Config, PAD_ID
 from transformer.model import Transformer
@@ -86,11 +87,12 @@ def init_state(config: Config, rng: Array) -> TrainState:
 def seed_rngs(config: Config) -> tuple[Array, Array]:
   """(parameter init key, dropout base key), both from `config.seed`.
 
-  The dropout key's implementation is `train.dropout_rng` ('rbg' or
-  'threefry'); parameters are always initialised with threefry.
+  The dropout key's implementation follows `train.dropout_rng` ('rbg' keys
+  for 'rbg', Threefry for 'threefry' and 'hash'); parameters are always
+  initialised with Threefry.
   """
   init_rng, dropout_seed = jax.random.split(jax.random.key(config.seed))
-  impl = {'rbg': 'rbg', 'threefry': 'threefry2x32'}[config.train.dropout_rng]
+  impl = dropout_lib.key_impl(config.train.dropout_rng)
   dropout_rng = jax.random.key(
       jax.random.randint(dropout_seed, (), 0, 2**31 - 1), impl=impl)
   return init_rng, dropout_rng
@@ -146,7 +148,8 @@ def state_sharding(config: Config, mesh: Mesh, state_shapes: TrainState):
 
 def forward(params, batch: Batch, config: Config, *, rng: Array | None):
   """Logits [B, T, vocab] of the teacher-forced model; dropout iff rng."""
-  return Transformer(config.model).apply(
+  model = Transformer(config.model, dropout_impl=config.train.dropout_rng)
+  return model.apply(
       {'params': params}, batch['inputs'], batch['targets'],
       batch.get('inputs_positions'), batch.get('targets_positions'),
       batch.get('inputs_segmentation'), batch.get('targets_segmentation'),

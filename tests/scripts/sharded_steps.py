@@ -47,8 +47,9 @@ def main():
                                   schedule='constant', learning_rate=1e-3))
   fsdp = dataclasses.replace(base, train=dataclasses.replace(base.train,
                                                              fsdp=True))
-  threefry = dataclasses.replace(
-      base, train=dataclasses.replace(base.train, dropout_rng='threefry'))
+  rng = lambda impl: dataclasses.replace(
+      base, train=dataclasses.replace(base.train, dropout_rng=impl))
+  threefry, rbg = rng('threefry'), rng('rbg')
   out = {
       'device_count': jax.device_count(),
       'one': run(base, jax.devices()[:1], 4),
@@ -56,6 +57,8 @@ def main():
       'all_fsdp': run(fsdp, jax.devices(), 4),
       'one_threefry': run(threefry, jax.devices()[:1], 4),
       'all_threefry': run(threefry, jax.devices(), 4),
+      'one_rbg': run(rbg, jax.devices()[:1], 4),
+      'all_rbg': run(rbg, jax.devices(), 4),
   }
   json.dump(out, sys.stdout)
 
