@@ -111,23 +111,30 @@ def test_packed_row_equals_sentences_alone(name):
   np.testing.assert_allclose(packed[:, 3:8], alone_b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('group', [1, 3])
 @pytest.mark.parametrize('name', list(VARIANTS))
-def test_cached_decoding_equals_full_forward(name):
+def test_cached_decoding_equals_full_forward(name, group):
+  """group > 1: several decoder rows per sentence (beam search's hypotheses)
+  share the sentence's one encoder cache row; each must still equal the
+  full forward pass of its sentence."""
   config = VARIANTS[name]
   params = params_for(config)
   model = Transformer(config)
   inputs, targets = random_tokens(10, (2, 5)), random_tokens(11, (2, 7))
   inputs = inputs.at[0, 4:].set(PAD_ID)
-  full = forward(config, params, inputs, targets)
+  full = jnp.repeat(forward(config, params, inputs, targets), group, axis=0)
 
-  decoder_inputs = shift_right(targets)
+  decoder_inputs = jnp.repeat(shift_right(targets), group, axis=0)
   encoded = encode(config, params, inputs)
   _, variables = model.apply({'params': params}, encoded, inputs,
-                              targets.shape[1], method=Transformer.init_cache,
-                              mutable=['cache'])
+                              targets.shape[1], group,
+                              method=Transformer.init_cache, mutable=['cache'])
   cache = variables['cache']
   self_cache = cache['decoder_0']['self_attention']['cached_key']
-  assert self_cache.shape[1] == targets.shape[1]
+  encoder_cache = cache['decoder_0']['cross_attention']['encoder_key']
+  heads, head_dim = config.num_heads, config.head_dim
+  assert self_cache.shape == (2 * group, heads, targets.shape[1], head_dim)
+  assert encoder_cache.shape == (2, heads, inputs.shape[1], head_dim)
   assert not np.any(self_cache), 'allocation must leave the cache empty'
 
   @jax.jit
@@ -139,7 +146,7 @@ def test_cached_decoding_equals_full_forward(name):
                        method=Transformer.decode)
 
   for t in range(targets.shape[1]):
-    position = jnp.full((2, 1), t, jnp.int32)
+    position = jnp.full((2 * group, 1), t, jnp.int32)
     logits, variables = step(cache, decoder_inputs[:, t:t + 1], position)
     cache = variables['cache']
     np.testing.assert_allclose(logits[:, 0], full[:, t], rtol=1e-5, atol=1e-5)

@@ -128,6 +128,38 @@ def dot_product_attention(query: Array, key: Array, value: Array,
   return (out, weights) if return_weights else out
 
 
+def cached_attention(query: Array, key: Array, value: Array,
+                     mask: Array | None = None):
+  """Eq. (1) against a decoding cache kept head-major; returns (out, weights).
+
+  The cache is [B, N, S, H], the layout the score and value products read,
+  so no step transposes it (a [B, S, N, H] cache was transposed in full at
+  every step). Queries may come in groups that share one cache row: beam
+  search's k hypotheses of a sentence all attend to that sentence's single
+  copy of the encoder keys/values, as k query positions.
+
+  Args:
+    query: [B * g, T, N, H], rows b * g .. b * g + g - 1 using cache row b.
+    key, value: [B, N, S, H].
+    mask: broadcastable to [B, 1, g * T, S] (e.g. [B, 1, 1, S] padding).
+  Returns:
+    ([B * g, T, N, H] outputs, [B * g, N, T, S] float32 probabilities).
+  """
+  rows, steps, heads, head_dim = query.shape
+  batch = key.shape[0]
+  group = rows // batch
+  q = query.reshape(batch, group * steps, heads, head_dim)
+  logits = jnp.einsum('bqnh,bnsh->bnqs', q, key,
+                      preferred_element_type=jnp.float32) * head_dim**-0.5
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  weights = jax.nn.softmax(logits, axis=-1)  # [B, N, g * T, S]
+  out = jnp.einsum('bnqs,bnsh->bqnh', weights.astype(value.dtype), value)
+  weights = weights.reshape(batch, heads, group, steps, -1).swapaxes(1, 2)
+  return (out.reshape(query.shape),
+          weights.reshape(rows, heads, steps, weights.shape[-1]))
+
+
 # ---------------------------------------------------------------------------
 # Multi-head attention module (sec. 3.2.2).
 # ---------------------------------------------------------------------------
@@ -139,12 +171,15 @@ class MultiHeadAttention(nn.Module):
   The per-head projections W_i^Q, W_i^K, W_i^V are stored together as one
   [d_model, heads, head_dim] kernel each; W^O as [heads, head_dim, d_model].
 
-  With `decode=True` the module keeps a cache in the 'cache' collection. The
-  first call allocates it (see `Transformer.init_cache`); after that:
+  With `decode=True` the module keeps a cache in the 'cache' collection,
+  head-major ([rows, heads, positions, head_dim], see `cached_attention`).
+  The first call allocates it (see `Transformer.init_cache`); after that:
   - self-attention appends this step's key/value at `cache_index` and attends
     over all positions written so far;
   - cross-attention (`cross=True`) reuses the encoder keys/values projected on
     the first call instead of projecting the whole source again every step.
+    Its cache has one row per source sentence; the query rows may be a
+    multiple of that (beam search's hypotheses), grouped by sentence.
   """
   num_heads: int
   dropout_rate: float = 0.0
@@ -173,28 +208,40 @@ class MultiHeadAttention(nn.Module):
         (self.num_heads, head_dim), dtype=self.dtype, name=name,
         kernel_init=self.kernel_init)
     query = projection('query')(inputs_q)  # [B, T, N, H]
-    if decode and self.cross:
-      key, value = self._encoder_cache(
-          lambda: (projection('key')(inputs_kv), projection('value')(inputs_kv)))
+    if decode:
+      out, weights = self._decode(query, inputs_kv, mask, projection,
+                                  cache_length)
     else:
       key = projection('key')(inputs_kv)  # [B, S, N, H]
       value = projection('value')(inputs_kv)  # [B, S, N, H]
-      if decode:
-        key, value, mask = self._update_cache(key, value, mask, cache_length)
-
-    dropout_rng = None
-    if not deterministic and self.dropout_rate > 0.0:
-      dropout_rng = self.make_rng('dropout')
-    out = dot_product_attention(query, key, value, mask,
-                                dropout_rate=self.dropout_rate,
-                                dropout_rng=dropout_rng,
-                                dropout_impl=self.dropout_impl,
-                                return_weights=sow_weights)
+      dropout_rng = None
+      if not deterministic and self.dropout_rate > 0.0:
+        dropout_rng = self.make_rng('dropout')
+      out = dot_product_attention(query, key, value, mask,
+                                  dropout_rate=self.dropout_rate,
+                                  dropout_rng=dropout_rng,
+                                  dropout_impl=self.dropout_impl,
+                                  return_weights=sow_weights)
+      if sow_weights:
+        out, weights = out
     if sow_weights:
-      out, weights = out
       self.sow('intermediates', 'attention_weights', weights)
     return nn.DenseGeneral(d_model, axis=(-2, -1), dtype=self.dtype,
                            kernel_init=self.kernel_init, name='out')(out)
+
+  def _decode(self, query: Array, inputs_kv: Array, mask: Array | None,
+              projection: Callable, cache_length: int | None):
+    """Attention of one decoding step through the cache: (out, weights)."""
+    head_major = lambda x: x.transpose(0, 2, 1, 3)  # [B, L, N, H] -> [B, N, L, H]
+    if self.cross:
+      key, value = self._encoder_cache(lambda: (
+          head_major(projection('key')(inputs_kv)),
+          head_major(projection('value')(inputs_kv))))
+    else:
+      key, value, mask = self._update_cache(
+          head_major(projection('key')(inputs_kv)),
+          head_major(projection('value')(inputs_kv)), mask, cache_length)
+    return cached_attention(query, key, value, mask)
 
   def _encoder_cache(self, project: Callable[[], tuple[Array, Array]]):
     """Projected encoder keys/values: computed on the allocating call only."""
@@ -208,14 +255,15 @@ class MultiHeadAttention(nn.Module):
 
   def _update_cache(self, key: Array, value: Array, mask: Array | None,
                     cache_length: int | None):
-    """Writes this step's key/value into the cache; returns the full cache.
+    """Writes this step's key/value [B, N, 1, H] into the cache; returns the
+    full cache [B, N, L, H] and the mask of the positions written so far.
 
     The allocating call makes zero buffers of `cache_length` positions and
     attends over its own keys/values only (its output is not used).
     """
     initialized = self.has_variable('cache', 'cached_key')
-    batch, length, heads, head_dim = key.shape
-    shape = (batch, cache_length or length, heads, head_dim)
+    batch, heads, length, head_dim = key.shape
+    shape = (batch, heads, cache_length or length, head_dim)
     cached_key = self.variable('cache', 'cached_key', jnp.zeros, shape,
                                key.dtype)
     cached_value = self.variable('cache', 'cached_value', jnp.zeros, shape,
@@ -224,14 +272,13 @@ class MultiHeadAttention(nn.Module):
                                 lambda: jnp.array(0, dtype=jnp.int32))
     if not initialized:
       return key, value, mask
-    steps = key.shape[1]
-    max_length = cached_key.value.shape[1]
-    if steps != 1:
+    if length != 1:
       raise ValueError(f'cached decoding takes one position per call, got '
-                       f'{steps}')
+                       f'{length}')
+    max_length = cached_key.value.shape[2]
     index = cache_index.value
     zero = jnp.array(0, dtype=index.dtype)
-    start = (zero, index, zero, zero)
+    start = (zero, zero, index, zero)
     key = jax.lax.dynamic_update_slice(cached_key.value, key, start)
     value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
     cached_key.value, cached_value.value = key, value

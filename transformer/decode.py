@@ -149,14 +149,15 @@ def _is_encoder_cache(path: tuple[str, ...]) -> bool:
 
 
 def _init_cache(model: Transformer, params: PyTree, inputs: Array,
-                size: int) -> tuple[dict, dict, Array]:
+                size: int, group: int = 1) -> tuple[dict, dict, Array]:
   """Encodes `inputs`; returns (self-attention cache, encoder cache, encoded).
 
-  Both caches are flat {path: array} dicts. The self-attention part changes
-  every step (the loop carries it); the encoder part never does.
+  Both caches are flat {path: array} dicts. The self-attention part
+  ([B * group, heads, size, head_dim]) changes every step (the loop carries
+  it); the encoder part ([B, heads, S, head_dim]) never does.
   """
   encoded = model.apply({'params': params}, inputs, method=Transformer.encode)
-  _, variables = model.apply({'params': params}, encoded, inputs, size,
+  _, variables = model.apply({'params': params}, encoded, inputs, size, group,
                              method=Transformer.init_cache, mutable=['cache'])
   flat = traverse_util.flatten_dict(variables['cache'])
   self_cache = {k: v for k, v in flat.items() if not _is_encoder_cache(k)}
@@ -165,15 +166,15 @@ def _init_cache(model: Transformer, params: PyTree, inputs: Array,
 
 
 def _grow_cache(cache: dict, old_size: int, new_size: int) -> dict:
-  """Pads the self-attention buffers [rows, positions, heads, head_dim] from
+  """Pads the self-attention buffers [rows, heads, positions, head_dim] from
   `old_size` to `new_size` positions; attention masks the unwritten ones."""
   def grow(x):
     if x.ndim == 0:  # cache_index
       return x
-    if x.ndim != 4 or x.shape[1] != old_size:
-      raise ValueError(f'expected a [rows, {old_size} positions, heads, '
+    if x.ndim != 4 or x.shape[2] != old_size:
+      raise ValueError(f'expected a [rows, heads, {old_size} positions, '
                        f'head_dim] self-attention cache, got {x.shape}')
-    return jnp.pad(x, [(0, 0), (0, new_size - old_size), (0, 0), (0, 0)])
+    return jnp.pad(x, [(0, 0), (0, 0), (0, new_size - old_size), (0, 0)])
   return {k: grow(v) for k, v in cache.items()}
 
 
@@ -181,7 +182,8 @@ def _decode_step(model: Transformer, params: PyTree, self_cache: dict,
                  encoder_cache: dict, encoded: Array, inputs: Array,
                  tokens: Array, step: Array) -> tuple[Array, dict]:
   """Feeds `tokens` [rows] at position `step`; returns the next-token logits
-  [rows, vocab] (float32) and the updated self-attention cache."""
+  [rows, vocab] (float32) and the updated self-attention cache. `inputs` and
+  `encoded` have one row per sentence; rows may be a multiple of that."""
   cache = traverse_util.unflatten_dict({**self_cache, **encoder_cache})
   positions = jnp.full((tokens.shape[0], 1), step, jnp.int32)
   # `encoded` is not read: cross-attention uses its cache (XLA drops it).
@@ -331,15 +333,16 @@ def _beam_search(params: PyTree, config: ModelConfig, inputs: Array,
     raise ValueError(f'beam_size must be positive, got {beam_size}')
   model = Transformer(config)
   batch, k, vocab = inputs.shape[0], beam_size, config.vocab_size
-  flat_inputs = jnp.repeat(inputs, k, axis=0)  # row b * k + j: sentence b
+  # Decoder row b * k + j holds hypothesis j of sentence b; the source is
+  # encoded, and its keys/values cached, once per sentence.
   self_cache, encoder_cache, encoded = _init_cache(
-      model, params, flat_inputs, _cache_sizes(length)[0])
+      model, params, inputs, _cache_sizes(length)[0], group=k)
   limits = length_limits(inputs, max_extra_length)
 
   def body(state: State) -> State:
     step, done = state['step'], state['done']
     logits, cache = _decode_step(
-        model, params, state['cache'], encoder_cache, encoded, flat_inputs,
+        model, params, state['cache'], encoder_cache, encoded, inputs,
         state['previous'].reshape(-1), step)
     logits = logits.reshape(batch, k, vocab)
 

@@ -245,7 +245,8 @@ class Transformer(nn.Module):
       encoded: [B, S, d_model] from `encode`.
       inputs: [B, S] source ids (for the cross-attention padding mask).
       decoder_inputs: [B, T] ids fed to the decoder (`shift_right(targets)`);
-        with decode=True, T = 1: the previous token of each sequence.
+        with decode=True, T = 1: the previous token of each sequence, and
+        there may be B * group rows, group per sentence (`init_cache`).
       targets_positions: [B, T]; required with decode=True, where it is the
         index of the step being decoded.
       decode: use and update the key/value cache (see MultiHeadAttention
@@ -288,12 +289,15 @@ class Transformer(nn.Module):
       logits = self.output_projection(y)
     return logits.astype(jnp.float32)
 
-  def init_cache(self, encoded: Array, inputs: Array, max_length: int) -> None:
+  def init_cache(self, encoded: Array, inputs: Array, max_length: int,
+                 group: int = 1) -> None:
     """Allocates the decoding cache; apply it with mutable=['cache'].
 
-    Self-attention gets zero buffers of `max_length` positions; cross-attention
-    stores the encoder keys/values projected once. One decoder position is run
-    to do so, its output thrown away:
+    Self-attention gets zero buffers of `max_length` positions for each of
+    the B * group decoder rows; cross-attention stores the encoder keys/values
+    projected once, one row per source sentence (see
+    `attention.cached_attention`). One decoder position is run to do so, its
+    output thrown away:
 
       _, variables = model.apply({'params': params}, encoded, inputs, 64,
                                  method=Transformer.init_cache,
@@ -302,8 +306,11 @@ class Transformer(nn.Module):
 
     Args:
       encoded: [B, S, d_model] from `encode`; inputs: [B, S] source ids.
+      group: decoder rows per sentence (beam search: the beam size); rows
+        b * group .. b * group + group - 1 translate sentence b.
     """
-    bos = jnp.full((inputs.shape[0], 1), BOS_ID, jnp.int32)
+    rows = inputs.shape[0] * group
+    bos = jnp.full((rows, 1), BOS_ID, jnp.int32)
     self.decode(encoded, inputs, bos, jnp.zeros_like(bos), decode=True,
                 cache_length=max_length)
 
