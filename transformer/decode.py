@@ -70,6 +70,7 @@ State = dict[str, Any]
 
 NEG_INF = -jnp.inf
 FIRST_CACHE_LENGTH = 32  # self-attention cache positions; doubled when full
+COPY_CHUNK = 16  # beam search: cache rows copied per gather/scatter
 
 
 def length_penalty(length: Array | int, alpha: Array | float) -> Array:
@@ -306,19 +307,24 @@ def _reorder_cache(cache: dict, parents: Array, needed: Array) -> dict:
       return rows.reshape(x.shape)
     return {**cache, **jax.tree.map(gather, buffers)}
 
-  # One device: copy just the rows needed, in place. Sources are never targets
-  # (see `_stable_slots`), so the order of the copies does not matter.
+  # One device: copy just the rows needed, in place, COPY_CHUNK rows per
+  # gather/scatter (one op per row made the loop's overhead dominate). Sources
+  # are never targets (see `_stable_slots`), so the order does not matter.
+  rows = batch * k
+  padded = -(-rows // COPY_CHUNK) * COPY_CHUNK
   sources = (jnp.arange(batch)[:, None] * k + parents).reshape(-1)
-  (targets,) = jnp.nonzero(needed.reshape(-1), size=batch * k, fill_value=0)
+  (targets,) = jnp.nonzero(needed.reshape(-1), size=padded, fill_value=rows)
+  sources = sources[jnp.minimum(targets, rows - 1)]  # targets == rows: unused
 
   def copy(i, buffers):
-    source, target = sources[targets[i]], targets[i]
-    return jax.tree.map(
-        lambda x: jax.lax.dynamic_update_index_in_dim(
-            x, jax.lax.dynamic_index_in_dim(x, source), target, axis=0),
-        buffers)
+    target = jax.lax.dynamic_slice(targets, (i * COPY_CHUNK,), (COPY_CHUNK,))
+    source = jax.lax.dynamic_slice(sources, (i * COPY_CHUNK,), (COPY_CHUNK,))
+    # Out-of-range targets (the padding) are dropped.
+    return jax.tree.map(lambda x: x.at[target].set(x[source], mode='drop'),
+                        buffers)
 
-  buffers = jax.lax.fori_loop(0, jnp.sum(needed), copy, buffers)
+  chunks = (jnp.sum(needed) + COPY_CHUNK - 1) // COPY_CHUNK
+  buffers = jax.lax.fori_loop(0, chunks, copy, buffers)
   return {**cache, **buffers}
 
 
@@ -346,13 +352,15 @@ def _beam_search(params: PyTree, config: ModelConfig, inputs: Array,
         state['previous'].reshape(-1), step)
     logits = logits.reshape(batch, k, vocab)
 
-    # log P(prefix, token) for every alive hypothesis and token, in one pass,
-    # then the 2k best: each hypothesis' best, then the best of those.
+    # The 2k best candidates (prefix, token) by log P: each hypothesis' best
+    # 2k, then the best of those. Within a hypothesis log P(prefix, token) =
+    # score + logit - log Z ranks tokens as the logits do, so the first top_k
+    # reads the logits themselves and only 2k values per row get the rest.
     allowed = _allowed_tokens(vocab, step, limits)[:, None, :]
-    log_probs = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
-    candidates = jnp.where(
-        allowed, state['alive_scores'][:, :, None] + log_probs, NEG_INF)
-    best, best_tokens = jax.lax.top_k(candidates, min(2 * k, vocab))
+    best_logits, best_tokens = jax.lax.top_k(
+        jnp.where(allowed, logits, NEG_INF), min(2 * k, vocab))
+    log_z = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+    best = state['alive_scores'][:, :, None] + (best_logits - log_z)
     scores, index = jax.lax.top_k(best.reshape(batch, -1), 2 * k)  # [B, 2k]
     parents = index // best.shape[2]
     tokens = jnp.take_along_axis(best_tokens.reshape(batch, -1), index, axis=1)
