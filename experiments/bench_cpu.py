@@ -1,26 +1,33 @@
 """bench_cpu: the fixed shape that `--mode=benchmark` is measured on.
 
-Not a training recipe: a stable yardstick for speed. The model is the
-`bible_es_en` one (shared vocabulary 8,000, d_model 256, 4 heads, d_ff 1,024,
-3 encoder + 3 decoder layers, float32, dropout 0.1, label smoothing 0.1) on
-batches of 32 rows of 64 source and 64 target tokens. The benchmark times the
-compiled train step (compile time, median and spread), the eval step, greedy
-and beam-4 decoding of 32 sentences, and the input pipeline alone; it reports
-model FLOPs per step, MFU and peak memory (`transformer/benchmark.py`). Real
-Bible batches are used when the corpus is prepared, random tokens of the same
-shape otherwise (the output says which).
+Not a training recipe: a stable yardstick for speed. The shape is the
+`bible_es_en` model's (shared vocabulary 8,000, d_model 256, 4 heads, d_ff
+1,024, 3 encoder + 3 decoder layers, float32, dropout 0.1, label smoothing
+0.1), with the paper's post-LN, on batches of 32 rows of 64 source and 64
+target tokens. The benchmark times the compiled train step (compile time,
+median and spread), the eval step, greedy and beam-4 decoding of 32
+sentences, and the input pipeline alone; it reports model FLOPs per step, MFU
+and peak memory (`transformer/benchmark.py`). Real Bible batches are used
+when the corpus is prepared, random tokens of the same shape otherwise (the
+output says which).
 
   python launch.py --experiment=bench_cpu --mode=benchmark
 
 Writes WORKDIR/benchmark.json (default workdirs/bench_cpu).
 
-Measured on a quiet 2-core AMD EPYC CPU, JAX 0.10.2 (real Bible batches):
-train step 1,031 ms median (IQR 1,021-1,034 ms), 1,773 target tokens/s,
-96.4 GFLOP/step at 93.6 GFLOP/s against a measured 172 GFLOP/s matmul peak:
-MFU 54.5%; compile 5.45 s; eval step 252 ms; greedy 1.35 s and beam 4
-4.92 s per batch of 32 (3.66x; random weights, outputs run to the limit);
-input pipeline 85.8 batches/s (88x the train step); peak RSS 1.37 GB.
-"""
+Measured on a 2-core AMD EPYC CPU (shared VM), JAX 0.10.2, real Bible
+batches, 2026-11-22 (two runs; the machine's measured matmul peak varied
+between 167 and 182 GFLOP/s during the day):
+  train step   952 / 972 ms median, 96.4 GFLOP/step: MFU 58.2% / 58.3%
+               (peak 176 / 170 GFLOP/s); compile 5.3 / 5.65 s
+  eval step    256 / 278 ms (forward only: MFU 72% / 68%)
+  greedy       0.88 / 0.94 s per batch of 32; beam 4 2.59 / 2.84 s: 2.93x / 3.02x
+               (random weights: every sentence runs to the 114-token limit)
+  pipeline     85 / 82 batches/s (81x / 80x the train step); peak RSS 1.3 GB
+Before this session's work (jax.random dropout bits, [B, L, N, H] decoding
+caches): step 976-1031 ms (MFU 54.5-55%), compile 5.5-5.6 s, greedy 1.3 s,
+beam 4 4.7-4.9 s (3.6-3.7x).
+""""""
 
 from transformer.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig
 

@@ -39,9 +39,13 @@ Speed.
   - The self-attention cache starts at 32 positions and doubles as decoding
     goes on (a new while loop per size): attention reads the whole buffer
     every step, so early steps should not pay for L positions.
-  - Alive hypothesis j of sentence b lives in row b * beam + j of the model's
-    batch. The cross-attention cache, the same for all beams of a sentence, is
-    built once for that batch and never moves.
+  - Caches are head-major, [rows, heads, positions, head_dim]: the layout the
+    score and value products read, so no step transposes them.
+  - Alive hypothesis j of sentence b lives in row b * beam + j of the
+    decoder's batch. The source is encoded once per sentence, and its
+    cross-attention keys/values are cached once per sentence: the beams of a
+    sentence attend to that one row as `beam` query positions
+    (`attention.cached_attention`), and it never moves.
   - A new hypothesis takes over its parent's row where it can, so only rows
     whose parent has several children are copied (typically about one per
     sentence and step, instead of gathering all rows of the self-attention
@@ -49,7 +53,8 @@ Speed.
     instead: XLA partitions it along a sharded batch, while copies at
     data-dependent rows would make it gather the whole cache on every device.
   - The 2*beam best of beam * vocab candidates are found in two top_k passes,
-    per hypothesis and then over those, which is cheaper than one.
+    per hypothesis and then over those, which is cheaper than one; the first
+    reads the logits (they rank a hypothesis' tokens as log P does).
 """
 
 from __future__ import annotations
