@@ -24,10 +24,10 @@ between 167 and 182 GFLOP/s during the day):
   greedy       0.88 / 0.94 s per batch of 32; beam 4 2.59 / 2.84 s: 2.93x / 3.02x
                (random weights: every sentence runs to the 114-token limit)
   pipeline     85 / 82 batches/s (81x / 80x the train step); peak RSS 1.3 GB
-Before this session's work (jax.random dropout bits, [B, L, N, H] decoding
-caches): step 976-1031 ms (MFU 54.5-55%), compile 5.5-5.6 s, greedy 1.3 s,
-beam 4 4.7-4.9 s (3.6-3.7x).
-""""""
+Before the fused dropout hash and head-major decoding caches (jax.random
+dropout bits, [B, L, N, H] caches): step 976-1031 ms (MFU 54.5-55%),
+compile 5.5-5.6 s, greedy 1.3 s, beam 4 4.7-4.9 s (3.6-3.7x).
+"""
 
 from transformer.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig
 
