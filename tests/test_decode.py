@@ -359,3 +359,22 @@ def test_bad_arguments_are_rejected():
   learned = dataclasses.replace(TINY_MODEL, positions='learned', max_length=8)
   with pytest.raises(ValueError, match='max_length'):
     decode.greedy_decode(params_for(learned), learned, inputs)
+
+
+@pytest.mark.parametrize('values', ['normal', 'ties', 'mostly_inf'])
+def test_top_k_by_blocks_equals_lax_top_k(values):
+  rng = np.random.default_rng({'normal': 0, 'ties': 1, 'mostly_inf': 2}[values])
+  for n, k, block in [(8000, 8, 32), (100, 8, 16), (37, 5, 4), (9, 9, 4),
+                      (6, 2, 32), (300, 12, 7)]:
+    if values == 'ties':  # few distinct values: order among equals matters
+      x = rng.integers(0, 3, size=(3, 4, n)).astype(np.float32)
+    else:
+      x = rng.normal(size=(3, 4, n)).astype(np.float32)
+      if values == 'mostly_inf':
+        x[rng.random(x.shape) < 0.97] = -np.inf
+    want_values, want_indices = jax.lax.top_k(x, k)
+    values_, indices = decode.top_k_by_blocks(jnp.asarray(x), k, block)
+    np.testing.assert_array_equal(values_, want_values)
+    finite = np.isfinite(np.asarray(want_values))
+    np.testing.assert_array_equal(np.asarray(indices)[finite],
+                                  np.asarray(want_indices)[finite])
