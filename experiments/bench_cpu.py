@@ -16,14 +16,16 @@ output says which).
 Writes WORKDIR/benchmark.json (default workdirs/bench_cpu).
 
 Measured on a 2-core AMD EPYC CPU (shared VM), JAX 0.10.2, real Bible
-batches, 2026-11-22 (two runs; the machine's measured matmul peak varied
-between 167 and 182 GFLOP/s during the day):
-  train step   952 / 972 ms median, 96.4 GFLOP/step: MFU 58.2% / 58.3%
-               (peak 176 / 170 GFLOP/s); compile 5.3 / 5.65 s
-  eval step    256 / 278 ms (forward only: MFU 72% / 68%)
-  greedy       0.88 / 0.94 s per batch of 32; beam 4 2.59 / 2.84 s: 2.93x / 3.02x
+batches, 2026-11-22, one run:
+  train step   957 ms median (IQR 939-1003 ms), 96.4 GFLOP/step, 101 GFLOP/s
+               against a measured 176 GFLOP/s matmul peak: MFU 57.1%;
+               compile 5.7 s
+  eval step    248 ms (forward only: MFU 73%)
+  greedy       0.91 s per batch of 32; beam 4 2.44 s: 2.67x
                (random weights: every sentence runs to the 114-token limit)
-  pipeline     85 / 82 batches/s (81x / 80x the train step); peak RSS 1.3 GB
+  pipeline     81 batches/s (78x the train step); peak RSS 1.3 GB
+Over the day the step varied 905-972 ms (MFU 57-60%) and compile 5.2-5.9 s
+on this shared machine.
 Before the fused dropout hash and head-major decoding caches (jax.random
 dropout bits, [B, L, N, H] caches): step 976-1031 ms (MFU 54.5-55%),
 compile 5.5-5.6 s, greedy 1.3 s, beam 4 4.7-4.9 s (3.6-3.7x).
