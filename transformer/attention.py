@@ -75,6 +75,14 @@ def combine_masks(*masks: Array | None) -> Array | None:
 # ---------------------------------------------------------------------------
 
 
+def masked_softmax(logits: Array, mask: Array | None) -> Array:
+  """softmax over the last axis of [..., S] scores, masked keys removed."""
+  if mask is not None:
+    # A large finite value, not -inf: a fully masked row stays finite.
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+  return jax.nn.softmax(logits, axis=-1)
+
+
 def attention_weights(query: Array, key: Array, mask: Array | None) -> Array:
   """softmax(Q K^T / sqrt(d_k)) with masked logits removed; float32.
 
@@ -86,10 +94,7 @@ def attention_weights(query: Array, key: Array, mask: Array | None) -> Array:
   scale = query.shape[-1] ** -0.5
   logits = jnp.einsum('btnh,bsnh->bnts', query, key,
                       preferred_element_type=jnp.float32) * scale
-  if mask is not None:
-    # A large finite value, not -inf: a fully masked row stays finite.
-    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-  return jax.nn.softmax(logits, axis=-1)
+  return masked_softmax(logits, mask)
 
 
 def dot_product_attention(query: Array, key: Array, value: Array,
@@ -151,9 +156,7 @@ def cached_attention(query: Array, key: Array, value: Array,
   q = query.reshape(batch, group * steps, heads, head_dim)
   logits = jnp.einsum('bqnh,bnsh->bnqs', q, key,
                       preferred_element_type=jnp.float32) * head_dim**-0.5
-  if mask is not None:
-    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-  weights = jax.nn.softmax(logits, axis=-1)  # [B, N, g * T, S]
+  weights = masked_softmax(logits, mask)  # [B, N, g * T, S]
   out = jnp.einsum('bnqs,bnsh->bqnh', weights.astype(value.dtype), value)
   weights = weights.reshape(batch, heads, group, steps, -1).swapaxes(1, 2)
   return (out.reshape(query.shape),
