@@ -8,6 +8,10 @@ newstest2014 in 12 hours on 8 P100 GPUs.
   python launch.py --experiment=wmt_base --workdir=workdirs/wmt_base
 On one GPU with too little memory, keep the batch and add micro-batches:
   --set=train.grad_accum_steps=4
+Benchmark (`--mode=benchmark`, one NVIDIA H100 80GB, JAX 0.11.2, random
+batches of this shape): 35.5 ms per step back to back, 692k target tokens/s,
+MFU 28.4% of the 989 TFLOP/s bfloat16 peak; 100k steps would take ~1 hour of
+steps alone. Full training and BLEU: not run here (no WMT data offline).
 """
 
 from transformer.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig

@@ -4,6 +4,10 @@ d_model 1024, d_ff 4096, 16 heads, dropout 0.3, 300k steps, otherwise as
 wmt_base; the paper evaluates the average of the last 20 checkpoints.
 Paper: 28.4 BLEU on newstest2014 in 3.5 days on 8 P100 GPUs.
   python launch.py --experiment=wmt_big --workdir=workdirs/wmt_big
+Benchmark (`--mode=benchmark`, one NVIDIA H100 80GB, JAX 0.11.2, random
+batches of this shape): 80.1 ms per step back to back, 307k target tokens/s,
+MFU 41.6% of the 989 TFLOP/s bfloat16 peak; 300k steps would take ~6.7 hours
+of steps alone. Full training and BLEU: not run here (no WMT data offline).
 """
 
 import dataclasses

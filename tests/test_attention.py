@@ -119,3 +119,53 @@ def test_fully_masked_row_stays_finite():
                                           return_weights=explicit)
     out = out[0] if explicit else out
     assert np.all(np.isfinite(out))
+
+
+def test_auto_implementation_is_xla_off_gpu_and_config_guards_cudnn():
+  from transformer.config import ModelConfig  # pylint: disable=g-import-not-at-top
+  on_gpu = jax.default_backend() == 'gpu'
+  assert attention.cudnn_applies(jnp.bfloat16, 64, 256, 256) == on_gpu
+  assert not attention.cudnn_applies(jnp.float32, 64, 256)
+  assert not attention.cudnn_applies(jnp.bfloat16, 160, 256)  # head_dim > 128
+  assert not attention.cudnn_applies(jnp.bfloat16, 64, 255)  # odd length
+  with pytest.raises(ValueError, match="attention_impl='cudnn' needs"):
+    ModelConfig(attention_impl='cudnn')  # float32
+  with pytest.raises(ValueError, match='attention_dropout_rate'):
+    ModelConfig(attention_impl='cudnn', dtype='bfloat16',
+                attention_dropout_rate=0.1)
+
+
+@pytest.mark.skipif(jax.default_backend() != 'gpu',
+                    reason="cuDNN's fused attention needs an NVIDIA GPU")
+@pytest.mark.parametrize('kind', ['none', 'padding', 'segment+causal'])
+def test_cudnn_attention_matches_naive_and_xla_gradients(kind):
+  """The fused kernel: outputs against float64 NumPy, gradients against XLA."""
+  b, t, n, h = 2, 64, 4, 64
+  rng = np.random.default_rng(5)
+  q, k, v = (rng.normal(size=(b, t, n, h)).astype(np.float32)
+             for _ in range(3))
+  q, k, v = (jnp.asarray(x, jnp.bfloat16) for x in (q, k, v))
+  segments = jnp.asarray(np.repeat([[1, 2, 3, 0]], b, 0).repeat(t // 4, 1))
+  mask = {'none': None,
+          'padding': attention.padding_mask(segments),
+          'segment+causal': attention.combine_masks(
+              attention.causal_mask(t),
+              attention.segment_mask(segments, segments))}[kind]
+  causal = kind == 'segment+causal'
+  fused = attention.dot_product_attention(q, k, v, mask, is_causal=causal,
+                                          implementation='cudnn')
+  want = naive_attention(*(np.asarray(x, np.float32) for x in (q, k, v)), mask)
+  np.testing.assert_allclose(np.asarray(fused, np.float32), want, atol=2e-2)
+
+  def loss(impl, q, k, v):
+    out = attention.dot_product_attention(q, k, v, mask, is_causal=causal,
+                                          implementation=impl)
+    return jnp.sum(out.astype(jnp.float32) * jnp.cos(jnp.arange(h)))
+
+  grads = {impl: jax.grad(lambda *a: loss(impl, *a), argnums=(0, 1, 2))(
+      q, k, v) for impl in ('cudnn', 'xla')}
+  for fused_grad, xla_grad in zip(grads['cudnn'], grads['xla']):
+    fused_grad, xla_grad = (np.asarray(x, np.float32)
+                            for x in (fused_grad, xla_grad))
+    scale = np.abs(xla_grad).max()
+    np.testing.assert_allclose(fused_grad, xla_grad, atol=3e-2 * scale)

@@ -108,6 +108,35 @@ def test_gradient_is_softmax_minus_one_hot():
   np.testing.assert_allclose(grad, want, atol=1e-6)
 
 
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_hand_written_gradient_matches_finite_differences(dtype):
+  """Smoothed, weighted, class-weighted, z-loss: grad against a float64
+  central difference of the NumPy loss (the VJP is written by hand)."""
+  logits, targets, weights = random_case(9, shape=(2, 3))
+  logits = np.asarray(jnp.asarray(logits, dtype), np.float64)
+  class_weights = np.linspace(0.5, 1.5, K)
+  eps, z = 0.1, 1e-2
+
+  def np_loss(x):
+    total, _ = np_cross_entropy(x, targets, weights, eps, class_weights)
+    log_z = np.log(np.exp(x).sum(-1))
+    w = weights * class_weights[targets]
+    return total + z * np.sum(log_z**2 * w)
+
+  want = np.zeros_like(logits)
+  for index in np.ndindex(logits.shape):
+    step = np.zeros_like(logits)
+    step[index] = 1e-5
+    want[index] = (np_loss(logits + step) - np_loss(logits - step)) / 2e-5
+  grad = jax.grad(lambda x: losses.cross_entropy(
+      x, targets, weights, label_smoothing=eps, class_weights=class_weights,
+      z_loss=z)[0])(jnp.asarray(logits, dtype))
+  assert grad.dtype == dtype
+  tolerance = 1e-5 if dtype == jnp.float32 else 1e-2
+  np.testing.assert_allclose(np.asarray(grad, np.float64), want,
+                             atol=tolerance)
+
+
 def test_z_loss_adds_log_z_squared():
   logits, targets, weights = random_case(5)
   coefficient = 1e-3

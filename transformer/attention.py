@@ -97,17 +97,34 @@ def attention_weights(query: Array, key: Array, mask: Array | None) -> Array:
   return masked_softmax(logits, mask)
 
 
+def cudnn_applies(dtype, head_dim: int, *lengths: int) -> bool:
+  """Whether cuDNN's fused (flash) attention takes inputs of this kind.
+
+  Its limits, as `jax.nn.dot_product_attention(implementation='cudnn')`
+  checks them: an NVIDIA GPU, 16-bit inputs, a head dimension that is a
+  multiple of 8 up to 128, and (with a mask, in training) even lengths.
+  """
+  return (jax.default_backend() == 'gpu'
+          and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+          and head_dim % 8 == 0 and head_dim <= 128
+          and all(length % 2 == 0 for length in lengths))
+
+
 def dot_product_attention(query: Array, key: Array, value: Array,
                           mask: Array | None = None, *,
                           dropout_rate: float = 0.0,
                           dropout_rng: Array | None = None,
                           dropout_impl: str = 'hash',
+                          implementation: str = 'auto',
+                          is_causal: bool = False,
                           return_weights: bool = False):
   """softmax(Q K^T / sqrt(d_k)) V, paper eq. (1).
 
-  Without attention dropout this calls `jax.nn.dot_product_attention`, which
-  picks the fused cuDNN kernel on GPUs where it applies. Dropout on the
-  attention probabilities (and returning them, for pictures) needs the weights
+  Without attention dropout this calls `jax.nn.dot_product_attention`:
+  `implementation` 'cudnn' is cuDNN's fused flash attention (GPU, 16-bit;
+  the [B, N, T, S] scores never reach memory), 'xla' the plain products,
+  'auto' cuDNN where `cudnn_applies`, else XLA. Dropout on the attention
+  probabilities (and returning them, for pictures) needs the weights
   themselves, so those cases compute them explicitly.
 
   Args:
@@ -115,6 +132,9 @@ def dot_product_attention(query: Array, key: Array, value: Array,
     mask: boolean, broadcastable to [B, N, T, S]; True = attend.
     dropout_rate: attention dropout; applied only when `dropout_rng` is given.
     dropout_impl: where the dropout mask comes from (`transformer/dropout.py`).
+    implementation: 'auto', 'xla' or 'cudnn' (`model.attention_impl`).
+    is_causal: `mask` already hides the keys after each query (T == S); the
+      fused kernel then skips the blocks above the diagonal.
     return_weights: also return the [B, N, T, S] probabilities.
   Returns:
     [B, T, N, H] outputs (and the weights if asked).
@@ -124,7 +144,14 @@ def dot_product_attention(query: Array, key: Array, value: Array,
     if mask is not None:
       mask = jnp.broadcast_to(
           mask, (query.shape[0], mask.shape[1], query.shape[1], key.shape[1]))
-    return jax.nn.dot_product_attention(query, key, value, mask=mask)
+    if implementation == 'auto':
+      fused = cudnn_applies(query.dtype, query.shape[-1], query.shape[1],
+                            key.shape[1])
+      implementation = 'cudnn' if fused else 'xla'
+    return jax.nn.dot_product_attention(query, key, value, mask=mask,
+                                        is_causal=(is_causal and
+                                                   implementation == 'cudnn'),
+                                        implementation=implementation)
   weights = attention_weights(query, key, mask)
   probs = weights
   if use_dropout:
@@ -187,9 +214,11 @@ class MultiHeadAttention(nn.Module):
   num_heads: int
   dropout_rate: float = 0.0
   cross: bool = False  # keys/values come from the encoder
+  causal: bool = False  # the masks given hide later positions (decoder self)
   dtype: jnp.dtype = jnp.float32
   kernel_init: Callable = nn.initializers.xavier_uniform()
   dropout_impl: str = 'hash'  # see transformer/dropout.py
+  attention_impl: str = 'auto'  # see dot_product_attention
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Array | None,
@@ -224,6 +253,8 @@ class MultiHeadAttention(nn.Module):
                                   dropout_rate=self.dropout_rate,
                                   dropout_rng=dropout_rng,
                                   dropout_impl=self.dropout_impl,
+                                  implementation=self.attention_impl,
+                                  is_causal=self.causal,
                                   return_weights=sow_weights)
       if sow_weights:
         out, weights = out

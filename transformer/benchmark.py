@@ -81,6 +81,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from transformer import attention
 from transformer import decode as decode_lib
 from transformer import train as train_lib
 from transformer.config import EOS_ID, PAD_ID, Config, ModelConfig
@@ -243,6 +244,16 @@ def peak_memory() -> tuple[int | None, str]:
 # ---------------------------------------------------------------------------
 
 
+def training_attention(model: ModelConfig, length: int) -> str:
+  """Which implementation the train step's attention resolves to."""
+  if model.attention_dropout_rate > 0:
+    return 'explicit (attention dropout)'
+  if model.attention_impl != 'auto':
+    return model.attention_impl
+  fused = attention.cudnn_applies(model.dtype, model.head_dim, length)
+  return 'cudnn' if fused else 'xla'
+
+
 def _summary(times: list[float]) -> dict[str, float]:
   q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (
       times[0],) * 3
@@ -390,8 +401,11 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
     verbose: print the table.
   Returns:
     The numbers written to WORKDIR/benchmark.json. Times in seconds, rates per
-    second; among them: compile_s, first_step_s, train_step_s (median; also
-    _min_s, _max_s, _p25_s, _p75_s), train_tokens_per_s (real target tokens),
+    second; among them: compile_s, first_step_s, train_step_s (median of
+    steps each waited for; also _min_s, _max_s, _p25_s, _p75_s),
+    train_step_back_to_back_s (the mean of the same steps run back to back,
+    as training runs them; throughput and MFU use this),
+    train_tokens_per_s (real target tokens),
     train_flops, xla_train_flops (XLA's count, a cross-check),
     train_flops_per_s, peak_flops_per_s and peak_source, train_mfu (None for
     an unknown accelerator), eval_step_s, eval_mfu, greedy_s and beam4_s
@@ -423,6 +437,7 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
       'max_length': config.data.max_length,
       'eval_batch_size': config.data.eval_batch_size,
       'dtype': config.model.dtype,
+      'attention_impl': training_attention(config.model, config.data.max_length),
       'repeats': repeats,
       'decode_repeats': decode_repeats,
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
@@ -466,15 +481,24 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
     state, metrics = compiled_step(state, batch, dropout_rng)
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - begin)
-  result['final_loss'] = float(metrics['loss'])
   train = _summary(times)
-  step_s = train['median']
+  # The same steps back to back, as the training loop runs them (it waits
+  # only to log): the host queues step i + 1 while the device runs step i,
+  # so launching a step costs no device time. Throughput and MFU come from
+  # this rate; the per-step times above include each step's launch.
+  begin = time.perf_counter()
+  for batch in batches[1 + WARMUP_STEPS:]:
+    state, metrics = compiled_step(state, batch, dropout_rng)
+  jax.block_until_ready((state, metrics))
+  step_s = (time.perf_counter() - begin) / len(times)
+  result['final_loss'] = float(metrics['loss'])
   timed_targets = statistics.mean(target_tokens[1 + WARMUP_STEPS:])
   timed_sources = statistics.mean(source_tokens[1 + WARMUP_STEPS:])
   result.update({
-      'train_step_s': step_s,
+      'train_step_s': train['median'],
       'train_step_min_s': train['min'], 'train_step_max_s': train['max'],
       'train_step_p25_s': train['p25'], 'train_step_p75_s': train['p75'],
+      'train_step_back_to_back_s': step_s,
       'train_steps_per_s': 1.0 / step_s,
       'train_tokens_per_s': timed_targets / step_s,
       'train_source_tokens_per_s': timed_sources / step_s,
@@ -625,7 +649,8 @@ def format_table(r: dict[str, Any]) -> str:
       ('device', f'{r["device_kind"]} x {r["num_devices"]} '
                  f'({r["platform"]}), JAX {r["jax_version"]}'),
       ('shape', f'batch {r["batch_size"]} x {r["max_length"]} tokens, '
-                f'{r["dtype"]}, {r["num_params"] / 1e6:.2f}M parameters'),
+                f'{r["dtype"]}, {r["num_params"] / 1e6:.2f}M parameters, '
+                f'attention: {r["attention_impl"]}'),
       ('batches', r['data'] + (f' -- {r["data_note"]}' if r['data_note']
                                else '')),
       ('train compile', f'{r["compile_s"]:.2f} s (first step '
@@ -634,7 +659,9 @@ def format_table(r: dict[str, Any]) -> str:
                      f'{_ms(r["train_step_min_s"])} - '
                      f'{_ms(r["train_step_max_s"])} (IQR '
                      f'{_ms(r["train_step_p25_s"])} - '
-                     f'{_ms(r["train_step_p75_s"])}), {r["repeats"]} steps'),
+                     f'{_ms(r["train_step_p75_s"])}), {r["repeats"]} steps '
+                     f'each waited for; {_ms(r["train_step_back_to_back_s"])} '
+                     'per step back to back (throughput and MFU below)'),
       ('train tokens/s', f'{r["train_tokens_per_s"]:,.0f} target '
                          f'({r["train_source_tokens_per_s"]:,.0f} source)'),
       ('model FLOPs/step', f'{_si(r["train_flops"])} (XLA counts '

@@ -43,6 +43,10 @@ class ModelConfig:
   share_embeddings: bool = True  # one embedding for source and target (sec. 3.4)
   tie_output_embedding: bool = True  # pre-softmax projection = target embedding
   dtype: Literal['float32', 'bfloat16'] = 'float32'  # compute; params stay float32
+  # softmax(QK^T)V without attention dropout: 'cudnn' is cuDNN's fused flash
+  # attention (GPU, bfloat16; another reduction order than XLA's), 'xla' the
+  # plain products, 'auto' cuDNN where it applies (attention.cudnn_applies).
+  attention_impl: Literal['auto', 'xla', 'cudnn'] = 'auto'
 
   def __post_init__(self):
     if self.d_model % self.num_heads:
@@ -58,11 +62,20 @@ class ModelConfig:
                          f'{getattr(self, name)}')
     choices = {'activation': ('relu', 'gelu'), 'norm_position': ('post', 'pre'),
                'positions': ('sinusoidal', 'learned'),
-               'dtype': ('float32', 'bfloat16')}
+               'dtype': ('float32', 'bfloat16'),
+               'attention_impl': ('auto', 'xla', 'cudnn')}
     for name, allowed in choices.items():
       if getattr(self, name) not in allowed:
         raise ValueError(f'model.{name}={getattr(self, name)!r} is not one of '
                          f'{allowed}')
+    if self.attention_impl == 'cudnn' and (self.dtype != 'bfloat16' or
+                                           self.attention_dropout_rate > 0):
+      raise ValueError(
+          "model.attention_impl='cudnn' needs model.dtype='bfloat16' and "
+          'model.attention_dropout_rate=0 (cuDNN attention takes 16-bit '
+          f'inputs, and dropout needs the weights); got dtype={self.dtype!r}, '
+          f'attention_dropout_rate={self.attention_dropout_rate}. Use '
+          "'auto' or 'xla'.")
 
   @property
   def head_dim(self) -> int:

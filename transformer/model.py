@@ -112,7 +112,8 @@ class EncoderLayer(nn.Module):
     c = self.config
     self_attention = attention.MultiHeadAttention(
         c.num_heads, c.attention_dropout_rate, dtype=c.dtype,
-        dropout_impl=self.dropout_impl, name='self_attention')
+        dropout_impl=self.dropout_impl, attention_impl=c.attention_impl,
+        name='self_attention')
     x = residual(c, x, lambda h: self_attention(
         h, h, mask, deterministic=deterministic, sow_weights=self.sow_weights),
                  deterministic=deterministic, name='self_attention',
@@ -136,8 +137,10 @@ class DecoderLayer(nn.Module):
     """y: [B, T, d_model]; encoded: [B, S, d_model] -> [B, T, d_model]."""
     c = self.config
     mha = lambda name, cross: attention.MultiHeadAttention(
-        c.num_heads, c.attention_dropout_rate, cross=cross, dtype=c.dtype,
-        dropout_impl=self.dropout_impl, name=name)
+        c.num_heads, c.attention_dropout_rate, cross=cross, causal=not cross,
+        dtype=c.dtype,
+        dropout_impl=self.dropout_impl, attention_impl=c.attention_impl,
+        name=name)
     self_attention = mha('self_attention', cross=False)
     cross_attention = mha('cross_attention', cross=True)
     y = residual(c, y, lambda h: self_attention(
@@ -172,8 +175,10 @@ class Transformer(nn.Module):
 
   def setup(self):
     c = self.config
+    # dtype: bfloat16 runs the tied output projection (the largest matmul)
+    # in bfloat16 too; the loss reads the logits in float32.
     embed = lambda name: nn.Embed(
-        c.vocab_size, c.d_model, name=name,
+        c.vocab_size, c.d_model, name=name, dtype=c.dtype,
         # N(0, d^-1/2): after the sqrt(d) scaling inputs have unit scale, and
         # the tied output projection gives logits of unit scale.
         embedding_init=nn.initializers.normal(stddev=c.d_model**-0.5))
