@@ -16,16 +16,16 @@ output says which).
 Writes WORKDIR/benchmark.json (default workdirs/bench_cpu).
 
 Measured on a 2-core AMD EPYC CPU (shared VM), JAX 0.10.2, real Bible
-batches, 2026-11-22, one run:
-  train step   957 ms median (IQR 939-1003 ms), 96.4 GFLOP/step, 101 GFLOP/s
-               against a measured 176 GFLOP/s matmul peak: MFU 57.1%;
-               compile 5.7 s
-  eval step    248 ms (forward only: MFU 73%)
-  greedy       0.91 s per batch of 32; beam 4 2.44 s: 2.67x
-               (random weights: every sentence runs to the 114-token limit)
-  pipeline     81 batches/s (78x the train step); peak RSS 1.3 GB
-Over the day the step varied 905-972 ms (MFU 57-60%) and compile 5.2-5.9 s
-on this shared machine.
+batches, 2026-11-22 (a slow hour on this machine), one run:
+  train step   1001 ms back to back (1017 ms median waited for, IQR
+               1008-1026 ms), 96.4 GFLOP/step, 96 GFLOP/s against a measured
+               163 GFLOP/s matmul peak: MFU 58.9%; compile 6.1 s
+  eval step    274 ms (forward only: MFU 72%)
+  greedy       0.97 s per batch of 32; beam 4 2.55 s: 2.62x
+               (random weights: outputs are not a trained model's lengths)
+  pipeline     82 batches/s (82x the train step); peak RSS 1.25 GB
+Over two days the step varied 905-1017 ms (MFU 57-60%) and compile
+5.1-6.1 s on this shared machine.
 Before the fused dropout hash and head-major decoding caches (jax.random
 dropout bits, [B, L, N, H] caches): step 976-1031 ms (MFU 54.5-55%),
 compile 5.5-5.6 s, greedy 1.3 s, beam 4 4.7-4.9 s (3.6-3.7x).
