@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -134,18 +135,22 @@ def binary_log_loss(logits: Array, labels: Array,
   Args:
     logits: [...] scores; labels: [...] in {0, 1} (or soft labels in [0, 1]).
   """
-  weights = _weights_like(labels, weights)
-  loss = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32),
-                                            labels.astype(jnp.float32))
-  return jnp.sum(loss * weights), jnp.sum(weights)
+  return _elementwise_loss(optax.sigmoid_binary_cross_entropy, logits, labels,
+                           weights)
 
 
 def mean_squared_error(predictions: Array, targets: Array,
                        weights: Array | None = None) -> tuple[Array, Array]:
   """(prediction - target)^2: (sum, weight sum). No 1/2 factor."""
+  return _elementwise_loss(optax.squared_error, predictions, targets, weights)
+
+
+def _elementwise_loss(loss_fn: Callable[[Array, Array], Array],
+                      predictions: Array, targets: Array,
+                      weights: Array | None) -> tuple[Array, Array]:
+  """(sum of weighted loss_fn(predictions, targets) in float32, weight sum)."""
   weights = _weights_like(targets, weights)
-  loss = optax.squared_error(predictions.astype(jnp.float32),
-                             targets.astype(jnp.float32))
+  loss = loss_fn(predictions.astype(jnp.float32), targets.astype(jnp.float32))
   return jnp.sum(loss * weights), jnp.sum(weights)
 
 

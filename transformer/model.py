@@ -12,6 +12,7 @@ holds one sentence followed by padding (PAD_ID).
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -99,6 +100,16 @@ def residual(config: ModelConfig, x: Array, sublayer: Callable[[Array], Array],
   return norm(x + dropout(sublayer(x), deterministic=deterministic))
 
 
+def attention_sublayer(config: ModelConfig, dropout_impl: str, name: str, *,
+                       cross: bool = False, causal: bool = False
+                       ) -> attention.MultiHeadAttention:
+  """The multi-head attention of a layer, configured from the model config."""
+  return attention.MultiHeadAttention(
+      config.num_heads, config.attention_dropout_rate, cross=cross,
+      causal=causal, dtype=config.dtype, dropout_impl=dropout_impl,
+      attention_impl=config.attention_impl, name=name)
+
+
 class EncoderLayer(nn.Module):
   """Self-attention, then feed-forward, each wrapped by `residual`."""
   config: ModelConfig
@@ -110,18 +121,15 @@ class EncoderLayer(nn.Module):
                deterministic: bool) -> Array:
     """x: [B, S, d_model]; mask: [B|1, 1, S, S] -> [B, S, d_model]."""
     c = self.config
-    self_attention = attention.MultiHeadAttention(
-        c.num_heads, c.attention_dropout_rate, dtype=c.dtype,
-        dropout_impl=self.dropout_impl, attention_impl=c.attention_impl,
-        name='self_attention')
-    x = residual(c, x, lambda h: self_attention(
+    self_attention = attention_sublayer(c, self.dropout_impl, 'self_attention')
+    sublayer = functools.partial(residual, c, deterministic=deterministic,
+                                 dropout_impl=self.dropout_impl)
+    x = sublayer(x, lambda h: self_attention(
         h, h, mask, deterministic=deterministic, sow_weights=self.sow_weights),
-                 deterministic=deterministic, name='self_attention',
-                 dropout_impl=self.dropout_impl)
+                 name='self_attention')
     ffn = FeedForward(c, name='ffn')
-    return residual(c, x, lambda h: ffn(h, deterministic=deterministic),
-                    deterministic=deterministic, name='ffn',
-                    dropout_impl=self.dropout_impl)
+    return sublayer(x, lambda h: ffn(h, deterministic=deterministic),
+                    name='ffn')
 
 
 class DecoderLayer(nn.Module):
@@ -136,27 +144,22 @@ class DecoderLayer(nn.Module):
                decode: bool = False, cache_length: int | None = None) -> Array:
     """y: [B, T, d_model]; encoded: [B, S, d_model] -> [B, T, d_model]."""
     c = self.config
-    mha = lambda name, cross: attention.MultiHeadAttention(
-        c.num_heads, c.attention_dropout_rate, cross=cross, causal=not cross,
-        dtype=c.dtype,
-        dropout_impl=self.dropout_impl, attention_impl=c.attention_impl,
-        name=name)
-    self_attention = mha('self_attention', cross=False)
-    cross_attention = mha('cross_attention', cross=True)
-    y = residual(c, y, lambda h: self_attention(
+    self_attention = attention_sublayer(c, self.dropout_impl, 'self_attention',
+                                        causal=True)
+    cross_attention = attention_sublayer(c, self.dropout_impl,
+                                         'cross_attention', cross=True)
+    sublayer = functools.partial(residual, c, deterministic=deterministic,
+                                 dropout_impl=self.dropout_impl)
+    y = sublayer(y, lambda h: self_attention(
         h, h, self_mask, deterministic=deterministic, decode=decode,
         cache_length=cache_length, sow_weights=self.sow_weights),
-                 deterministic=deterministic, name='self_attention',
-                 dropout_impl=self.dropout_impl)
-    y = residual(c, y, lambda h: cross_attention(
+                 name='self_attention')
+    y = sublayer(y, lambda h: cross_attention(
         h, encoded, cross_mask, deterministic=deterministic, decode=decode,
-        sow_weights=self.sow_weights),
-                 deterministic=deterministic, name='cross_attention',
-                 dropout_impl=self.dropout_impl)
+        sow_weights=self.sow_weights), name='cross_attention')
     ffn = FeedForward(c, name='ffn')
-    return residual(c, y, lambda h: ffn(h, deterministic=deterministic),
-                    deterministic=deterministic, name='ffn',
-                    dropout_impl=self.dropout_impl)
+    return sublayer(y, lambda h: ffn(h, deterministic=deterministic),
+                    name='ffn')
 
 
 class Transformer(nn.Module):
