@@ -16,15 +16,15 @@ output says which).
 Writes WORKDIR/benchmark.json (default workdirs/bench_cpu).
 
 Measured on a 2-core AMD EPYC CPU (shared VM), JAX 0.10.2, real Bible
-batches, 2026-11-22 (a slow hour on this machine), one run:
-  train step   1001 ms back to back (1017 ms median waited for, IQR
-               1008-1026 ms), 96.4 GFLOP/step, 96 GFLOP/s against a measured
-               163 GFLOP/s matmul peak: MFU 58.9%; compile 6.1 s
-  eval step    274 ms (forward only: MFU 72%)
-  greedy       0.97 s per batch of 32; beam 4 2.55 s: 2.62x
-               (random weights: outputs are not a trained model's lengths)
-  pipeline     82 batches/s (82x the train step); peak RSS 1.25 GB
-Over two days the step varied 905-1017 ms (MFU 57-60%) and compile
+batches, 2026-11-22, one run:
+  train step   1033 ms back to back (1048 ms median waited for, IQR
+               1038-1071 ms), 96.4 GFLOP/step, 93 GFLOP/s against a measured
+               163 GFLOP/s matmul peak: MFU 57.4%; compile 5.4 s
+  eval step    284 ms (forward only: MFU 70%)
+  greedy       0.95 s per batch of 32; beam 4 2.43 s: 2.54x
+               (random weights, EOS suppressed: outputs run to the limit)
+  pipeline     86 batches/s (89x the train step); peak RSS 1.36 GB
+Over two days the step varied 905-1048 ms (MFU 57-60%) and compile
 5.1-6.1 s on this shared machine.
 Before the fused dropout hash and head-major decoding caches (jax.random
 dropout bits, [B, L, N, H] caches): step 976-1031 ms (MFU 54.5-55%),

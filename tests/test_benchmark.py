@@ -127,3 +127,33 @@ def test_random_batches_when_the_data_is_missing(tmp_path):
   assert sources.shape == (config.data.eval_batch_size,
                            config.data.max_length)
   assert sentences == config.data.eval_batch_size and 'random' in what
+
+
+@pytest.mark.parametrize('tied', [True, False])
+def test_untrained_decoding_runs_every_sentence_to_its_limit(tied):
+  from transformer import decode as decode_lib  # pylint: disable=g-import-not-at-top
+  from transformer.config import EOS_ID, PAD_ID  # pylint: disable=g-import-not-at-top
+  model = dataclasses.replace(FLOPS_MODEL, vocab_size=50, d_model=32,
+                              d_ff=64, num_encoder_layers=1,
+                              num_decoder_layers=1, tie_output_embedding=tied)
+  config = Config(model=model)
+  params = train_lib.init_state(config, jax.random.key(1)).params
+  if not tied:  # a model that would say EOS at once
+    layer = params['output_projection']
+    params = {**params, 'output_projection': {
+        **layer, 'bias': layer['bias'].at[EOS_ID].set(10.0)}}
+  params = benchmark.never_eos(params, model)
+  rng = np.random.default_rng(2)
+  inputs = rng.integers(4, model.vocab_size, (3, 6)).astype(np.int32)
+  inputs[0, 4:] = PAD_ID
+  inputs[np.arange(3), [3, 5, 5]] = EOS_ID
+  limits = np.asarray(decode_lib.length_limits(jnp.asarray(inputs), 4))
+  greedy = np.asarray(decode_lib.greedy_decode(params, model, inputs,
+                                               max_extra_length=4))
+  beams, _ = decode_lib.beam_search(params, model, inputs, beam_size=2,
+                                    max_extra_length=4)
+  for tokens in (greedy, np.asarray(beams)[:, 0]):
+    lengths = np.sum(tokens != PAD_ID, axis=1)
+    np.testing.assert_array_equal(lengths, limits)
+    assert np.all(tokens[np.arange(3), limits - 1] == EOS_ID)
+    assert np.sum(tokens == EOS_ID) == 3  # none before the limit

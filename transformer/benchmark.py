@@ -63,7 +63,8 @@ Peak FLOP/s: on GPU and TPU the chip's published dense peak for the compute
 dtype (`PEAK_FLOPS`, by `device_kind`) times the number of devices; an unknown
 chip gets MFU None with a note. On CPU there is no published number: the peak
 is the throughput of a large jitted matrix multiplication in the model's dtype
-(2048 x 2048 @ 2048 x 2048, the median of several), measured in the same run.
+(2048 x 2048 @ 2048 x 2048, the median of several), measured in the same run
+before and after the train steps, the larger of the two.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ WARMUP_STEPS = 2
 CPU_MATMUL_SIZE = 2048
 ACCELERATOR_MATMUL_SIZE = 8192
 MATMUL_REPEATS = 5
+BACK_TO_BACK_GROUPS = 4  # the timed train steps, run back to back in groups
 
 # Published dense (no sparsity) peak FLOP/s per chip.
 #   'bf16': bfloat16 inputs on the matrix units (tensor cores, MXUs).
@@ -358,20 +360,42 @@ def decode_inputs(config: Config, tokenizer, rng: np.random.Generator
           + note)
 
 
-_UNTRAINED = ('random initialisation (no checkpoint in the workdir): output '
-              'lengths are not those of a trained model')
+_UNTRAINED = ('random initialisation (no checkpoint in the workdir), EOS '
+              'suppressed: every output runs to its length limit, a worst case')
+
+
+def never_eos(params: dict, model: ModelConfig) -> dict:
+  """`params` whose EOS logit is never the largest before the length limit.
+
+  Random weights stop after whatever number of tokens their logits happen
+  to give (on a GPU, random bfloat16 WMT models chose EOS at once), which
+  makes untrained decoding times meaningless. With the EOS row of the tied
+  output embedding zeroed its logit is 0 while the maximum of the others is
+  well above it (or, untied, its bias is -1e9), so every sentence runs to
+  its length limit, where decoding forces EOS.
+  """
+  if model.tie_output_embedding:
+    name = 'embedding' if model.share_embeddings else 'target_embedding'
+    table = params[name]['embedding']
+    return {**params, name: {**params[name],
+                             'embedding': table.at[EOS_ID].set(0.0)}}
+  layer = params['output_projection']
+  return {**params, 'output_projection': {
+      **layer, 'bias': layer['bias'].at[EOS_ID].set(-1e9)}}
 
 
 def _decode_params(config: Config, workdir: str, mesh, params):
-  """The workdir's latest checkpoint's params if any, else `params`."""
+  """The workdir's latest checkpoint's params if any, else `params` with
+  EOS suppressed (`never_eos`)."""
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    return params, _UNTRAINED
+    return never_eos(params, config.model), _UNTRAINED
   try:
     from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
     restored, steps = evaluate_lib.restore_params(config, workdir, mesh)
     return restored, f'checkpoint at step {steps[-1]}'
   except Exception as error:  # pylint: disable=broad-except
-    return params, f'{_UNTRAINED}; the checkpoint could not be used: {error}'
+    return (never_eos(params, config.model),
+            f'{_UNTRAINED}; the checkpoint could not be used: {error}')
 
 
 def _local_rows(rows: np.ndarray) -> np.ndarray:
@@ -403,8 +427,9 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
     The numbers written to WORKDIR/benchmark.json. Times in seconds, rates per
     second; among them: compile_s, first_step_s, train_step_s (median of
     steps each waited for; also _min_s, _max_s, _p25_s, _p75_s),
-    train_step_back_to_back_s (the mean of the same steps run back to back,
-    as training runs them; throughput and MFU use this),
+    train_step_back_to_back_s (the same steps run back to back, as training
+    runs them, in BACK_TO_BACK_GROUPS groups: the median group's mean step;
+    throughput and MFU use this),
     train_tokens_per_s (real target tokens),
     train_flops, xla_train_flops (XLA's count, a cross-check),
     train_flops_per_s, peak_flops_per_s and peak_source, train_mfu (None for
@@ -456,6 +481,13 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
   source_tokens = [int(np.count_nonzero(b['inputs'] != PAD_ID))
                    * jax.process_count() for b in host_batches]
 
+  # On CPUs the peak is measured twice, here and after the train steps, and
+  # the larger counts: a slow moment of a shared machine during one
+  # measurement must not inflate MFU.
+  on_cpu = device.platform == 'cpu'
+  matmul_before = (measure_matmul(CPU_MATMUL_SIZE, config.model.dtype)
+                   if on_cpu else None)
+
   # Train step: compile (trace, lower, XLA), first run, warm-up, timed steps.
   init_fn, sharding = train_lib.jit_init_state(config, mesh)
   init_rng, dropout_rng = train_lib.seed_rngs(config)
@@ -485,12 +517,18 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
   # The same steps back to back, as the training loop runs them (it waits
   # only to log): the host queues step i + 1 while the device runs step i,
   # so launching a step costs no device time. Throughput and MFU come from
-  # this rate; the per-step times above include each step's launch.
-  begin = time.perf_counter()
-  for batch in batches[1 + WARMUP_STEPS:]:
-    state, metrics = compiled_step(state, batch, dropout_rng)
-  jax.block_until_ready((state, metrics))
-  step_s = (time.perf_counter() - begin) / len(times)
+  # this rate (the median over groups of steps, each group waited for once);
+  # the per-step times above include each step's launch.
+  timed = batches[1 + WARMUP_STEPS:]
+  group = max(1, len(timed) // BACK_TO_BACK_GROUPS)
+  rates = []
+  for first in range(0, len(timed) - group + 1, group):
+    begin = time.perf_counter()
+    for batch in timed[first:first + group]:
+      state, metrics = compiled_step(state, batch, dropout_rng)
+    jax.block_until_ready((state, metrics))
+    rates.append((time.perf_counter() - begin) / group)
+  step_s = statistics.median(rates)
   result['final_loss'] = float(metrics['loss'])
   timed_targets = statistics.mean(target_tokens[1 + WARMUP_STEPS:])
   timed_sources = statistics.mean(source_tokens[1 + WARMUP_STEPS:])
@@ -509,16 +547,19 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
   flops = train_flops(config)
   result['train_flops'] = flops
   result['train_flops_per_s'] = flops / step_s
-  if device.platform == 'cpu':
-    measured = measure_matmul(CPU_MATMUL_SIZE, config.model.dtype)
+  if on_cpu:
+    matmul_after = measure_matmul(CPU_MATMUL_SIZE, config.model.dtype)
+    measured = max(matmul_before, matmul_after)
     peak = measured * jax.process_count()
     result['matmul_flops_per_s'] = measured
+    result['matmul_flops_per_s_before_after'] = [matmul_before, matmul_after]
     result['peak_flops_per_s'] = peak
     result['peak_source'] = (
         f'measured: jitted {CPU_MATMUL_SIZE}x{CPU_MATMUL_SIZE} @ '
         f'{CPU_MATMUL_SIZE}x{CPU_MATMUL_SIZE} {config.model.dtype} matmul, '
-        f'median of {MATMUL_REPEATS}, in this run (CPUs have no published '
-        'peak)')
+        f'median of {MATMUL_REPEATS}, before and after the train steps in '
+        f'this run, the larger ({_si(matmul_before)} / '
+        f'{_si(matmul_after)}; CPUs have no published peak)')
   else:
     result['matmul_flops_per_s'] = measure_matmul(ACCELERATOR_MATMUL_SIZE,
                                                   config.model.dtype)
