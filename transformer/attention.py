@@ -110,6 +110,14 @@ def cudnn_applies(dtype, head_dim: int, *lengths: int) -> bool:
           and all(length % 2 == 0 for length in lengths))
 
 
+def resolve_implementation(implementation: str, dtype, head_dim: int,
+                           *lengths: int) -> str:
+  """'auto' -> 'cudnn' where `cudnn_applies`, else 'xla'; others unchanged."""
+  if implementation != 'auto':
+    return implementation
+  return 'cudnn' if cudnn_applies(dtype, head_dim, *lengths) else 'xla'
+
+
 def dot_product_attention(query: Array, key: Array, value: Array,
                           mask: Array | None = None, *,
                           dropout_rate: float = 0.0,
@@ -144,10 +152,9 @@ def dot_product_attention(query: Array, key: Array, value: Array,
     if mask is not None:
       mask = jnp.broadcast_to(
           mask, (query.shape[0], mask.shape[1], query.shape[1], key.shape[1]))
-    if implementation == 'auto':
-      fused = cudnn_applies(query.dtype, query.shape[-1], query.shape[1],
-                            key.shape[1])
-      implementation = 'cudnn' if fused else 'xla'
+    implementation = resolve_implementation(
+        implementation, query.dtype, query.shape[-1], query.shape[1],
+        key.shape[1])
     return jax.nn.dot_product_attention(query, key, value, mask=mask,
                                         is_causal=(is_causal and
                                                    implementation == 'cudnn'),

@@ -250,10 +250,8 @@ def training_attention(model: ModelConfig, length: int) -> str:
   """Which implementation the train step's attention resolves to."""
   if model.attention_dropout_rate > 0:
     return 'explicit (attention dropout)'
-  if model.attention_impl != 'auto':
-    return model.attention_impl
-  fused = attention.cudnn_applies(model.dtype, model.head_dim, length)
-  return 'cudnn' if fused else 'xla'
+  return attention.resolve_implementation(model.attention_impl, model.dtype,
+                                          model.head_dim, length)
 
 
 def _summary(times: list[float]) -> dict[str, float]:
@@ -507,8 +505,9 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
   for i in range(1, 1 + WARMUP_STEPS):
     state, metrics = compiled_step(state, batches[i], dropout_rng)
   jax.block_until_ready(state)
+  timed = batches[1 + WARMUP_STEPS:]  # the train and eval steps timed
   times = []
-  for batch in batches[1 + WARMUP_STEPS:]:
+  for batch in timed:
     begin = time.perf_counter()
     state, metrics = compiled_step(state, batch, dropout_rng)
     jax.block_until_ready((state, metrics))
@@ -519,7 +518,6 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
   # so launching a step costs no device time. Throughput and MFU come from
   # this rate (the median over groups of steps, each group waited for once);
   # the per-step times above include each step's launch.
-  timed = batches[1 + WARMUP_STEPS:]
   group = max(1, len(timed) // BACK_TO_BACK_GROUPS)
   rates = []
   for first in range(0, len(timed) - group + 1, group):
@@ -577,7 +575,6 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
   compiled_eval = eval_fn.lower(state.params, batches[0]).compile()
   result['eval_compile_s'] = time.perf_counter() - start
   jax.block_until_ready(compiled_eval(state.params, batches[0]))
-  timed = batches[1 + WARMUP_STEPS:]
   times = []
   for batch in timed:
     begin = time.perf_counter()

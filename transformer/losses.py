@@ -83,8 +83,7 @@ def _smoothed_logit_and_log_z(logits: Array, targets: Array, eps: float):
 def _token_cross_entropy(logits: Array, targets: Array, eps: float,
                          z_loss: float) -> Array:
   """CE(q, softmax(logits)) + z_loss * log(Z)^2 per token, float32 [...]."""
-  smoothed, log_z = _smoothed_logit_and_log_z(logits, targets, eps)
-  return log_z - smoothed + z_loss * jnp.square(log_z)
+  return _token_cross_entropy_fwd(logits, targets, eps, z_loss)[0]
 
 
 def _token_cross_entropy_fwd(logits, targets, eps, z_loss):
