@@ -73,6 +73,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
   return tuple(errors)
 
 
+def is_lead_process() -> bool:
+  """Process 0 writes files and prints for evaluate/translate/visualize."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index() == 0
+
+
 def setup_for_workdir(config, workdir: str):
   """(tokenizer, mesh) for a trained workdir; errors if there is none."""
   from transformer import loop, train  # pylint: disable=g-import-not-at-top
@@ -100,6 +106,8 @@ def evaluate(config, workdir: str, split: str, step: int | None,
   name = f'{split}_step{steps[-1]}' + (
       f'_avg{len(steps)}' if len(steps) > 1 else '') + (
           f'_beam{config.eval.beam_size}')
+  if not is_lead_process():  # every process decodes; one writes and prints
+    return metrics
   base = evaluator.write(os.path.join(workdir, 'eval'), name, hypotheses,
                          metrics)
   averaged = f' (mean of checkpoints {steps})' if len(steps) > 1 else ''
@@ -120,17 +128,37 @@ def evaluate(config, workdir: str, split: str, step: int | None,
 
 def translate(config, workdir: str, step: int | None) -> None:
   """stdin (or --input) -> one translation per line on stdout."""
+  translations = stdout_for_data_only()
   from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   tokenizer, mesh = setup_for_workdir(config, workdir)
   params, _ = evaluate_lib.restore_params(
       config, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
-  warn = lambda message: print(f'warning: {message}', file=sys.stderr)
+  lead = is_lead_process()  # every process translates; one prints
+
+  def warn(message: str) -> None:
+    if lead:
+      print(f'warning: {message}', file=sys.stderr)
+
   with (open(FLAGS.input, encoding='utf-8') if FLAGS.input else
         sys.stdin) as lines:
     for translation in evaluate_lib.translate_lines(
         params, config, tokenizer, lines, mesh, warn=warn):
-      print(translation, flush=True)
+      if lead:
+        print(translation, file=translations, flush=True)
+
+
+def stdout_for_data_only():
+  """Our stdout as a file; what libraries print goes to stderr from now on.
+
+  Translations are piped into other tools, and some libraries print to the
+  process's stdout (Gloo, the CPU collectives of multi-process runs, prints
+  a line per peer), so file descriptor 1 is pointed at stderr.
+  """
+  sys.stdout.flush()
+  data = os.fdopen(os.dup(1), 'w', encoding='utf-8')
+  os.dup2(2, 1)
+  return data
 
 
 def visualize(config, workdir: str) -> None:
@@ -148,7 +176,8 @@ def visualize(config, workdir: str) -> None:
                               step=FLAGS.step)
   except ValueError as error:  # a bad --sentence, --layers or --heads
     raise loop.RunError(str(error)) from None
-  print('Wrote:\n  ' + '\n  '.join(paths))
+  if paths:  # only process 0 draws
+    print('Wrote:\n  ' + '\n  '.join(paths))
 
 
 def _int(value: str, flag: str) -> int:

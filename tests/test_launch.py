@@ -205,6 +205,34 @@ def test_two_processes_match_one_process_with_all_devices(tmp_path):
                              [want[s] for s in sorted(want)], rtol=1e-5)
 
 
+def test_two_processes_translate_like_one_and_only_process_0_prints(
+    uninterrupted, tmp_path):
+  """stdout carries translations only, once: not one copy per process, and
+  not the lines the CPU collectives (Gloo) print when they connect."""
+  sentences = tmp_path / 'sentences.es'
+  sentences.write_text('En el principio creó Dios los cielos y la tierra.\n'
+                       'Y dijo Dios: Sea la luz; y fue la luz.\n'
+                       'Jesús lloró.\n', encoding='utf-8')
+  translate = ['--mode=translate', f'--input={sentences}']
+  single = run(uninterrupted, *translate, devices=8)
+  want = single.stdout.splitlines()
+  assert len(want) == 3 and any(want), single.stdout
+
+  import portpicker  # pylint: disable=g-import-not-at-top
+  port = portpicker.pick_unused_port()
+  processes = [subprocess.Popen(
+      [*launch_args(uninterrupted, *translate),
+       f'--coordinator_address=localhost:{port}', '--num_processes=2',
+       f'--process_id={i}'], cwd=REPO, env=environment(4),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+  outputs = [process.communicate(timeout=600) for process in processes]
+  for process, (_, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, stderr[-3000:]
+  assert outputs[0][0].splitlines() == want
+  assert outputs[1][0] == ''
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   # Warm-up makes the first update 0, so step 1 is good; then lr ~1e27.
   workdir = str(tmp_path)

@@ -481,9 +481,11 @@ def run(config: Config, workdir: str, *, sentence: str,
 
   Writes into `out_dir` (default workdir/pictures) the files listed in the
   module docstring, and training_curves.png when workdir/metrics.jsonl
-  exists. Raises ValueError for an empty sentence or a layer/head that does
+  exists. In a multi-process run only process 0 draws (the others return
+  []). Raises ValueError for an empty sentence or a layer/head that does
   not exist, NoCheckpointError when the workdir has nothing to restore.
   """
+  import jax  # pylint: disable=g-import-not-at-top
   from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
@@ -509,6 +511,8 @@ def run(config: Config, workdir: str, *, sentence: str,
   maps = attention_maps(params, m, tokenizer, sentence,
                         max_extra_length=config.eval.max_extra_length,
                         max_length=config.data.eval_max_length)
+  if jax.process_index() != 0:  # every process computes; one draws
+    return []
   averaged = f' (mean of checkpoints {steps})' if len(steps) > 1 else ''
   print(f'checkpoint {steps[-1]}{averaged}\n'
         f'  source:      {sentence.strip()}\n'
