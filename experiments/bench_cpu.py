@@ -16,16 +16,18 @@ output says which).
 Writes WORKDIR/benchmark.json (default workdirs/bench_cpu).
 
 Measured on a 2-core AMD EPYC CPU (shared VM), JAX 0.10.2, real Bible
-batches, 2026-11-22, one run:
-  train step   1033 ms back to back (1048 ms median waited for, IQR
-               1038-1071 ms), 96.4 GFLOP/step, 93 GFLOP/s against a measured
-               163 GFLOP/s matmul peak: MFU 57.4%; compile 5.4 s
-  eval step    284 ms (forward only: MFU 70%)
-  greedy       0.95 s per batch of 32; beam 4 2.43 s: 2.54x
+batches, under TCMalloc (launch.py preloads it), 2026-11-22, one run:
+  train step   920 ms back to back (924 ms median waited for, IQR 916-937
+               ms), 96.4 GFLOP/step, 105 GFLOP/s against a measured 173
+               GFLOP/s matmul peak: MFU 60.8%; compile 5.0 s
+  eval step    250 ms (forward only: MFU 74%)
+  greedy       0.96 s per batch of 32; beam 4 2.53 s: 2.64x
                (random weights, EOS suppressed: outputs run to the limit)
-  pipeline     86 batches/s (89x the train step); peak RSS 1.36 GB
-Over two days the step varied 905-1048 ms (MFU 57-60%) and compile
-5.1-6.1 s on this shared machine.
+  pipeline     86 batches/s (79x the train step); peak RSS 1.78 GB
+A second run: 937 ms, MFU 63.8% of 161 GFLOP/s, compile 6.0 s (busy
+machine). Under glibc malloc (--notcmalloc) the same code took 969-1037 ms
+per step and compiled in 5.1-5.5 s in alternated runs; over two days before
+TCMalloc: step 905-1048 ms (MFU 57-60%), compile 5.1-6.1 s.
 Before the fused dropout hash and head-major decoding caches (jax.random
 dropout bits, [B, L, N, H] caches): step 976-1031 ms (MFU 54.5-55%),
 compile 5.5-5.6 s, greedy 1.3 s, beam 4 4.7-4.9 s (3.6-3.7x).

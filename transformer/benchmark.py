@@ -223,6 +223,19 @@ def measure_matmul(size: int, dtype: str, repeats: int = MATMUL_REPEATS
   return 2.0 * size**3 / statistics.median(times)
 
 
+def memory_allocator() -> str:
+  """'tcmalloc' when this process runs under TCMalloc (launch.py preloads it
+  where installed), else 'system malloc'. On CPU it decides whether a step
+  reuses its buffers or page-faults them in afresh (see launch.py)."""
+  try:
+    with open('/proc/self/maps', encoding='utf-8') as maps:
+      if 'libtcmalloc' in maps.read():
+        return 'tcmalloc'
+  except OSError:  # not Linux
+    pass
+  return 'system malloc'
+
+
 def peak_memory() -> tuple[int | None, str]:
   """(bytes, what was measured): device peak on GPU/TPU, else peak RSS."""
   device = jax.local_devices()[0]
@@ -456,6 +469,7 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
       'device_kind': device.device_kind,
       'num_devices': mesh.size,
       'process_count': jax.process_count(),
+      'allocator': memory_allocator(),
       'batch_size': config.data.batch_size,
       'max_length': config.data.max_length,
       'eval_batch_size': config.data.eval_batch_size,
@@ -685,7 +699,8 @@ def format_table(r: dict[str, Any]) -> str:
   ratio = lambda x: 'n/a' if x is None else f'{x:.2f}x'
   rows = [
       ('device', f'{r["device_kind"]} x {r["num_devices"]} '
-                 f'({r["platform"]}), JAX {r["jax_version"]}'),
+                 f'({r["platform"]}), JAX {r["jax_version"]}, '
+                 f'{r["allocator"]}'),
       ('shape', f'batch {r["batch_size"]} x {r["max_length"]} tokens, '
                 f'{r["dtype"]}, {r["num_params"] / 1e6:.2f}M parameters, '
                 f'attention: {r["attention_impl"]}'),
