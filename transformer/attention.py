@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from transformer import dropout as dropout_lib
+from transformer import linear
 
 Array = jax.Array
 
@@ -245,7 +246,7 @@ class MultiHeadAttention(nn.Module):
     head_dim = d_model // self.num_heads
     projection = lambda name: nn.DenseGeneral(
         (self.num_heads, head_dim), dtype=self.dtype, name=name,
-        kernel_init=self.kernel_init)
+        kernel_init=self.kernel_init, dot_general=linear.dot_general)
     query = projection('query')(inputs_q)  # [B, T, N, H]
     if decode:
       out, weights = self._decode(query, inputs_kv, mask, projection,
@@ -268,7 +269,8 @@ class MultiHeadAttention(nn.Module):
     if sow_weights:
       self.sow('intermediates', 'attention_weights', weights)
     return nn.DenseGeneral(d_model, axis=(-2, -1), dtype=self.dtype,
-                           kernel_init=self.kernel_init, name='out')(out)
+                           kernel_init=self.kernel_init,
+                           dot_general=linear.dot_general, name='out')(out)
 
   def _decode(self, query: Array, inputs_kv: Array, mask: Array | None,
               projection: Callable, cache_length: int | None):

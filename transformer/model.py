@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from transformer import attention
+from transformer import attention, linear
 from transformer.dropout import Dropout
 from transformer.config import BOS_ID, PAD_ID, ModelConfig
 
@@ -76,7 +76,7 @@ class FeedForward(nn.Module):
     c = self.config
     activation = {'relu': nn.relu, 'gelu': nn.gelu}[c.activation]
     dense = lambda features, name: nn.Dense(
-        features, dtype=c.dtype, name=name,
+        features, dtype=c.dtype, name=name, dot_general=linear.dot_general,
         kernel_init=nn.initializers.xavier_uniform())
     h = activation(dense(c.d_ff, 'wi')(x))  # [B, L, d_ff]
     return dense(x.shape[-1], 'wo')(h)
@@ -208,6 +208,7 @@ class Transformer(nn.Module):
           'decoder_norm')
     if not c.tie_output_embedding:
       self.output_projection = nn.Dense(c.vocab_size, dtype=c.dtype,
+                                        dot_general=linear.dot_general,
                                         name='output_projection')
     self.embedding_dropout = Dropout(c.dropout_rate, self.dropout_impl)
 
