@@ -16,18 +16,17 @@ output says which).
 Writes WORKDIR/benchmark.json (default workdirs/bench_cpu).
 
 Measured on a 2-core AMD EPYC CPU (shared VM), JAX 0.10.2, real Bible
-batches, under TCMalloc (launch.py preloads it), 2026-11-22, one run:
-  train step   920 ms back to back (924 ms median waited for, IQR 916-937
-               ms), 96.4 GFLOP/step, 105 GFLOP/s against a measured 173
-               GFLOP/s matmul peak: MFU 60.8%; compile 5.0 s
-  eval step    250 ms (forward only: MFU 74%)
-  greedy       0.96 s per batch of 32; beam 4 2.53 s: 2.64x
+batches, under TCMalloc (launch.py preloads it), 2026-11-22, two runs:
+  train step   809 / 807 ms back to back, 96.4 GFLOP/step, against a
+               measured 175 / 177 GFLOP/s matmul peak: MFU 68.2% / 67.4%;
+               compile 5.09 / 4.70 s (4.7-5.2 s in four runs that day)
+  eval step    246 / 251 ms (forward only: MFU 75% / 72%)
+  greedy       0.90 s per batch of 32; beam 4 2.35 s: 2.62x / 2.65x
                (random weights, EOS suppressed: outputs run to the limit)
-  pipeline     86 batches/s (79x the train step); peak RSS 1.78 GB
-A second run: 937 ms, MFU 63.8% of 161 GFLOP/s, compile 6.0 s (busy
-machine). Under glibc malloc (--notcmalloc) the same code took 969-1037 ms
-per step and compiled in 5.1-5.5 s in alternated runs; over two days before
-TCMalloc: step 905-1048 ms (MFU 57-60%), compile 5.1-6.1 s.
+  pipeline     87 batches/s (70x the train step); peak RSS 1.73-1.76 GB
+Before dense layers multiplied as one 2-D matmul (transformer/linear.py): 951
+ms per step, MFU 61.3%, against 859 ms, MFU 71.0% in a pair of runs. Before TCMalloc (glibc malloc,
+--notcmalloc): 969-1037 ms per step, compile 5.1-5.5 s in alternated runs.
 Before the fused dropout hash and head-major decoding caches (jax.random
 dropout bits, [B, L, N, H] caches): step 976-1031 ms (MFU 54.5-55%),
 compile 5.5-5.6 s, greedy 1.3 s, beam 4 4.7-4.9 s (3.6-3.7x).
