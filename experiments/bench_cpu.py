@@ -19,7 +19,8 @@ Measured on a 2-core AMD EPYC CPU (shared VM), JAX 0.10.2, real Bible
 batches, under TCMalloc (launch.py preloads it), 2026-11-22, two runs:
   train step   809 / 807 ms back to back, 96.4 GFLOP/step, against a
                measured 175 / 177 GFLOP/s matmul peak: MFU 68.2% / 67.4%;
-               compile 5.09 / 4.70 s (4.7-5.2 s in four runs that day)
+               compile 5.09 / 4.70 s (4.70-5.17 s, median 4.93 s, in
+               five runs that day)
   eval step    246 / 251 ms (forward only: MFU 75% / 72%)
   greedy       0.90 s per batch of 32; beam 4 2.35 s: 2.62x / 2.65x
                (random weights, EOS suppressed: outputs run to the limit)
