@@ -36,12 +36,13 @@ def dot_general(lhs: Array, rhs: Array, dimension_numbers, precision=None,
   [M, K] x [K, N] matmul; any other form goes to `lax.dot_general` unchanged.
   """
   (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
-  k = len(lhs_contract)
-  batch_shape = lhs.shape[:lhs.ndim - k]
-  contract_shape, features_shape = rhs.shape[:k], rhs.shape[k:]
+  axes = len(lhs_contract)  # how many axes are contracted
+  batch_shape = lhs.shape[:lhs.ndim - axes]
+  contract_shape, features_shape = rhs.shape[:axes], rhs.shape[axes:]
   dense_form = (not lhs_batch and not rhs_batch
-                and tuple(lhs_contract) == tuple(range(lhs.ndim - k, lhs.ndim))
-                and tuple(rhs_contract) == tuple(range(k)))
+                and tuple(lhs_contract) == tuple(range(lhs.ndim - axes,
+                                                       lhs.ndim))
+                and tuple(rhs_contract) == tuple(range(axes)))
   if not dense_form:
     return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision,
                                preferred_element_type)
