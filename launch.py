@@ -28,6 +28,9 @@ flags.DEFINE_enum('mode', 'train',
                   'What to do.')
 flags.DEFINE_multi_string('set', [], 'Config override KEY=VALUE, e.g. '
                           '--set=train.steps=100; may repeat.')
+flags.DEFINE_bool('restart', False, 'train: start over in a workdir that '
+                  'has a run, moving the old one to WORKDIR/previous/ '
+                  '(without it, training resumes the workdir\'s run).')
 flags.DEFINE_integer('step', None, 'evaluate/translate/visualize: use this '
                      'checkpoint step instead of the latest.')
 flags.DEFINE_string('split', 'test', 'evaluate: the split to decode.')
@@ -105,9 +108,10 @@ def load_config(name: str, overrides: list[str]):
 def user_errors() -> tuple[type[BaseException], ...]:
   """Exceptions whose message is meant for the user, shown without traceback."""
   from transformer.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from transformer.loop import RunError  # pylint: disable=g-import-not-at-top
+  from transformer.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
   from transformer.evaluate import NoCheckpointError  # pylint: disable=g-import-not-at-top
-  errors = [ConfigError, RunError, NoCheckpointError]
+  from transformer.workdir import RunError  # pylint: disable=g-import-not-at-top
+  errors = [ConfigError, RunError, NoCheckpointError, CheckpointError]
   try:
     from transformer.data.sources import DataError  # pylint: disable=g-import-not-at-top
     from transformer.data.bible import CorpusUnavailableError  # pylint: disable=g-import-not-at-top
@@ -125,15 +129,17 @@ def is_lead_process() -> bool:
 
 def setup_for_workdir(config, workdir: str):
   """(tokenizer, mesh) for a trained workdir; errors if there is none."""
-  from transformer import loop, train  # pylint: disable=g-import-not-at-top
+  from transformer import train, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   if not os.path.exists(os.path.join(workdir, 'tokenizer.model')):
-    raise loop.RunError(
+    raise workdir_lib.RunError(
         f'--mode={FLAGS.mode} needs a trained workdir, and {workdir} has no '
         f'tokenizer.model. Train first: python launch.py '
         f'--experiment={FLAGS.experiment} --workdir={workdir}')
-  loop.check_workdir_config(config, workdir, save=False)
-  return tokenizer_lib.load_or_train(config, workdir), train.make_mesh()
+  workdir_lib.check_config(config, workdir, save=False)
+  mesh = train.make_mesh()
+  train.check_batch_sizes(config, mesh, training=False)
+  return tokenizer_lib.load_or_train(config, workdir), mesh
 
 
 def evaluate(config, workdir: str, split: str, step: int | None,
@@ -159,7 +165,8 @@ def evaluate(config, workdir: str, split: str, step: int | None,
         f'{config.eval.beam_size}, {metrics["examples"]} sentences:\n'
         f'  BLEU {metrics["bleu"]:.2f}   {metrics["bleu_signature"]}\n'
         f'  chrF {metrics["chrf"]:.2f}   {metrics["chrf_signature"]}\n'
-        f'  loss {metrics["loss"]:.4f}  perplexity {metrics["perplexity"]:.2f}'
+        f'  nll {metrics["nll"]:.4f}  perplexity {metrics["perplexity"]:.2f}'
+        f'  label-smoothed loss {metrics["loss"]:.4f}'
         f'  token accuracy {metrics["accuracy"]:.3f}\n'
         f'Translations: {base}.hyp (sources .src, references .ref, '
         f'metrics .json)', flush=True)
@@ -235,14 +242,15 @@ def _int(value: str, flag: str) -> int:
 
 def train(config, workdir: str) -> None:
   from transformer import loop  # pylint: disable=g-import-not-at-top
-  summary = loop.train(config, workdir)
-  if summary['stop_reason'] != 'done':
+  summary = loop.train(config, workdir, restart=FLAGS.restart)
+  if summary['stop_reason'] in ('SIGTERM', 'SIGINT'):  # preempted
     sys.exit(128 + {'SIGTERM': 15, 'SIGINT': 2}[summary['stop_reason']])
+  # 'done' or 'time_limit': end as a finished run does.
   if config.eval.final:
     evaluate(config, workdir, 'test', None, samples=5)
   command = f'python launch.py --experiment={FLAGS.experiment} --workdir={workdir}'
-  print(f'\nTrained {summary["step"]} steps in {summary["wall_s"] / 60:.1f} '
-        f'minutes.\n'
+  print(f'\nTrained to step {summary["step"]} ({summary["stop_reason"]}) in '
+        f'{summary["wall_s"] / 60:.1f} minutes.\n'
         f'  checkpoints: {workdir}/checkpoints   TensorBoard: tensorboard '
         f'--logdir={workdir}/tensorboard   metrics: {workdir}/metrics.jsonl\n'
         f'  resume or extend: {command} --set=train.steps=N\n'

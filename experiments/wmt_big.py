@@ -20,6 +20,7 @@ def get_config() -> Config:
       model=dataclasses.replace(BIG, dtype='bfloat16'),
       data=DataConfig(source='tfds', tfds_name='wmt14_translate/de-en',
                       direction='en-de', max_length=256, batch_size=96),
-      train=TrainConfig(steps=300_000, checkpoint_every=2000, log_every=200),
+      train=TrainConfig(steps=300_000, checkpoint_every=2000, log_every=200,
+                        keep_checkpoints=20),
       eval=EvalConfig(every=10_000, average_checkpoints=20),
   )

@@ -2,11 +2,15 @@
 
 import jax
 import pytest
+from absl import flags
 
 from transformer.config import ModelConfig
 
 # Tests compare float32 results against float64 NumPy references.
 jax.config.update('jax_default_matmul_precision', 'highest')
+# grain's worker processes read absl flags, which absl.app parses in
+# launch.py; here their defaults are what the tests want.
+flags.FLAGS.mark_as_parsed()
 
 TINY_MODEL = ModelConfig(vocab_size=37, d_model=32, d_ff=64, num_heads=4,
                          num_encoder_layers=2, num_decoder_layers=2,

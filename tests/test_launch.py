@@ -250,3 +250,149 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   assert steps and max(steps) < bad_step
   for leaf in jax_leaves(final_params(workdir, max(steps))):
     assert np.all(np.isfinite(leaf))
+
+
+def checkpoint_names(workdir) -> list[str]:
+  return sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
+
+
+def last_record(workdir) -> dict:
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return json.loads(f.readlines()[-1])
+
+
+def test_finished_run_records_why_it_stopped(uninterrupted):
+  assert last_record(uninterrupted) == {
+      'step': 120, 'kind': 'stop', 'stop_reason': 'done',
+      'wall_s': last_record(uninterrupted)['wall_s']}
+
+
+def test_resume_with_clipping_continues_from_the_checkpoint(uninterrupted,
+                                                            tmp_path):
+  """What the NaN message advises: the optimizer state does not depend on
+  clipping, so the run resumes (no checkpoint is set aside)."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(uninterrupted, workdir)
+  before = checkpoint_names(workdir)
+  out = run(workdir, '--set=train.steps=124', '--set=train.grad_clip_norm=1.0',
+            '--set=train.learning_rate=1e-3')
+  assert resumed_step(out.stdout) == 120
+  assert 'damaged' not in out.stdout + out.stderr
+  assert not any('damaged' in n for n in checkpoint_names(workdir))
+  assert '124' in checkpoint_names(workdir) and set(before) - {'104'} <= set(
+      checkpoint_names(workdir))
+  losses = logged_losses(workdir)
+  assert sorted(losses)[-4:] == [121, 122, 123, 124]
+  assert all(np.isfinite(losses[s]) for s in range(121, 125))
+  saved = json.load(open(os.path.join(workdir, 'config.json')))
+  assert saved['train']['grad_clip_norm'] == 1.0
+
+
+def test_changed_model_is_refused_and_nothing_is_touched(uninterrupted,
+                                                         tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(uninterrupted, workdir)
+  before = checkpoint_names(workdir), open(
+      os.path.join(workdir, 'config.json')).read()
+  out = run(workdir, '--set=model.activation=gelu', '--set=seed=3',
+            check=False)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert "model.activation: saved 'relu', requested 'gelu'" in out.stderr
+  assert 'seed: saved 0, requested 3' in out.stderr
+  assert '--restart' in out.stderr and 'Traceback' not in out.stderr
+  assert (checkpoint_names(workdir), open(
+      os.path.join(workdir, 'config.json')).read()) == before
+
+
+def test_saved_arrays_unlike_the_config_are_a_user_error(uninterrupted,
+                                                         tmp_path):
+  """Without config.json to compare with, the checkpoint's own metadata tells
+  the mismatch from damage: the first differing array is named, nothing is
+  renamed."""
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(uninterrupted, workdir)
+  os.remove(os.path.join(workdir, 'config.json'))
+  before = checkpoint_names(workdir)
+  out = run(workdir, '--set=model.d_ff=96', check=False)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert 'holds other arrays than this config builds' in out.stderr
+  assert ("'params.decoder_0.ffn.wi.bias' is saved as float32[128] but the "
+          'config builds float32[96]') in out.stderr, out.stderr
+  assert 'Traceback' not in out.stderr
+  assert checkpoint_names(workdir) == before
+
+
+def test_all_checkpoints_damaged_stops_until_restart(uninterrupted, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(uninterrupted, workdir)
+  for name in checkpoint_names(workdir):
+    os.remove(os.path.join(workdir, 'checkpoints', name, 'state', '_METADATA'))
+  out = run(workdir, check=False)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert 'Every checkpoint in' in out.stderr and 'is damaged' in out.stderr
+  assert 'Starting a new run' not in out.stdout
+  assert all(n.endswith('.damaged') for n in checkpoint_names(workdir))
+  again = run(workdir, check=False)  # nothing listed now: still refused
+  assert again.returncode == 2 and 'only damaged checkpoints' in again.stderr
+  restarted = run(workdir, '--restart', '--set=train.steps=4')
+  assert 'Starting a new run' in restarted.stdout
+  previous = os.listdir(os.path.join(workdir, 'previous'))
+  assert len(previous) == 1
+  kept = os.listdir(os.path.join(workdir, 'previous', previous[0],
+                                 'checkpoints'))
+  assert len(kept) == 5 and all(n.endswith('.damaged') for n in kept)
+  assert checkpoint_names(workdir) == ['4']
+  assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
+
+
+def test_one_training_run_per_workdir(tmp_path):
+  workdir = str(tmp_path)
+  first = subprocess.Popen(
+      launch_args(workdir, '--set=train.steps=100000'), cwd=REPO,
+      env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  try:
+    deadline = time.time() + 300
+    metrics = os.path.join(workdir, 'metrics.jsonl')
+    while time.time() < deadline and not (
+        os.path.exists(metrics) and logged_losses(workdir)):
+      assert first.poll() is None, first.communicate()[1][-2000:]
+      time.sleep(0.1)
+    second = run(workdir, check=False)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert 'is in use by another training run' in second.stderr
+    assert f'pid {first.pid}' in second.stderr
+    assert 'Traceback' not in second.stderr
+    evaluated = run(workdir, '--mode=evaluate', '--set=eval.num_examples=8',
+                    check=False)  # readers need no lock
+    assert 'in use' not in evaluated.stderr
+  finally:
+    first.kill()  # SIGKILL: the kernel releases the lock
+    first.communicate()
+  resumed = run(workdir, '--set=train.steps=4', check=False)
+  assert 'in use' not in resumed.stderr, resumed.stderr[-2000:]
+
+
+def test_indivisible_batch_is_explained_before_compiling(tmp_path):
+  out = run(str(tmp_path), '--set=data.batch_size=6', devices=4, check=False)
+  assert out.returncode == 2
+  assert ('data.batch_size=6 must be a multiple of 4 (4 device(s) x '
+          'train.grad_accum_steps=1), e.g. 4 or 8') in out.stderr
+  assert 'Traceback' not in out.stderr + out.stdout
+  out = run(str(tmp_path), '--set=data.batch_size=8',
+            '--set=train.grad_accum_steps=4', devices=4, check=False)
+  assert out.returncode == 2 and 'multiple of 16' in out.stderr
+
+
+def test_time_limit_saves_and_ends_like_a_finished_run(tmp_path):
+  workdir = str(tmp_path)
+  out = run(workdir, '--set=train.time_limit=0.0001',
+            '--set=train.checkpoint_every=1000', '--set=eval.final=true',
+            '--set=eval.num_examples=8')
+  record = last_record(workdir)
+  assert record['kind'] == 'stop' and record['stop_reason'] == 'time_limit'
+  assert 1 <= record['step'] < 120
+  assert checkpoint_names(workdir) == [str(record['step'])]
+  assert 'train.time_limit=0.0001 minutes reached' in out.stdout
+  assert any(n.startswith('test_step') and n.endswith('.json')
+             for n in os.listdir(os.path.join(workdir, 'eval')))

@@ -8,13 +8,23 @@ saved beside the checkpoints as workdir/config.json, so together they restart
 a run exactly where it stopped.
 
 Orbax writes each checkpoint into a temporary directory and renames it when
-complete, so a save killed half-way is never listed. A listed checkpoint that
-fails to restore (a truncated or damaged file) is skipped with a warning,
-renamed to <step>.damaged, and the next older one is tried.
+complete, so a save killed half-way is never listed. Restoring tells three
+kinds of failure apart, and only the first touches a checkpoint:
+  damage     a file missing, truncated or unreadable as data, or parameters
+             that are not finite: the checkpoint is renamed <step>.damaged
+             and the next older one is tried;
+  mismatch   the saved arrays are not the ones the requested config builds
+             (another structure or shape): a user error, nothing is renamed;
+  I/O error  the operating system refused a read (permission, a network file
+             system): possibly transient, so the run stops and nothing is
+             renamed.
+On several hosts every process restores its shards; they agree on the worst
+verdict before acting on it, so all of them make the same decision.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -24,7 +34,22 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
+
+
+class CheckpointError(Exception):
+  """A checkpoint that cannot be used as asked; the message says why and what
+  to do. Nothing was renamed unless the message says so."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Verdict:
+  """What restoring one checkpoint on this process found. Ordered by rank:
+  all processes act on the highest rank any of them saw."""
+  OK, DAMAGED, MISMATCH, IO_ERROR = 0, 1, 2, 3
+  rank: int
+  reason: str = ''
 
 
 class _IteratorSnapshot:
@@ -53,6 +78,12 @@ class Checkpointer:
     """Steps of complete checkpoints, oldest first."""
     return sorted(self._manager.all_steps())
 
+  def damaged(self) -> list[str]:
+    """Names of checkpoints set aside as damaged, by this or an earlier run."""
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(n for n in os.listdir(self.directory) if '.damaged' in n)
+
   def save(self, state, iterator, *, step: int) -> None:
     """Starts an asynchronous save; `wait` blocks until it is on disk."""
     items = {'state': ocp.args.StandardSave(state)}
@@ -68,51 +99,91 @@ class Checkpointer:
 
   def restore(self, abstract_state, iterator=None, *,
               step: int | None = None) -> tuple[Any, int] | None:
-    """Restores the newest good checkpoint (or `step`); None if there is none.
+    """Restores the newest good checkpoint (or exactly `step`).
 
     Args:
       abstract_state: a TrainState of jax.ShapeDtypeStruct with shardings
         (what `jax.eval_shape` gives), describing where arrays should live.
       iterator: a grain iterator whose position is restored in place.
-      step: restore exactly this step (no fallback).
+      step: restore exactly this step: no fallback, and a damaged checkpoint
+        is reported, never renamed (evaluation may run beside training).
     Returns:
-      (state, step), or None when the directory holds no usable checkpoint.
+      (state, step), or None when the directory holds no checkpoint.
+    Raises:
+      CheckpointError: a mismatch with `abstract_state`, an I/O error, a
+        damaged `step`, or every checkpoint damaged.
     """
     candidates = [step] if step is not None else self.steps()[::-1]
+    set_aside = []
     for candidate in candidates:
+      state, verdict = self._restore_one(candidate, abstract_state, iterator)
+      verdict = _agree(verdict, candidate)
+      where = f'{self.directory}/{candidate}'
+      if verdict.rank == _Verdict.OK:
+        return state, candidate
+      if verdict.rank == _Verdict.MISMATCH:
+        raise CheckpointError(
+            f'The checkpoint {where} holds other arrays than this config '
+            f'builds: {verdict.reason}. The checkpoint is fine and was not '
+            'touched. Resume with the settings it was trained with (the '
+            "workdir's config.json), use a new --workdir, or pass --restart "
+            'to set this run aside and start over.')
+      if verdict.rank == _Verdict.IO_ERROR:
+        raise CheckpointError(
+            f'Could not read the checkpoint {where}: {verdict.reason}. This '
+            'may be a permission problem or a passing network file system '
+            'error, so nothing was renamed; fix the access and run the same '
+            'command again.')
+      if step is not None:
+        raise CheckpointError(
+            f'The checkpoint {where} is damaged ({verdict.reason}). Choose '
+            f'another --step; the checkpoints are {self.steps()}.')
+      logging.warning('Checkpoint %s is damaged (%s); trying the previous '
+                      'one.', where, verdict.reason)
+      set_aside.append(self._set_aside(candidate))
+      print(f'WARNING: skipping damaged checkpoint {where} '
+            f'({verdict.reason}); moved it to {set_aside[-1]} and trying an '
+            'older one.', flush=True)
+    if set_aside:
+      raise CheckpointError(
+          f'Every checkpoint in {self.directory} is damaged; they are set '
+          f'aside as {", ".join(set_aside)}. Nothing was trained. To start '
+          'over in this workdir, run the same command with --restart.')
+    return None
+
+  def _restore_one(self, step: int, abstract_state, iterator
+                   ) -> tuple[Any, _Verdict]:
+    """(state or None, this process's verdict) for one checkpoint."""
+    path = os.path.join(self.directory, str(step))
+    try:
+      saved = ocp.StandardCheckpointHandler().metadata(
+          epath.Path(path) / 'state')
+      difference = tree_difference(saved.tree, abstract_state)
+      if difference:
+        return None, _Verdict(_Verdict.MISMATCH, difference)
       items = {'state': ocp.args.StandardRestore(abstract_state)}
       if iterator is not None:
         items['data'] = grain.checkpoint.CheckpointRestore(iterator)
-      try:
-        restored = self._manager.restore(candidate,
-                                         args=ocp.args.Composite(**items))
-        state = restored['state']
-        _check_finite(state)
-      except Exception as error:  # pylint: disable=broad-except
-        if step is not None:
-          raise
-        logging.warning('Checkpoint %s/%d is unreadable or damaged (%s: %s); '
-                        'trying the previous one.', self.directory, candidate,
-                        type(error).__name__, str(error).splitlines()[0][:200])
-        self._set_aside(candidate)
-        print(f'WARNING: skipping damaged checkpoint {self.directory}/'
-              f'{candidate} ({type(error).__name__}); moved it to '
-              f'{candidate}.damaged and trying an older one.', flush=True)
-        continue
-      return state, candidate
-    return None
+      state = self._manager.restore(step, args=ocp.args.Composite(**items))
+      state = state['state']
+    except Exception as error:  # pylint: disable=broad-except
+      return None, _classify(error, path)
+    if not all_finite(state.params):
+      return None, _Verdict(_Verdict.DAMAGED, 'parameters are not finite')
+    return state, _Verdict(_Verdict.OK)
 
-  def _set_aside(self, step: int) -> None:
+  def _set_aside(self, step: int) -> str:
     """Renames a damaged checkpoint so it is neither listed nor overwritten."""
+    path = os.path.join(self.directory, str(step))
+    target = f'{path}.damaged'
+    suffix = 1
+    while os.path.exists(target):
+      target, suffix = f'{path}.damaged{suffix}', suffix + 1
     if jax.process_index() == 0:
-      path = os.path.join(self.directory, str(step))
-      target = f'{path}.damaged'
-      suffix = 1
-      while os.path.exists(target):
-        target, suffix = f'{path}.damaged{suffix}', suffix + 1
       os.rename(path, target)
     multihost_utils.sync_global_devices(f'set aside checkpoint {step}')
     self._manager.reload()
+    return os.path.basename(target)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -121,10 +192,93 @@ class Checkpointer:
     self._manager.close()
 
 
-def _check_finite(state) -> None:
-  """A checkpoint with NaN/Inf parameters counts as damaged."""
-  for leaf in jax.tree.leaves(state.params if hasattr(state, 'params') else
-                              state):
-    if np.issubdtype(leaf.dtype, np.floating) and not bool(
-        jax.numpy.isfinite(leaf).all()):
-      raise ValueError('parameters are not finite')
+def _classify(error: Exception, path: str) -> _Verdict:
+  """An exception from restoring `path`: I/O error, or damage.
+
+  Orbax and TensorStore wrap the operating system's errors in their own, so
+  the files are read again here: if the OS refuses one, that is the
+  (possibly transient) I/O error; if all read, their content is at fault.
+  """
+  if isinstance(error, (PermissionError, TimeoutError)):
+    return _Verdict(_Verdict.IO_ERROR, f'{type(error).__name__}: {error}')
+  unreadable = _first_unreadable_file(path)
+  if unreadable:
+    return _Verdict(_Verdict.IO_ERROR, unreadable)
+  message = str(error).strip().splitlines()
+  return _Verdict(_Verdict.DAMAGED, f'{type(error).__name__}: '
+                  f'{message[0][:200] if message else ""}')
+
+
+def _first_unreadable_file(path: str) -> str:
+  """'<file>: <error>' for the first file under `path` the OS won't read."""
+  for root, _, files in os.walk(path, onerror=_raise):
+    for name in sorted(files):
+      file = os.path.join(root, name)
+      try:
+        with open(file, 'rb') as f:
+          while f.read(1 << 24):
+            pass
+      except OSError as error:
+        return f'{file}: {error.strerror or error}'
+  return ''
+
+
+def _raise(error: OSError):
+  raise error
+
+
+def _agree(verdict: _Verdict, step: int) -> _Verdict:
+  """The highest-ranked verdict of all processes (the same on each)."""
+  if jax.process_count() == 1:
+    return verdict
+  ranks = multihost_utils.process_allgather(np.int32(verdict.rank))
+  worst = int(np.max(ranks))
+  if worst == verdict.rank:
+    return verdict
+  return _Verdict(worst, f'process {int(np.argmax(ranks))} could not restore '
+                  f'checkpoint {step} (see its log)')
+
+
+def _leaf_name(path) -> str:
+  """A key path as Orbax names the saved array: 'opt_state.0.mu.decoder_0...'"""
+  parts = []
+  for key in path:
+    for attribute in ('key', 'name', 'idx'):
+      if hasattr(key, attribute):
+        parts.append(str(getattr(key, attribute)))
+        break
+  return '.'.join(parts)
+
+
+def tree_difference(saved_tree, abstract_state) -> str:
+  """'' if the saved arrays match `abstract_state`, else what differs first:
+  a path that only one side has, or a shape or dtype."""
+  saved = {_leaf_name(p): leaf for p, leaf in
+           jax.tree_util.tree_flatten_with_path(saved_tree)[0]}
+  wanted = {_leaf_name(p): leaf for p, leaf in
+            jax.tree_util.tree_flatten_with_path(abstract_state)[0]}
+  only_saved = sorted(set(saved) - set(wanted))
+  only_wanted = sorted(set(wanted) - set(saved))
+  problems = []
+  if only_saved:
+    problems.append(f'the checkpoint has {len(only_saved)} array(s) the config '
+                    f'does not build, the first {only_saved[0]!r}')
+  if only_wanted:
+    problems.append(f'the config builds {len(only_wanted)} array(s) the '
+                    f'checkpoint lacks, the first {only_wanted[0]!r}')
+  for name in (n for n in wanted if n in saved):  # params before opt_state
+    have, want = saved[name], wanted[name]
+    if tuple(have.shape) != tuple(want.shape) or np.dtype(
+        have.dtype) != np.dtype(want.dtype):
+      problems.append(f'{name!r} is saved as {have.dtype}{list(have.shape)} '
+                      f'but the config builds {np.dtype(want.dtype)}'
+                      f'{list(want.shape)}')
+      break
+  return '; '.join(problems)
+
+
+def all_finite(tree) -> bool:
+  """True if every floating-point leaf of `tree` is free of NaN and Inf."""
+  return all(bool(jax.numpy.isfinite(leaf).all())
+             for leaf in jax.tree.leaves(tree)
+             if np.issubdtype(leaf.dtype, np.floating))

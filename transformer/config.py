@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import json
 import typing
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 # Fixed token ids, shared by the tokenizer, the data pipeline and decoding.
 PAD_ID = 0
@@ -25,7 +25,9 @@ class ModelConfig:
 
   "Attention Is All You Need" (Vaswani et al., 2017), Table 3, row "base".
   """
-  vocab_size: int = 37_000  # shared source+target BPE vocabulary (sec. 5.1)
+  # One vocabulary shared by source and target (sec. 5.1; the paper's is
+  # BPE, ours SentencePiece's unigram model by default: data.tokenizer).
+  vocab_size: int = 37_000
   d_model: int = 512
   d_ff: int = 2048
   num_heads: int = 8
@@ -47,6 +49,11 @@ class ModelConfig:
   # attention (GPU, bfloat16; another reduction order than XLA's), 'xla' the
   # plain products, 'auto' cuDNN where it applies (attention.cudnn_applies).
   attention_impl: Literal['auto', 'xla', 'cudnn'] = 'auto'
+
+  # What a resumed run may change (`changeable_on_resume`): how the saved
+  # parameters are computed with, not what they are.
+  CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...]] = (
+      'dropout_rate', 'attention_dropout_rate', 'dtype', 'attention_impl')
 
   def __post_init__(self):
     if self.d_model % self.num_heads:
@@ -121,6 +128,14 @@ class DataConfig:
   # of processes (e.g. 1 host with 8 devices or 2 hosts with 4).
   shards: int = 0
 
+  # What a resumed run may change: where the data lies, how many processes
+  # read it, how evaluation batches it; the tokenizer is already trained.
+  # Anything else would change the data that the saved iterator position
+  # points into.
+  CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...]] = (
+      'tfds_data_dir', 'data_dir', 'tokenizer_sentences',
+      'eval_batch_size', 'eval_max_length', 'worker_count')
+
   def __post_init__(self):
     if self.shards < 0 or self.worker_count < 0:
       raise ValueError('data.shards and data.worker_count must be >= 0')
@@ -160,8 +175,20 @@ class TrainConfig:
   checkpoint_every: int = 1000
   keep_checkpoints: int = 5
   log_every: int = 100
+  # Wall-clock budget in minutes (0 = none): training stops at the first step
+  # past it, saves a checkpoint, then ends as a finished run does (final
+  # evaluation if configured). A resumed run counts its own time only.
+  time_limit: float = 0.0
+
+  # Every training setting may change on resume: the optimizer state's
+  # structure does not depend on them (train.make_optimizer), so e.g. adding
+  # clipping or lowering the learning rate continues from the checkpoint.
+  CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...] | str] = 'all'
 
   def __post_init__(self):
+    if self.time_limit < 0:
+      raise ValueError(f'train.time_limit must be >= 0 minutes (0 = no '
+                       f'limit), got {self.time_limit}')
     for name in ('steps', 'warmup_steps', 'grad_accum_steps',
                  'checkpoint_every', 'keep_checkpoints', 'log_every'):
       if getattr(self, name) <= 0:
@@ -186,6 +213,8 @@ class EvalConfig:
   # print a few translations.
   final: bool = True
 
+  CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...] | str] = 'all'
+
   def __post_init__(self):
     if self.beam_size <= 0 or self.average_checkpoints <= 0:
       raise ValueError('eval.beam_size and eval.average_checkpoints must be '
@@ -200,6 +229,34 @@ class Config:
   data: DataConfig = DataConfig()
   train: TrainConfig = TrainConfig()
   eval: EvalConfig = EvalConfig()
+
+  # The seed fixes the data order and dropout masks of the whole run.
+  CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...]] = ()
+
+  def __post_init__(self):
+    if self.eval.average_checkpoints > self.train.keep_checkpoints:
+      raise ValueError(
+          f'eval.average_checkpoints={self.eval.average_checkpoints} needs '
+          f'at least that many kept checkpoints, but train.keep_checkpoints='
+          f'{self.train.keep_checkpoints}: raise train.keep_checkpoints or '
+          'lower eval.average_checkpoints')
+
+
+def changeable_on_resume(config: Any, prefix: str = '') -> set[str]:
+  """Dotted keys a resumed run may change, from each class's
+  CHANGEABLE_ON_RESUME: those that leave the meaning of the saved parameters,
+  optimizer state and data position unchanged. Every other key must match
+  the workdir's config.json, so a new field is protected until it is listed.
+  """
+  allowed = type(config).CHANGEABLE_ON_RESUME
+  keys = set()
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if dataclasses.is_dataclass(value):
+      keys |= changeable_on_resume(value, f'{prefix}{field.name}.')
+    elif allowed == 'all' or field.name in allowed:
+      keys.add(prefix + field.name)
+  return keys
 
 
 # ---------------------------------------------------------------------------

@@ -30,15 +30,6 @@ class NoCheckpointError(Exception):
   """The workdir holds nothing to evaluate; the message says what to run."""
 
 
-def abstract_train_state(config: Config, mesh):
-  """The TrainState's shapes and shardings, without allocating it."""
-  init_fn, sharding = train_lib.jit_init_state(config, mesh)
-  shapes = jax.eval_shape(init_fn, jax.random.key(0))
-  return jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
-      sharding)
-
-
 def restore_params(config: Config, workdir: str, mesh, *,
                    step: int | None = None,
                    average: int = 1) -> tuple[Any, list[int]]:
@@ -58,7 +49,7 @@ def restore_params(config: Config, workdir: str, mesh, *,
   if len(chosen) < average:
     print(f'Note: averaging {len(chosen)} checkpoints, not {average}: only '
           f'{len(chosen)} are kept (train.keep_checkpoints).', file=sys.stderr)
-  abstract = abstract_train_state(config, mesh)
+  abstract = train_lib.abstract_state(config, mesh)
   total = None
   for s in chosen:
     state, _ = checkpointer.restore(abstract, step=s)

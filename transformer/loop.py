@@ -18,54 +18,10 @@ from jax.experimental import multihost_utils
 
 from transformer import config as config_lib
 from transformer import train as train_lib
+from transformer import workdir as workdir_lib
 from transformer.checkpoint import Checkpointer
 from transformer.config import Config
-
-
-class RunError(Exception):
-  """A problem with the run's settings or workdir, explained to the user."""
-
-
-# Fields that define what a checkpoint and its tokenizer mean: changing them
-# on an existing workdir would silently train or evaluate a different model.
-INCOMPATIBLE_PREFIXES = ('model.', 'data.source', 'data.direction',
-                         'data.tokenizer', 'data.character_coverage',
-                         'data.tfds_name', 'data.text_dir')
-
-
-def check_workdir_config(config: Config, workdir: str, *,
-                         save: bool = True) -> None:
-  """Checks config.json against `config` if there is one; saves `config`."""
-  path = os.path.join(workdir, 'config.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = _flatten(json.load(f))
-    requested = _flatten(config_lib.to_dict(config))
-    clashes = [f'{k}: saved {saved[k]!r}, requested {requested[k]!r}'
-               for k in sorted(requested)
-               if k.startswith(INCOMPATIBLE_PREFIXES) and k in saved and
-               saved[k] != requested[k]]
-    if clashes:
-      raise RunError(
-          f'{workdir} holds a run with another model or vocabulary:\n  ' +
-          '\n  '.join(clashes) + '\nUse a new --workdir, or the settings '
-          f'saved in {path}.')
-  if save and jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.write(config_lib.to_json(config))
-    os.replace(tmp, path)
-
-
-def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[prefix + key] = value
-  return flat
+from transformer.workdir import RunError  # pylint: disable=unused-import
 
 
 class MetricsWriter:
@@ -88,6 +44,14 @@ class MetricsWriter:
     self.jsonl.flush()
     for name, value in metrics.items():
       self.tensorboard.add_scalar(f'{kind}/{name}', value, step)
+
+  def write_stop(self, step: int, reason: str, wall_s: float) -> None:
+    """The run's last record: why it stopped ('done', 'time_limit', ...)."""
+    if self.enabled:
+      self.jsonl.write(json.dumps({'step': step, 'kind': 'stop',
+                                   'stop_reason': reason,
+                                   'wall_s': wall_s}) + '\n')
+      self.jsonl.flush()
 
   def close(self) -> None:
     if self.enabled:
@@ -124,17 +88,40 @@ def _format_duration(seconds: float) -> str:
   return f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
 
 
-def train(config: Config, workdir: str) -> dict[str, Any]:
+def train(config: Config, workdir: str, *, restart: bool = False
+          ) -> dict[str, Any]:
   """Trains (or resumes) the experiment in `workdir` to config.train.steps.
 
+  Args:
+    restart: set a previous run in the workdir aside (WORKDIR/previous/) and
+      start over, instead of resuming it.
   Returns:
-    A summary: final step, last logged metrics, wall time, stop reason.
+    A summary: final step, last logged metrics, wall time, stop reason
+    ('done', 'time_limit', 'SIGTERM' or 'SIGINT').
   """
+  start_time = time.time()
+  lock = workdir_lib.Lock(workdir) if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices('workdir locked')
+  try:
+    if restart and jax.process_index() == 0:
+      previous = workdir_lib.set_aside_run(workdir)
+      if previous:
+        print(f'--restart: moved the previous run to {previous}.', flush=True)
+    multihost_utils.sync_global_devices('workdir ready')
+    workdir_lib.check_config(config, workdir)
+    return _train(config, workdir, start_time)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
+  """`train` inside the locked workdir."""
   from transformer.data import pipeline, tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   from transformer.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
-  start_time = time.time()
-  check_workdir_config(config, workdir)
   print('Config:\n' + config_lib.to_json(config), flush=True)
+  mesh = train_lib.make_mesh()
+  train_lib.check_batch_sizes(config, mesh, training=True)
 
   # Process 0 trains the tokenizer (if the workdir has none); the others
   # wait, then load the same file from the shared workdir.
@@ -147,16 +134,23 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
                                    process_count=jax.process_count())
   iterator = iter(dataset)
 
-  mesh = train_lib.make_mesh()
   init_fn, sharding = train_lib.jit_init_state(config, mesh)
-  abstract_state = jax.tree.map(
-      lambda shape, s: jax.ShapeDtypeStruct(shape.shape, shape.dtype,
-                                            sharding=s),
-      jax.eval_shape(init_fn, jax.random.key(0)), sharding)
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
                               keep=config.train.keep_checkpoints)
   init_rng, dropout_rng = train_lib.seed_rngs(config)
-  restored = checkpointer.restore(abstract_state, iterator)
+  try:
+    restored = checkpointer.restore(
+        train_lib.abstract_state(config, mesh, sharding), iterator)
+  except Exception:
+    checkpointer.close()
+    raise
+  if restored is None and checkpointer.damaged():
+    checkpointer.close()
+    raise RunError(
+        f'{workdir}/checkpoints holds only damaged checkpoints '
+        f'({", ".join(checkpointer.damaged())}), so there is nothing to '
+        'resume. To start over in this workdir, run the same command with '
+        '--restart (the old run is moved to WORKDIR/previous/).')
   if restored is None:
     state, start_step = init_fn(init_rng), 0
     print(f'Starting a new run in {workdir} on {mesh.size} device(s) '
@@ -173,10 +167,12 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
 
   writer = MetricsWriter(workdir)
   stop = StopRequested()
+  time_limit = TimeLimit(config.train.time_limit, start_time)
   pending: list[dict[str, jax.Array]] = []  # metrics since the last log line
   last_log_time, last_log_step = time.time(), start_step
   last_metrics: dict[str, float] = {}
-  stop_reason = 'done'
+  stop_reason = 'error'  # until the loop ends normally
+  stopping = ''
   step = start_step
   total = config.train.steps
   try:
@@ -190,12 +186,15 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
         print(f'Compiled and ran the first step in '
               f'{time.time() - last_log_time:.1f}s.', flush=True)
         last_log_time, last_log_step = time.time(), step
-      # Read the flag once: the save below and the break must agree (a signal
-      # arriving later, e.g. while logging waits for the step, is acted on
-      # after the next step).
-      stopping = stop.signal is not None
-      last = step == total or stopping
-      if step % config.train.log_every == 0 or last:
+      # Read the reasons to stop once: the save below and the break must
+      # agree (a signal arriving later, e.g. while logging waits for the
+      # step, is acted on after the next step).
+      log_step = step % config.train.log_every == 0
+      over_time = time_limit.reached(at_log_step=log_step)  # every process
+      stopping = (signal.Signals(stop.signal).name if stop.signal else
+                  over_time)
+      last = step == total or bool(stopping)
+      if log_step or last:
         jax.block_until_ready(pending)  # steps run asynchronously: wait first
         last_metrics = _log_step(step, total, pending, writer,
                                  time.time() - last_log_time,
@@ -207,26 +206,62 @@ def train(config: Config, workdir: str) -> dict[str, Any]:
         _check_finite(pending, step)
         checkpointer.save(state, iterator, step=step)
       if stopping:
-        stop_reason = signal.Signals(stop.signal).name
         break
+    stop_reason = stopping or 'done'
+  except RunError:  # a non-finite loss or gradient (_check_finite)
+    stop_reason = 'non_finite'
+    raise
   finally:
     checkpointer.wait()
     checkpointer.close()
+    writer.write_stop(step, stop_reason, time.time() - start_time)
     writer.close()
     stop.restore()
   summary = {'step': step, 'stop_reason': stop_reason,
              'wall_s': time.time() - start_time, **last_metrics}
-  if stop_reason != 'done':
+  if stop_reason == 'time_limit':
+    print(f'Stopped at step {step}: train.time_limit='
+          f'{config.train.time_limit:g} minutes reached; the checkpoint is '
+          'saved. Run the same command again to continue.', flush=True)
+  elif stop_reason != 'done':
     print(f'Stopped by {stop_reason} at step {step}; the checkpoint is saved. '
           'Run the same command again to resume.', flush=True)
   return summary
+
+
+class TimeLimit:
+  """train.time_limit: whether this run's wall time has passed the budget.
+
+  One process checks its own clock at every step. Several processes must
+  stop at the same step, so there process 0 decides at log steps and tells
+  the others (a collective per step would stall the asynchronous steps).
+  """
+
+  def __init__(self, minutes: float, start_time: float):
+    self.seconds, self.start_time = minutes * 60.0, start_time
+
+  def reached(self, *, at_log_step: bool) -> str:
+    """'time_limit' if the limit has passed, else ''."""
+    if not self.seconds:
+      return ''
+    if jax.process_count() == 1:
+      passed = time.time() - self.start_time > self.seconds
+    elif at_log_step:
+      passed = bool(multihost_utils.broadcast_one_to_all(
+          np.bool_(time.time() - self.start_time > self.seconds)))
+    else:
+      passed = False
+    return 'time_limit' if passed else ''
 
 
 def _check_finite(pending: list[dict[str, jax.Array]], step: int) -> None:
   """Raises if any step since the last check had a non-finite loss/grad.
 
   `pending` holds the metrics of the steps that ended at `step`. The train
-  step does not apply such an update, and no checkpoint is written after it.
+  step has applied such an update already (a select over the whole state at
+  every step would cost time), so the state in memory is no longer finite;
+  the loop checks before every log line and checkpoint and stops, so the
+  newest checkpoint on disk is the last good state.
   """
   values = jax.device_get(pending)
   bad = [i for i, m in enumerate(values) if not float(m['finite'])]
@@ -247,12 +282,18 @@ def _log_step(step: int, total: int, pending, writer: MetricsWriter,
   _check_finite(pending, step)
   values = jax.device_get(pending)
   mean = lambda key: float(np.mean([float(m[key]) for m in values]))
+  # 'loss' is the objective the gradients follow (label-smoothed, minus its
+  # floor: losses.cross_entropy); 'nll' is -log p(target), and perplexity
+  # is exp(nll), so the two can be compared with the evaluation's.
   metrics = {
       'loss': mean('loss'),
+      'nll': mean('nll'),
+      'perplexity': float(np.exp(mean('nll'))),
       'learning_rate': float(values[-1]['learning_rate']),
       'grad_norm': mean('grad_norm'),
   }
   line = (f'step {step:>7d}/{total}  loss {metrics["loss"]:.4f}  '
+          f'nll {metrics["nll"]:.4f}  ppl {metrics["perplexity"]:.2f}  '
           f'lr {metrics["learning_rate"]:.2e}  '
           f'grad_norm {metrics["grad_norm"]:.3f}')
   if steps > 0:  # rates over the timed steps (the compiling one excluded)
@@ -271,8 +312,9 @@ def _log_eval(step: int, evaluator, params, writer: MetricsWriter) -> None:
   """Evaluates on eval.split and logs loss, perplexity, BLEU."""
   metrics, _ = evaluator(params)
   numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-  print(f'eval  {step:>7d}  {evaluator.split} loss {metrics["loss"]:.4f}  '
-        f'ppl {metrics["perplexity"]:.2f}  acc {metrics["accuracy"]:.3f}  '
+  print(f'eval  {step:>7d}  {evaluator.split} nll {metrics["nll"]:.4f}  '
+        f'ppl {metrics["perplexity"]:.2f}  loss {metrics["loss"]:.4f}  '
+        f'acc {metrics["accuracy"]:.3f}  '
         f'BLEU {metrics["bleu"]:.2f}  chrF {metrics["chrf"]:.2f}  '
         f'({metrics["examples"]} sentences, beam {evaluator.config.eval.beam_size}'
         f', {metrics["seconds"]:.0f}s)', flush=True)

@@ -38,6 +38,11 @@ def cross_entropy(logits: Array, targets: Array, weights: Array | None = None,
   q = (1 - eps) * onehot(y) + eps / K (optax.smooth_labels' convention), so
       CE(q, p) = log Z - sum_k q_k logit_k
                = (1 - eps) * (-log p_y) + eps * mean_k(-log p_k).
+  The eps / K goes to every class, PAD included: the paper's uniform prior
+  u(k) = 1/K (sec. 5.4, after Szegedy et al. 2016) and optax's convention.
+  Tensor2Tensor and the Flax WMT example spread eps over the K - 1 classes
+  other than PAD instead; for a vocabulary of thousands the two differ by
+  eps / K on one class, far below run-to-run noise, so only one is offered.
   This form needs no [..., K] one-hot array. We subtract the entropy H(q),
   the smallest value CE(q, .) can take, so that a prediction equal to q scores
   exactly 0 and the smoothed loss stays comparable with the unsmoothed one.

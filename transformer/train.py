@@ -24,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from transformer import dropout as dropout_lib
 from transformer import losses
-from transformer.config import Config, PAD_ID
+from transformer.config import Config, ConfigError, PAD_ID
 from transformer.model import Transformer
 
 Array = jax.Array
@@ -67,13 +67,24 @@ def learning_rate_schedule(config: Config) -> optax.Schedule:
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-  """Adam(beta1 0.9, beta2 0.98, eps 1e-9) with optional clipping and decay."""
+  """AdamW(beta1 0.9, beta2 0.98, eps 1e-9) after optional global-norm clipping.
+
+  Clipping is stateless, so it is applied before AdamW rather than chained
+  with it: the optimizer state is AdamW's whatever `train.grad_clip_norm`
+  and `train.weight_decay` are, and a run resumes from its checkpoint with
+  clipping switched on or off (what the NaN message advises).
+  """
   t = config.train
   adam = optax.adamw(learning_rate_schedule(config), b1=t.adam_b1,
                      b2=t.adam_b2, eps=t.adam_eps, weight_decay=t.weight_decay)
-  if t.grad_clip_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), adam)
-  return adam
+  if t.grad_clip_norm <= 0:
+    return adam
+  clip = optax.clip_by_global_norm(t.grad_clip_norm)
+
+  def update(grads, state, params=None):
+    grads, _ = clip.update(grads, clip.init(params))
+    return adam.update(grads, state, params)
+  return optax.GradientTransformation(adam.init, update)
 
 
 def init_state(config: Config, rng: Array) -> TrainState:
@@ -158,12 +169,21 @@ def forward(params, batch: Batch, config: Config, *, rng: Array | None):
 
 
 def loss_sums(params, batch: Batch, rng: Array, config: Config):
-  """Training objective of one (micro-)batch as (loss_sum, weight_sum)."""
+  """One (micro-)batch as (loss_sum, (weight_sum, metric_sums)).
+
+  The loss is the training objective (label-smoothed, with z-loss); the
+  metric 'nll' is the plain negative log-likelihood of the targets, whose
+  exponentiated mean is the perplexity.
+  """
   logits = forward(params, batch, config, rng=rng)
   weights = (batch['targets'] != PAD_ID).astype(jnp.float32)
-  return losses.cross_entropy(logits, batch['targets'], weights,
-                              label_smoothing=config.train.label_smoothing,
-                              z_loss=config.train.z_loss)
+  loss, weight = losses.cross_entropy(
+      logits, batch['targets'], weights,
+      label_smoothing=config.train.label_smoothing, z_loss=config.train.z_loss)
+  nll = loss
+  if config.train.label_smoothing or config.train.z_loss:
+    nll, _ = losses.cross_entropy(logits, batch['targets'], weights)
+  return loss, (weight, {'nll': nll})
 
 
 def split_micro_batches(batch: Batch, count: int) -> Batch:
@@ -190,22 +210,23 @@ def train_step(state: TrainState, batch: Batch, rng: Array, *,
   state is never saved (and no per-step select over the state is needed).
   """
   rng = step_rng(rng, state.step)
-  grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
+  grad_fn = jax.value_and_grad(functools.partial(loss_sums, config=config),
+                               has_aux=True)
   accum = config.train.grad_accum_steps
   if accum == 1:
-    (loss_sum, weight_sum), grads = grad_fn(state.params, batch, rng, config)
+    (loss_sum, (weight_sum, metric_sums)), grads = grad_fn(
+        state.params, batch, rng)
   else:
     def micro_step(carry, inputs):
       index, micro_batch = inputs
-      (loss, weight), grad = grad_fn(state.params, micro_batch,
-                                     jax.random.fold_in(rng, index), config)
-      grads, loss_sum, weight_sum = carry
-      return (jax.tree.map(jnp.add, grads, grad), loss_sum + loss,
-              weight_sum + weight), None
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    (grads, loss_sum, weight_sum), _ = jax.lax.scan(
-        micro_step, (zeros, 0.0, 0.0),
-        (jnp.arange(accum), split_micro_batches(batch, accum)))
+      sums = grad_fn(state.params, micro_batch, jax.random.fold_in(rng, index))
+      return jax.tree.map(jnp.add, carry, sums), None
+    micro_batches = split_micro_batches(batch, accum)
+    shapes = jax.eval_shape(grad_fn, state.params,
+                            jax.tree.map(lambda x: x[0], micro_batches), rng)
+    zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+    ((loss_sum, (weight_sum, metric_sums)), grads), _ = jax.lax.scan(
+        micro_step, zeros, (jnp.arange(accum), micro_batches))
   scale = 1.0 / jnp.maximum(weight_sum, 1.0)
   grads = jax.tree.map(lambda g: g * scale, grads)
   grad_norm = optax.tree.norm(grads)
@@ -219,6 +240,7 @@ def train_step(state: TrainState, batch: Batch, rng: Array, *,
                          opt_state=opt_state)
   metrics = {
       'loss': loss,
+      **{name: total * scale for name, total in metric_sums.items()},
       'tokens': weight_sum,
       'grad_norm': grad_norm,
       'learning_rate': learning_rate_schedule(config)(state.step),
@@ -253,6 +275,48 @@ def jit_init_state(config: Config, mesh: Mesh):
   sharding = state_sharding(config, mesh, shapes)
   return jax.jit(functools.partial(init_state, config),
                  out_shardings=sharding), sharding
+
+
+def abstract_state(config: Config, mesh: Mesh, sharding=None) -> TrainState:
+  """The TrainState's shapes, dtypes and shardings, without allocating it."""
+  if sharding is None:
+    _, sharding = jit_init_state(config, mesh)
+  shapes = jax.eval_shape(functools.partial(init_state, config),
+                          jax.random.key(0))
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
+      sharding)
+
+
+def check_batch_sizes(config: Config, mesh: Mesh, *, training: bool) -> None:
+  """Raises ConfigError unless the batches split evenly over the devices.
+
+  A training batch of data.batch_size rows is cut into
+  train.grad_accum_steps micro-batches, each split over the data axis;
+  evaluation batches of data.eval_batch_size rows are split likewise.
+  """
+  devices, accum = mesh.shape[DATA_AXIS], config.train.grad_accum_steps
+  per_step = devices * accum
+  problems = []
+  if training and config.data.batch_size % per_step:
+    problems.append(
+        f'data.batch_size={config.data.batch_size} must be a multiple of '
+        f'{per_step} ({devices} device(s) x train.grad_accum_steps={accum}), '
+        f'e.g. {_multiples(config.data.batch_size, per_step)}')
+  if config.data.eval_batch_size % devices:
+    problems.append(
+        f'data.eval_batch_size={config.data.eval_batch_size} must be a '
+        f'multiple of the {devices} device(s), e.g. '
+        f'{_multiples(config.data.eval_batch_size, devices)}')
+  if problems:
+    raise ConfigError('Batches must split evenly over the devices: ' +
+                      '; '.join(problems) + ' (set with --set=KEY=VALUE).')
+
+
+def _multiples(value: int, factor: int) -> str:
+  """The multiples of `factor` nearest `value`, as text: '4 or 8'."""
+  below = value // factor * factor
+  return f'{below} or {below + factor}' if below else str(factor)
 
 
 def jit_train_step(config: Config, mesh: Mesh, sharding):

@@ -220,10 +220,15 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
   else:  # this process's rows of each batch: its shards' rows, in order
     ds = grain.experimental.ZipIterDataset(per_shard).map(_concatenate_rows)
   if data.worker_count > 0:
-    # grain's worker processes read absl flags; a program that did not start
-    # through absl.app has not parsed them (their defaults are what we want).
+    # grain's worker processes read absl flags, which absl.app (launch.py)
+    # parses; a program of one's own must parse them first.
     if not flags.FLAGS.is_parsed():
-      flags.FLAGS.mark_as_parsed()
+      raise DataError(
+          f'data.worker_count={data.worker_count} starts grain worker '
+          'processes, which read absl flags, and this program has not parsed '
+          'them. Start it through absl.app.run (as launch.py does), call '
+          'absl.flags.FLAGS.mark_as_parsed() first, or set '
+          'data.worker_count=0.')
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=data.worker_count))
   return ds

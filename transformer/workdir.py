@@ -1,0 +1,138 @@
+"""The workdir of a run: its saved config, its lock, and starting over.
+
+A workdir holds config.json, tokenizer.model, checkpoints/, metrics.jsonl,
+tensorboard/ and eval/. One training run at a time may use it (`lock`);
+evaluation, translation and visualisation only read and need no lock.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import socket
+import sys
+from typing import Any
+
+import jax
+
+from transformer import config as config_lib
+from transformer.config import Config
+
+LOCK_FILE = '.lock'
+# What `set_aside_run` moves: everything a training run writes.
+RUN_FILES = ('checkpoints', 'config.json', 'metrics.jsonl', 'tensorboard',
+             'eval', 'tokenizer.model', 'tokenizer.vocab')
+
+
+class RunError(Exception):
+  """A problem with the run's settings or workdir, explained to the user."""
+
+
+class Lock:
+  """An exclusive lock on WORKDIR/.lock for as long as the object is open.
+
+  `fcntl.flock` locks belong to the open file, so the kernel releases them
+  when the process ends however it ends: a SIGKILLed run leaves no stale
+  lock. The file's text names the holder for the message a second run gets.
+  """
+
+  def __init__(self, workdir: str):
+    os.makedirs(workdir, exist_ok=True)
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._file = open(self.path, 'a+', encoding='utf-8')
+    try:
+      fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self._file.seek(0)
+      holder = self._file.read().strip() or 'another process'
+      self._file.close()
+      raise RunError(
+          f'{workdir} is in use by another training run ({holder}); '
+          f'{self.path} is locked. Two runs in one workdir would interleave '
+          'their checkpoints and metrics. Wait for it to finish or stop it, '
+          'or train in another --workdir; --mode=evaluate, translate and '
+          'visualize may read the workdir meanwhile.') from None
+    self._file.seek(0)
+    self._file.truncate()
+    started = datetime.datetime.now().isoformat(timespec='seconds')
+    self._file.write(f'pid {os.getpid()} on {socket.gethostname()}, started '
+                     f'{started}: {" ".join(sys.argv)}\n')
+    self._file.flush()
+
+  def release(self) -> None:
+    if not self._file.closed:
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+
+
+def set_aside_run(workdir: str) -> str | None:
+  """Moves the workdir's previous run into WORKDIR/previous/<time>/.
+
+  For --restart: the old checkpoints, config, metrics and tokenizer are kept,
+  out of the way of the new run. Returns that directory, or None if there
+  was nothing to move.
+  """
+  present = [n for n in RUN_FILES if os.path.exists(os.path.join(workdir, n))]
+  if not present:
+    return None
+  stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+  target = os.path.join(workdir, 'previous', stamp)
+  suffix = 1
+  while os.path.exists(target):
+    target, suffix = os.path.join(workdir, 'previous', f'{stamp}-{suffix}'), suffix + 1
+  os.makedirs(target)
+  for name in present:
+    os.rename(os.path.join(workdir, name), os.path.join(target, name))
+  return target
+
+
+def check_config(config: Config, workdir: str, *, save: bool = True) -> None:
+  """Checks `config` against the workdir's config.json; saves `config`.
+
+  A run may change on resume only the keys that leave its saved state's
+  meaning unchanged (`config.changeable_on_resume`); any other difference
+  from the saved config is refused with the keys, saved and requested values.
+  A workdir without saved state (no checkpoint, no tokenizer: e.g. a run
+  that stopped on a bad setting) takes the new config.
+  """
+  path = os.path.join(workdir, 'config.json')
+  if os.path.exists(path) and has_saved_state(workdir):
+    with open(path) as f:
+      saved = _flatten(json.load(f))
+    requested = _flatten(config_lib.to_dict(config))
+    free = config_lib.changeable_on_resume(config)
+    clashes = [f'{k}: saved {saved[k]!r}, requested {requested[k]!r}'
+               for k in sorted(requested)
+               if k not in free and k in saved and saved[k] != requested[k]]
+    if clashes:
+      raise RunError(
+          f'{workdir} holds a run whose saved state these settings would '
+          'change the meaning of (its model, vocabulary, data or seed):\n  ' +
+          '\n  '.join(clashes) + f'\nNothing was changed. Use a new '
+          f'--workdir, the values saved in {path}, or --restart to set the '
+          'old run aside (into WORKDIR/previous/) and start over.')
+  if save and jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      f.write(config_lib.to_json(config))
+    os.replace(tmp, path)
+
+
+def has_saved_state(workdir: str) -> bool:
+  """Whether a run left checkpoints or a tokenizer in `workdir`."""
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  return os.path.exists(os.path.join(workdir, 'tokenizer.model')) or (
+      os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat
