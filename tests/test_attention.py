@@ -29,6 +29,12 @@ def naive_attention(q, k, v, mask):
   return out
 
 
+def assert_finite(*arrays):
+  """assert_allclose treats NaN as equal to NaN: check both sides first."""
+  for array in arrays:
+    assert np.all(np.isfinite(np.asarray(array, np.float64))), array
+
+
 def random_qkv(seed, t=T, s=S):
   rng = np.random.default_rng(seed)
   return (rng.normal(size=(B, t, N, H)).astype(np.float32),
@@ -85,9 +91,11 @@ def test_attention_matches_naive_numpy(kind, explicit):
                                         return_weights=explicit)
   if explicit:
     got, weights = got
+    assert_finite(weights)
     np.testing.assert_allclose(np.sum(weights, -1), 1.0, rtol=1e-6)
-  np.testing.assert_allclose(got, naive_attention(q, k, v, mask), rtol=1e-5,
-                             atol=1e-5)
+  want = naive_attention(q, k, v, mask)
+  assert_finite(got, want)  # every mask leaves each query a key
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('impl', ['hash', 'threefry'])
@@ -106,8 +114,9 @@ def test_attention_dropout_drops_and_rescales_probabilities(impl):
   w = np.exp(logits - logits.max(-1, keepdims=True))
   w /= w.sum(-1, keepdims=True)
   want = np.einsum('bnts,bsnh->btnh', w * keep / (1 - rate), v)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   no_dropout = attention.dot_product_attention(q, k, v, None)
+  assert_finite(got, want, no_dropout)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   assert not np.allclose(got, no_dropout)
 
 
@@ -155,6 +164,7 @@ def test_cudnn_attention_matches_naive_and_xla_gradients(kind):
   fused = attention.dot_product_attention(q, k, v, mask, is_causal=causal,
                                           implementation='cudnn')
   want = naive_attention(*(np.asarray(x, np.float32) for x in (q, k, v)), mask)
+  assert_finite(np.asarray(fused, np.float32), want)
   np.testing.assert_allclose(np.asarray(fused, np.float32), want, atol=2e-2)
 
   def loss(impl, q, k, v):
@@ -167,5 +177,6 @@ def test_cudnn_attention_matches_naive_and_xla_gradients(kind):
   for fused_grad, xla_grad in zip(grads['cudnn'], grads['xla']):
     fused_grad, xla_grad = (np.asarray(x, np.float32)
                             for x in (fused_grad, xla_grad))
+    assert_finite(fused_grad, xla_grad)
     scale = np.abs(xla_grad).max()
     np.testing.assert_allclose(fused_grad, xla_grad, atol=3e-2 * scale)

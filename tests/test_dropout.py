@@ -66,6 +66,7 @@ def test_dropout_zeroes_and_rescales():
   key = jax.random.key(3)
   got = np.asarray(dropout.dropout(x, 0.2, key))
   keep = np.asarray(dropout.keep_mask(key, x.shape, 0.2))
+  assert np.all(np.isfinite(got))
   np.testing.assert_allclose(got, np.where(keep, np.asarray(x) / 0.8, 0.0),
                              rtol=1e-6)
   assert 0.7 < keep.mean() < 0.9
@@ -79,6 +80,8 @@ def test_jax_random_implementations_equal_flax_dropout(impl):
                                           rngs={'dropout': key})
   flax = nn.Dropout(0.3).apply({}, x, deterministic=False,
                                rngs={'dropout': key})
+  assert np.all(np.isfinite(ours)) and np.all(np.isfinite(flax))
+  assert 0 < np.mean(np.asarray(ours) == 0) < 1  # some dropped, not all
   np.testing.assert_array_equal(ours, flax)
 
 

@@ -10,6 +10,10 @@ from transformer import linear
 
 
 def _close(a, b):
+  """Equal within float32 rounding, and finite (assert_allclose treats NaN
+  as equal to NaN)."""
+  assert np.all(np.isfinite(np.asarray(a))) and np.all(
+      np.isfinite(np.asarray(b)))
   np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
                              atol=1e-5)
 

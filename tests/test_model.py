@@ -42,6 +42,13 @@ def encode(config, params, inputs, inputs_positions=None,
                                    method=Transformer.encode)
 
 
+def assert_finite(*arrays):
+  """assert_array_equal and assert_allclose treat NaN as equal to NaN: a
+  model that outputs NaN would pass every comparison of two of its runs."""
+  for array in arrays:
+    assert np.all(np.isfinite(np.asarray(array, np.float32))), array
+
+
 def random_tokens(seed, shape, low=4):
   return jnp.asarray(np.random.default_rng(seed).integers(
       low, TINY_MODEL.vocab_size, shape), jnp.int32)
@@ -53,9 +60,11 @@ def test_decoder_is_causal(name):
   params = params_for(config)
   inputs, targets = random_tokens(0, (2, 6)), random_tokens(1, (2, 8))
   base = forward(config, params, inputs, targets)
+  assert_finite(base)
   for t in (0, 3, 6):
     changed = targets.at[:, t:].set(random_tokens(2 + t, (2, 8 - t)))
     logits = forward(config, params, inputs, changed)
+    assert_finite(logits)
     # logits[:, s] sees targets[:, :s] only, so positions <= t are unchanged.
     np.testing.assert_array_equal(logits[:, :t + 1], base[:, :t + 1])
     assert not np.allclose(logits[:, t + 1:], base[:, t + 1:])
@@ -69,25 +78,30 @@ def test_padding_does_not_change_real_outputs(name):
   inputs = inputs.at[1, 3:].set(PAD_ID)  # second source is 3 tokens long
   base_encoded = encode(config, params, inputs)
   base_logits = forward(config, params, inputs, targets)
+  assert_finite(base_encoded, base_logits)
 
   # More padding behind every source.
   longer = jnp.pad(inputs, [(0, 0), (0, 4)], constant_values=PAD_ID)
-  np.testing.assert_allclose(encode(config, params, longer)[:, :5],
-                             base_encoded, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(forward(config, params, longer, targets),
-                             base_logits, rtol=1e-5, atol=1e-6)
+  longer_encoded = encode(config, params, longer)
+  longer_logits = forward(config, params, longer, targets)
+  assert_finite(longer_encoded, longer_logits)
+  np.testing.assert_allclose(longer_encoded[:, :5], base_encoded, rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(longer_logits, base_logits, rtol=1e-5, atol=1e-6)
 
   # Other token ids at padded positions, marked as padding by segment id 0.
   segments = (inputs != PAD_ID).astype(jnp.int32)
   garbage = jnp.where(segments == 1, inputs, random_tokens(5, inputs.shape))
   target_segments = jnp.ones_like(targets)
   real = np.asarray(segments, bool)
-  np.testing.assert_allclose(
-      encode(config, params, garbage, None, segments)[real],
-      base_encoded[real], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(
-      forward(config, params, garbage, targets, None, None, segments,
-              target_segments), base_logits, rtol=1e-5, atol=1e-6)
+  garbage_encoded = encode(config, params, garbage, None, segments)
+  garbage_logits = forward(config, params, garbage, targets, None, None,
+                           segments, target_segments)
+  assert_finite(garbage_encoded[real], garbage_logits)
+  np.testing.assert_allclose(garbage_encoded[real], base_encoded[real],
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(garbage_logits, base_logits, rtol=1e-5,
+                             atol=1e-6)
 
 
 @pytest.mark.parametrize('name', list(VARIANTS))
@@ -107,6 +121,7 @@ def test_packed_row_equals_sentences_alone(name):
                    positions(3, 5, 1), segments(4, 3, 2), segments(3, 5, 1))
   alone_a = forward(config, params, src_a, tgt_a)
   alone_b = forward(config, params, src_b, tgt_b)
+  assert_finite(packed[:, :8], alone_a, alone_b)
   np.testing.assert_allclose(packed[:, :3], alone_a, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(packed[:, 3:8], alone_b, rtol=1e-5, atol=1e-5)
 
@@ -123,6 +138,7 @@ def test_cached_decoding_equals_full_forward(name, group):
   inputs, targets = random_tokens(10, (2, 5)), random_tokens(11, (2, 7))
   inputs = inputs.at[0, 4:].set(PAD_ID)
   full = jnp.repeat(forward(config, params, inputs, targets), group, axis=0)
+  assert_finite(full)
 
   decoder_inputs = jnp.repeat(shift_right(targets), group, axis=0)
   encoded = encode(config, params, inputs)
@@ -149,6 +165,7 @@ def test_cached_decoding_equals_full_forward(name, group):
     position = jnp.full((2 * group, 1), t, jnp.int32)
     logits, variables = step(cache, decoder_inputs[:, t:t + 1], position)
     cache = variables['cache']
+    assert_finite(logits)
     np.testing.assert_allclose(logits[:, 0], full[:, t], rtol=1e-5, atol=1e-5)
 
 
@@ -160,6 +177,7 @@ def test_dropout_only_when_not_deterministic():
                                  deterministic=False,
                                  rngs={'dropout': jax.random.key(seed)})
   eval_logits = forward(TINY_MODEL, params, inputs, targets)
+  assert_finite(run(1), run(2), eval_logits)
   np.testing.assert_array_equal(run(1), run(1))
   assert not np.allclose(run(1), run(2))
   assert not np.allclose(run(1), eval_logits)
@@ -231,6 +249,7 @@ def test_bfloat16_compute_keeps_float32_params_and_close_logits():
   low = forward(config, params, inputs, targets)
   high = forward(TINY_MODEL, params, inputs, targets)
   assert low.dtype == jnp.float32
+  assert_finite(low, high)
   np.testing.assert_allclose(low, high, atol=0.1)
 
 

@@ -62,6 +62,12 @@ class FakeTokenizer:
 # ---------------------------------------------------------------------------
 
 
+def assert_finite(*arrays):
+  """assert_allclose treats NaN as equal to NaN: check both sides first."""
+  for array in arrays:
+    assert np.all(np.isfinite(np.asarray(array, np.float64))), array
+
+
 def np_softmax(logits):
   logits = logits - logits.max(axis=-1, keepdims=True)
   e = np.exp(logits)
@@ -113,6 +119,7 @@ def test_shapes_and_rows_are_distributions(captured):
     assert len(captured[kind]) == layers[kind]
     for weights in captured[kind]:
       assert weights.shape == shapes[kind]
+      assert_finite(weights)
       assert np.all(weights >= 0)
       np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
 
@@ -131,11 +138,13 @@ def test_first_layers_match_numpy_from_embeddings(params, captured):
   """Layer 0 self-attention recomputed from the embedding table up."""
   x = np_embed(params, SOURCE)
   expected = np_attention(params['encoder_0']['self_attention'], x, x)
+  assert_finite(captured['encoder_self'][0], expected)
   np.testing.assert_allclose(captured['encoder_self'][0], expected, atol=2e-5)
 
   y = np_embed(params, [BOS_ID] + TARGET[:-1])
   causal = np.tril(np.ones((len(TARGET), len(TARGET)), bool))
   expected = np_attention(params['decoder_0']['self_attention'], y, y, causal)
+  assert_finite(captured['decoder_self'][0], expected)
   np.testing.assert_allclose(captured['decoder_self'][0], expected, atol=2e-5)
 
 
@@ -159,6 +168,8 @@ def test_cross_attention_matches_numpy(params, captured):
                             np.float64)
     expected = np_attention(params[name]['cross_attention'], queries_in,
                             encoded)
+    # Both sides come from the model's own activations: NaN would pass.
+    assert_finite(captured['cross'][layer], expected)
     np.testing.assert_allclose(captured['cross'][layer], expected, atol=2e-5)
   # Not trivially uniform: the check above would be weak otherwise.
   assert np.ptp(captured['cross'][-1]) > 1e-3
@@ -213,6 +224,7 @@ def test_attention_maps_of_a_sentence(params, maps):
                                       maps.target_ids)
   for kind in visualize.KINDS:
     for ours, reference in zip(maps.maps(kind), again[kind]):
+      assert_finite(ours, reference)
       np.testing.assert_array_equal(ours, reference)
   rows, columns = maps.axis_pieces('cross')
   assert (len(rows), len(columns)) == maps.cross[0].shape[1:]
