@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,11 @@ REQUIRED = ('train_mfu', 'train_tokens_per_s', 'compile_s', 'greedy_s',
             'beam4_s')
 
 
+def assert_finite(*values):
+  for value in values:
+    assert value is not None and math.isfinite(value), values
+
+
 def xla_forward_flops(model: ModelConfig, batch: int, src_len: int,
                       tgt_len: int) -> float:
   """XLA's FLOPs of the compiled teacher-forced forward pass, no dropout."""
@@ -38,41 +44,150 @@ def xla_forward_flops(model: ModelConfig, batch: int, src_len: int,
   return flops
 
 
+# The hand count. What the library counts (benchmark's module docstring):
+# matrix multiplications only, each [m, k] @ [k, n] as 2 * m * k * n FLOPs;
+# embedding lookups, softmax, LayerNorm, biases, masks and the loss are left
+# out. Attention is counted as computed: every one of the L_q x L_kv pairs
+# (masked and causal ones included), head by head. A train step is 3 forward
+# passes (the backward pass computes the gradient of both inputs of every
+# matmul: 2 matmuls of the forward's size), on data.batch_size rows of
+# data.max_length source and target positions; an eval step is 1.
+# Written from the paper's dimensions (d_model, d_ff, h heads of
+# d_k = d_v = d_model / h, vocabulary), not from the library's formula.
+
+
+def matmul(m: int, k: int, n: int) -> int:
+  """FLOPs of [m, k] @ [k, n]: m * n dot products of length k, 2 each."""
+  return 2 * m * k * n
+
+
+def attention_flops(model: ModelConfig, batch: int, q_len: int,
+                    kv_len: int) -> dict[str, int]:
+  """Multi-head attention of q_len queries over kv_len keys (sec. 3.2.2)."""
+  d, h = model.d_model, model.num_heads
+  d_k = d_v = d // h
+  return {
+      'query projection': matmul(batch * q_len, d, h * d_k),
+      'key projection': matmul(batch * kv_len, d, h * d_k),
+      'value projection': matmul(batch * kv_len, d, h * d_v),
+      'scores Q K^T': batch * h * matmul(q_len, d_k, kv_len),
+      'weighted values': batch * h * matmul(q_len, kv_len, d_v),
+      'output projection': matmul(batch * q_len, h * d_v, d),
+  }
+
+
+def feed_forward_flops(model: ModelConfig, rows: int) -> dict[str, int]:
+  """FFN(x) = max(0, x W1 + b1) W2 + b2 on `rows` positions (eq. 2)."""
+  return {'W1': matmul(rows, model.d_model, model.d_ff),
+          'W2': matmul(rows, model.d_ff, model.d_model)}
+
+
+def hand_forward_flops(model: ModelConfig, b: int, s: int, t: int) -> int:
+  """One teacher-forced forward pass of b sentences, s source and t target
+  positions, summed sublayer by sublayer."""
+  encoder_layer = (sum(attention_flops(model, b, s, s).values())
+                   + sum(feed_forward_flops(model, b * s).values()))
+  decoder_layer = (
+      sum(attention_flops(model, b, t, t).values())  # masked self-attention
+      # encoder-decoder attention: target queries, source keys and values
+      + sum(attention_flops(model, b, t, s).values())
+      + sum(feed_forward_flops(model, b * t).values()))
+  pre_softmax = matmul(b * t, model.d_model, model.vocab_size)
+  return (model.num_encoder_layers * encoder_layer
+          + model.num_decoder_layers * decoder_layer + pre_softmax)
+
+
 @pytest.mark.parametrize('src_len,tgt_len', [(32, 32), (48, 24)])
 def test_forward_flops_match_xla_cost_analysis(src_len, tgt_len):
   want = xla_forward_flops(FLOPS_MODEL, 4, src_len, tgt_len)
   got = benchmark.forward_flops(FLOPS_MODEL, 4, src_len, tgt_len)
+  assert_finite(got, want)
+  assert got == hand_forward_flops(FLOPS_MODEL, 4, src_len, tgt_len)
   # The formula counts matmuls only, so it is a little below XLA's count.
   assert got == pytest.approx(want, rel=0.10), (got, want, got / want)
 
 
-def test_forward_flops_hand_count():
-  model = ModelConfig(vocab_size=10, d_model=2, d_ff=3, num_heads=1,
-                      num_encoder_layers=1, num_decoder_layers=1)
-  b, s, t, d, f, v = 1, 5, 7, 2, 3, 10
-  encoder = 8 * b * s * d * d + 4 * b * s * s * d + 4 * b * s * d * f
-  decoder = (8 * b * t * d * d + 4 * b * t * t * d + 4 * b * t * d * d
-             + 4 * b * s * d * d + 4 * b * t * s * d + 4 * b * t * d * f)
-  assert benchmark.forward_flops(model, b, s, t) == (
-      encoder + decoder + 2 * b * t * d * v)
-  config = Config(model=model, data=DataConfig(batch_size=3, max_length=5))
-  assert benchmark.train_flops(config) == 3 * benchmark.forward_flops(
-      model, 3, 5, 5)
+# Every dimension different (and layer counts too), so that a count that
+# mixes up S and T, d_model and d_ff, or encoder and decoder layers differs.
+HAND_MODEL = ModelConfig(vocab_size=11, d_model=6, d_ff=10, num_heads=2,
+                         num_encoder_layers=2, num_decoder_layers=3)
 
 
-def test_published_peaks():
-  peak, source = benchmark.published_peak('NVIDIA H100 80GB HBM3', 'bfloat16')
-  assert peak == 989.4e12 and 'H100 SXM' in source
-  assert benchmark.published_peak('NVIDIA H100 PCIe', 'bfloat16')[0] == 756e12
-  assert benchmark.published_peak('NVIDIA H200', 'bfloat16')[0] == 989.4e12
-  assert benchmark.published_peak('NVIDIA A100-SXM4-80GB', 'bfloat16')[0] == (
-      312e12)
-  assert benchmark.published_peak('TPU v5 lite', 'float32')[0] == 197e12
-  assert benchmark.published_peak('TPU v5', 'bfloat16')[0] == 459e12
-  assert benchmark.published_peak('TPU v6 lite', 'bfloat16')[0] == 918e12
-  assert benchmark.published_peak('TPU v4', 'bfloat16')[0] == 275e12
+def test_hand_count_by_sublayer():
+  # One sublayer written out, so that the helpers above are checked too.
+  b, s, t = 2, 5, 7
+  d, f, h, d_k = 6, 10, 2, 3  # HAND_MODEL's
+  cross = attention_flops(HAND_MODEL, b, t, s)
+  assert cross == {
+      'query projection': 2 * (b * t) * d * d,
+      'key projection': 2 * (b * s) * d * d,
+      'value projection': 2 * (b * s) * d * d,
+      'scores Q K^T': b * h * (2 * t * d_k * s),
+      'weighted values': b * h * (2 * t * s * d_k),
+      'output projection': 2 * (b * t) * d * d,
+  }
+  assert feed_forward_flops(HAND_MODEL, b * s) == {
+      'W1': 2 * (b * s) * d * f, 'W2': 2 * (b * s) * f * d}
+
+
+@pytest.mark.parametrize('b,s,t', [(2, 5, 7), (3, 9, 4), (1, 1, 1)])
+def test_forward_flops_hand_count(b, s, t):
+  got = benchmark.forward_flops(HAND_MODEL, b, s, t)
+  assert_finite(got)
+  assert got == hand_forward_flops(HAND_MODEL, b, s, t)
+
+
+@pytest.mark.parametrize('tied', [True, False])
+def test_step_flops_hand_count(tied):
+  model = dataclasses.replace(HAND_MODEL, tie_output_embedding=tied)
+  config = Config(model=model, data=DataConfig(batch_size=3, max_length=9))
+  forward = hand_forward_flops(model, 3, 9, 9)
+  train, evaluation = benchmark.train_flops(config), benchmark.eval_flops(
+      config)
+  assert_finite(train, evaluation)
+  assert train == 3 * forward and evaluation == forward
+
+
+@pytest.mark.parametrize('device_kind,dtype,want', [
+    ('NVIDIA H100 80GB HBM3', 'bfloat16', 989.4e12),
+    ('NVIDIA H100 PCIe', 'bfloat16', 756e12),
+    ('NVIDIA H200', 'bfloat16', 989.4e12),
+    ('NVIDIA A100-SXM4-80GB', 'bfloat16', 312e12),
+    ('TPU v5 lite', 'float32', 197e12),
+    ('TPU v5', 'bfloat16', 459e12),
+    ('TPU v6 lite', 'bfloat16', 918e12),
+    ('TPU v4', 'bfloat16', 275e12),
+])
+def test_published_peaks(device_kind, dtype, want):
+  peak, source = benchmark.published_peak(device_kind, dtype)
+  assert_finite(peak)
+  assert peak == want, source
+
+
+def test_published_peak_sources():
+  assert 'H100 SXM' in benchmark.published_peak('NVIDIA H100 80GB HBM3',
+                                                'bfloat16')[1]
   peak, note = benchmark.published_peak('Some Future Chip', 'bfloat16')
   assert peak is None and 'MFU not computed' in note
+
+
+def test_peak_and_mfu():
+  gpus = benchmark.accelerator_peak('NVIDIA H100 80GB HBM3', 'bfloat16', 8,
+                                    5e14)
+  assert_finite(gpus['peak_flops_per_s'], gpus['matmul_flops_per_s'])
+  assert gpus['peak_flops_per_s'] == 8 * 989.4e12
+  assert gpus['peak_source'].endswith(' x 8 devices')
+  unknown = benchmark.accelerator_peak('Some Future Chip', 'bfloat16', 1, 1e12)
+  assert unknown['peak_flops_per_s'] is None
+  assert benchmark.mfu(1e12, 2.0, unknown['peak_flops_per_s']) is None
+  # On CPU the slower of the two matmul measurements is not the peak.
+  cpu = benchmark.cpu_peak('float32', 1e11, 3e11, processes=2)
+  assert_finite(cpu['peak_flops_per_s'])
+  assert cpu['peak_flops_per_s'] == 6e11
+  assert cpu['matmul_flops_per_s_before_after'] == [1e11, 3e11]
+  mfu = benchmark.mfu(1.2e11, 0.5, cpu['peak_flops_per_s'])
+  assert_finite(mfu)
+  assert mfu == pytest.approx(0.4)
 
 
 def test_random_batch_has_the_pipeline_shape_and_no_padding():
@@ -93,9 +208,11 @@ def _check_result(result, workdir):
     written = json.load(f)
   assert written == json.loads(json.dumps(result))
   for key in REQUIRED:
-    assert written[key] is not None and written[key] > 0, key
+    assert_finite(written[key])
+    assert written[key] > 0, key
   assert written['jax_version'] == jax.__version__
   assert written['device_kind'] and written['peak_source']
+  assert_finite(written['peak_memory_bytes'])
   assert written['peak_memory_bytes'] > 0
   return written
 
@@ -107,6 +224,7 @@ def test_run_on_tiny(tmp_path):
                          input_batches=5, verbose=False)
   written = _check_result(result, tmp_path)
   assert written['data'].startswith('real')  # the toy task is always there
+  assert_finite(written['input_batches_per_s'], written['train_flops'])
   assert written['input_batches_per_s'] > 0
   assert written['train_flops'] == benchmark.train_flops(config)
 

@@ -55,6 +55,10 @@ layer:
   train step (`train_flops`) = 3 * forward   (backward = 2 * forward: the
           gradients with respect to both inputs of every matmul), over
           data.batch_size rows of data.max_length source and target positions.
+  eval step (`eval_flops`) = forward, on the same batch.
+
+`run` takes the model's FLOPs per step only from `train_flops(config)` and
+`eval_flops(config)`: a model family of another shape brings its own pair.
 
 FLOPs count token slots, padding included: that is the work the step does.
 Token throughputs count real (non-PAD) target tokens.
@@ -65,6 +69,21 @@ chip gets MFU None with a note. On CPU there is no published number: the peak
 is the throughput of a large jitted matrix multiplication in the model's dtype
 (2048 x 2048 @ 2048 x 2048, the median of several), measured in the same run
 before and after the train steps, the larger of the two.
+
+benchmark.json (what `run` returns): times in seconds, rates per second;
+among them: compile_s, first_step_s, train_step_s (median of steps each
+waited for; also _min_s, _max_s, _p25_s, _p75_s), train_step_back_to_back_s
+(the same steps run back to back, as training runs them, in
+BACK_TO_BACK_GROUPS groups: the median group's mean step; throughput and MFU
+use this), train_tokens_per_s (real target tokens), train_flops,
+xla_train_flops (XLA's count, a cross-check), train_flops_per_s,
+peak_flops_per_s and peak_source, train_mfu (None for an unknown
+accelerator), eval_step_s, eval_mfu, greedy_s and beam4_s (seconds per batch;
+_sentences_per_s, _tokens_per_s, _mean_output_length, _first_call_s),
+beam4_over_greedy, input_batches_per_s, input_over_train (input batches/s
+over train steps/s; None with random batches), peak_memory_bytes and
+peak_memory_source, data and data_note, decode_inputs, decode_params,
+device_kind, jax_version.
 """
 
 from __future__ import annotations
@@ -76,7 +95,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -167,6 +186,12 @@ def train_flops(config: Config) -> float:
   length = config.data.max_length
   return 3.0 * forward_flops(config.model, config.data.batch_size, length,
                              length)
+
+
+def eval_flops(config: Config) -> float:
+  """Model FLOPs of one eval step on a global training batch: one forward."""
+  length = config.data.max_length
+  return forward_flops(config.model, config.data.batch_size, length, length)
 
 
 def xla_flops(compiled) -> float | None:
@@ -417,6 +442,368 @@ def _local_rows(rows: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
+# Measurements. Each returns its part of benchmark.json (or what the next one
+# needs); the train state is passed on because the step donates it.
+# ---------------------------------------------------------------------------
+
+State = Any  # train_lib's train state
+Batch = dict[str, jax.Array]
+Step = Callable[[State, Batch], tuple[State, dict[str, jax.Array]]]
+
+
+def setup_report(config: Config, mesh, repeats: int, decode_repeats: int
+                 ) -> dict[str, Any]:
+  """What was measured where: versions, devices, shapes, repeats, date."""
+  device = jax.devices()[0]
+  return {
+      'jax_version': jax.__version__,
+      'platform': device.platform,
+      'device_kind': device.device_kind,
+      'num_devices': mesh.size,
+      'process_count': jax.process_count(),
+      'allocator': memory_allocator(),
+      'batch_size': config.data.batch_size,
+      'max_length': config.data.max_length,
+      'eval_batch_size': config.data.eval_batch_size,
+      'dtype': config.model.dtype,
+      'attention_impl': training_attention(config.model, config.data.max_length),
+      'repeats': repeats,
+      'decode_repeats': decode_repeats,
+      'date': datetime.datetime.now().isoformat(timespec='seconds'),
+  }
+
+
+class Batches(NamedTuple):
+  """The train batches of the run, on the mesh, and what they are."""
+  tokenizer: Any  # None with random batches
+  batches: list[Batch]  # global arrays, as the train step takes them
+  target_tokens: list[int]  # real (non-PAD) tokens per global batch
+  source_tokens: list[int]
+  data: str  # 'real: ...' or 'random'
+  data_note: str  # why not real, or ''
+
+  # The first batch compiles, the next WARMUP_STEPS warm up, the rest time.
+  @property
+  def timed(self) -> list[Batch]:
+    return self.batches[1 + WARMUP_STEPS:]
+
+  @property
+  def timed_target_tokens(self) -> float:
+    """Mean real target tokens per timed batch."""
+    return statistics.mean(self.target_tokens[1 + WARMUP_STEPS:])
+
+  @property
+  def timed_source_tokens(self) -> float:
+    return statistics.mean(self.source_tokens[1 + WARMUP_STEPS:])
+
+
+def load_batches(config: Config, workdir: str, mesh, count: int,
+                 rng: np.random.Generator) -> Batches:
+  """`count` global batches: real ones if the data is there, else random."""
+  tokenizer, host_batches, data, note = train_batches(config, workdir, count,
+                                                      rng)
+  # Token counts: this host's, times the hosts (they see similar batches).
+  real_tokens = lambda key: [
+      int(np.count_nonzero(b[key] != PAD_ID)) * jax.process_count()
+      for b in host_batches]
+  return Batches(tokenizer,
+                 [train_lib.global_batch(b, mesh) for b in host_batches],
+                 real_tokens('targets'), real_tokens('inputs'), data, note)
+
+
+def compile_train_step(config: Config, mesh, batch: Batch
+                       ) -> tuple[State, Any, Step, dict[str, Any]]:
+  """The fresh train state and the step training runs, compiled for `batch`.
+
+  Returns (state, its sharding, step, report): the step is `jit_train_step`
+  with training's sharding and donated state, bound to the dropout key; the
+  report has num_params, compile_s (trace, lower and XLA-compile) and
+  xla_train_flops.
+  """
+  init_fn, sharding = train_lib.jit_init_state(config, mesh)
+  init_rng, dropout_rng = train_lib.seed_rngs(config)
+  state = init_fn(init_rng)
+  num_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
+  step_fn = train_lib.jit_train_step(config, mesh, sharding)
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, batch, dropout_rng).compile()
+  compile_s = time.perf_counter() - start
+  step = lambda state, batch: compiled(state, batch, dropout_rng)
+  return state, sharding, step, {'num_params': num_params,
+                                 'compile_s': compile_s,
+                                 'xla_train_flops': xla_flops(compiled)}
+
+
+def first_steps(step: Step, state: State, batches: list[Batch]
+                ) -> tuple[State, float]:
+  """(state, seconds of the first call), after the first and warm-up steps.
+
+  Training's first call takes compile_s + this; the warm-up steps keep
+  whatever else happens once out of the timed steps.
+  """
+  start = time.perf_counter()
+  state, metrics = step(state, batches[0])
+  jax.block_until_ready((state, metrics))
+  first_step_s = time.perf_counter() - start
+  for batch in batches[1:1 + WARMUP_STEPS]:
+    state, metrics = step(state, batch)
+  jax.block_until_ready(state)
+  return state, first_step_s
+
+
+def time_each_step(step: Step, state: State, batches: list[Batch]
+                   ) -> tuple[State, list[float]]:
+  """(state, seconds per step), each step waited for on its own."""
+  times = []
+  for batch in batches:
+    begin = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - begin)
+  return state, times
+
+
+def time_back_to_back(step: Step, state: State, batches: list[Batch],
+                      groups: int = BACK_TO_BACK_GROUPS
+                      ) -> tuple[State, dict[str, jax.Array], float]:
+  """(state, last metrics, seconds per step) with steps run as training does.
+
+  The training loop waits only to log: the host queues step i + 1 while the
+  device runs step i, so launching a step costs no device time (the times of
+  `time_each_step` include it). Steps run in `groups` groups, each waited for
+  once; the median group's mean step is the rate throughput and MFU use.
+  """
+  group = max(1, len(batches) // groups)
+  rates = []
+  for first in range(0, len(batches) - group + 1, group):
+    begin = time.perf_counter()
+    for batch in batches[first:first + group]:
+      state, metrics = step(state, batch)
+    jax.block_until_ready((state, metrics))
+    rates.append((time.perf_counter() - begin) / group)
+  return state, metrics, statistics.median(rates)
+
+
+def train_step_report(times: list[float], step_s: float, final_loss: float,
+                      target_tokens: float, source_tokens: float
+                      ) -> dict[str, float]:
+  """Train step times and throughputs; tokens are the mean per timed step."""
+  train = _summary(times)
+  return {
+      'final_loss': final_loss,
+      'train_step_s': train['median'],
+      'train_step_min_s': train['min'], 'train_step_max_s': train['max'],
+      'train_step_p25_s': train['p25'], 'train_step_p75_s': train['p75'],
+      'train_step_back_to_back_s': step_s,
+      'train_steps_per_s': 1.0 / step_s,
+      'train_tokens_per_s': target_tokens / step_s,
+      'train_source_tokens_per_s': source_tokens / step_s,
+      'train_target_tokens_per_step': target_tokens,
+  }
+
+
+def measure_train_step(config: Config, mesh, data: Batches,
+                       log: Callable[[str], None]
+                       ) -> tuple[State, Any, float, dict[str, Any]]:
+  """Compiles, warms up and times the train step on `data`.
+
+  Returns (state, its sharding, the back-to-back seconds per step, report).
+  """
+  state, sharding, step, report = compile_train_step(config, mesh,
+                                                     data.batches[0])
+  state, report['first_step_s'] = first_steps(step, state, data.batches)
+  log(f'  train step compiled in {report["compile_s"]:.1f}s')
+  state, times = time_each_step(step, state, data.timed)
+  state, metrics, step_s = time_back_to_back(step, state, data.timed)
+  report.update(train_step_report(times, step_s, float(metrics['loss']),
+                                  data.timed_target_tokens,
+                                  data.timed_source_tokens))
+  return state, sharding, step_s, report
+
+
+def cpu_peak(dtype: str, before: float, after: float, processes: int
+             ) -> dict[str, Any]:
+  """Peak keys on CPU from the matmul FLOP/s measured before and after the
+  train steps: the larger counts, so that a slow moment of a shared machine
+  during one measurement cannot inflate MFU."""
+  measured = max(before, after)
+  size = f'{CPU_MATMUL_SIZE}x{CPU_MATMUL_SIZE}'
+  return {
+      'matmul_flops_per_s': measured,
+      'matmul_flops_per_s_before_after': [before, after],
+      'peak_flops_per_s': measured * processes,
+      'peak_source': (
+          f'measured: jitted {size} @ {size} {dtype} matmul, median of '
+          f'{MATMUL_REPEATS}, before and after the train steps in this run, '
+          f'the larger ({_si(before)} / {_si(after)}; CPUs have no published '
+          'peak)'),
+  }
+
+
+def accelerator_peak(device_kind: str, dtype: str, num_devices: int,
+                     matmul_flops_per_s: float) -> dict[str, Any]:
+  """Peak keys on GPU/TPU: the published per-chip peak times the devices;
+  the measured matmul rate is reported beside it."""
+  per_chip, source = published_peak(device_kind, dtype)
+  peak = None if per_chip is None else per_chip * num_devices
+  if peak is not None and num_devices > 1:
+    source += f' x {num_devices} devices'
+  return {'matmul_flops_per_s': matmul_flops_per_s,
+          'peak_flops_per_s': peak, 'peak_source': source}
+
+
+def measure_peak(device, dtype: str, num_devices: int,
+                 matmul_before: float | None) -> dict[str, Any]:
+  """Peak FLOP/s keys: measured on CPU (again, to pair with `matmul_before`),
+  published on GPU/TPU."""
+  if device.platform == 'cpu':
+    return cpu_peak(dtype, matmul_before,
+                    measure_matmul(CPU_MATMUL_SIZE, dtype),
+                    jax.process_count())
+  return accelerator_peak(device.device_kind, dtype, num_devices,
+                          measure_matmul(ACCELERATOR_MATMUL_SIZE, dtype))
+
+
+def mfu(flops: float, seconds: float, peak: float | None) -> float | None:
+  """Model FLOPs utilisation: achieved FLOP/s over peak, None without one."""
+  return None if peak is None else flops / seconds / peak
+
+
+def time_eval_step(config: Config, mesh, params_sharding, params,
+                   first: Batch, timed: list[Batch]
+                   ) -> tuple[float, list[float]]:
+  """(compile seconds, seconds per step) of `jit_eval_step`: compiled for
+  and first run on `first`, then each of `timed` waited for."""
+  eval_fn = train_lib.jit_eval_step(config, mesh, params_sharding)
+  start = time.perf_counter()
+  compiled = eval_fn.lower(params, first).compile()
+  compile_s = time.perf_counter() - start
+  jax.block_until_ready(compiled(params, first))
+  times = []
+  for batch in timed:
+    begin = time.perf_counter()
+    jax.block_until_ready(compiled(params, batch))
+    times.append(time.perf_counter() - begin)
+  return compile_s, times
+
+
+def eval_step_report(compile_s: float, times: list[float],
+                     target_tokens: float, flops: float, peak: float | None
+                     ) -> dict[str, Any]:
+  """Eval step times, throughput (mean target tokens per step) and MFU."""
+  evaluation = _summary(times)
+  return {
+      'eval_compile_s': compile_s,
+      'eval_step_s': evaluation['median'],
+      'eval_step_min_s': evaluation['min'],
+      'eval_step_max_s': evaluation['max'],
+      'eval_tokens_per_s': target_tokens / evaluation['median'],
+      'eval_mfu': mfu(flops, evaluation['median'], peak),
+  }
+
+
+def measure_eval_step(config: Config, mesh, params_sharding, params,
+                      data: Batches, flops: float, peak: float | None
+                      ) -> dict[str, Any]:
+  """The eval step on the train step's batches; `flops` per step."""
+  compile_s, times = time_eval_step(config, mesh, params_sharding, params,
+                                    data.batches[0], data.timed)
+  return eval_step_report(compile_s, times, data.timed_target_tokens, flops,
+                          peak)
+
+
+# name -> (decode the batch, its output -> the best [B, L] tokens)
+Decoders = dict[str, tuple[Callable[[], Any], Callable[[Any], jax.Array]]]
+
+
+def decoders(config: Config, params, inputs: jax.Array) -> Decoders:
+  """Greedy and beam-4 decoding of `inputs` with evaluation's settings."""
+  extra = config.eval.max_extra_length
+  return {
+      'greedy': (lambda: decode_lib.greedy_decode(
+          params, config.model, inputs, max_extra_length=extra),
+                 lambda tokens: tokens),
+      'beam4': (lambda: decode_lib.beam_search(
+          params, config.model, inputs, beam_size=BEAM_SIZE,
+          length_penalty=config.eval.length_penalty, max_extra_length=extra),
+                lambda output: output[0][:, 0]),
+  }
+
+
+def time_decoder(name: str, decode: Callable[[], Any],
+                 best: Callable[[Any], jax.Array], sentences: int,
+                 repeats: int) -> dict[str, float]:
+  """NAME_first_call_s (compiles), then the median of `repeats` decodes and
+  the rates it gives for the first `sentences` rows (the real ones)."""
+  start = time.perf_counter()
+  output = jax.block_until_ready(decode())
+  first_call_s = time.perf_counter() - start
+  outputs = np.asarray(jax.device_get(best(output)))
+  generated = int(np.count_nonzero(outputs[:sentences] != PAD_ID))
+  summary = _summary(_time_calls(decode, repeats))
+  seconds = summary['median']
+  return {
+      f'{name}_first_call_s': first_call_s,
+      f'{name}_s': seconds,
+      f'{name}_min_s': summary['min'],
+      f'{name}_max_s': summary['max'],
+      f'{name}_sentences_per_s': sentences / seconds,
+      f'{name}_tokens_per_s': generated / seconds,
+      f'{name}_mean_output_length': generated / max(sentences, 1),
+  }
+
+
+def measure_decoding(config: Config, workdir: str, mesh, train_params,
+                     tokenizer, rng: np.random.Generator, repeats: int,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+  """Greedy and beam 4 on one fixed batch of sources, the same for both."""
+  params, params_note = _decode_params(config, workdir, mesh, train_params)
+  sources, sentences, what = decode_inputs(config, tokenizer, rng)
+  result: dict[str, Any] = {'decode_params': params_note,
+                            'decode_inputs': what,
+                            'decode_input_shape': list(sources.shape)}
+  inputs = train_lib.global_batch({'inputs': _local_rows(sources)},
+                                  mesh)['inputs']
+  for name, (decode, best) in decoders(config, params, inputs).items():
+    result.update(time_decoder(name, decode, best, sentences, repeats))
+    log(f'  {name} decoding timed ({repeats} batches)')
+  result['beam4_over_greedy'] = result['beam4_s'] / result['greedy_s']
+  return result
+
+
+def measure_input(config: Config, tokenizer, num_batches: int,
+                  train_step_s: float, log: Callable[[str], None]
+                  ) -> dict[str, float | None]:
+  """The input pipeline alone, and how many times faster than the train step
+  it produces batches; all None without real data (no tokenizer)."""
+  if tokenizer is None:
+    return {'input_batches_per_s': None, 'input_tokens_per_s': None,
+            'input_packing_efficiency': None, 'input_over_train': None}
+  from transformer.data import pipeline  # pylint: disable=g-import-not-at-top
+  speed = pipeline.measure_input_pipeline(config, tokenizer,
+                                          num_batches=num_batches)
+  log(f'  input pipeline timed ({num_batches} batches)')
+  return {
+      'input_batches_per_s': speed['batches_per_second'],
+      'input_tokens_per_s': speed['tokens_per_second'],
+      'input_packing_efficiency': speed['packing_efficiency'],
+      'input_over_train': speed['batches_per_second'] * train_step_s,
+  }
+
+
+def write_result(result: dict[str, Any], workdir: str) -> str:
+  """Writes WORKDIR/benchmark.json atomically (process 0); returns its path."""
+  path = os.path.join(workdir, RESULT_FILENAME)
+  if jax.process_index() == 0:
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+      json.dump(result, f, indent=2)
+      f.write('\n')
+    os.replace(tmp, path)
+  return path
+
+
+# ---------------------------------------------------------------------------
 # The benchmark.
 # ---------------------------------------------------------------------------
 
@@ -435,241 +822,50 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
     input_batches: batches timed by the input-pipeline measurement.
     verbose: print the table.
   Returns:
-    The numbers written to WORKDIR/benchmark.json. Times in seconds, rates per
-    second; among them: compile_s, first_step_s, train_step_s (median of
-    steps each waited for; also _min_s, _max_s, _p25_s, _p75_s),
-    train_step_back_to_back_s (the same steps run back to back, as training
-    runs them, in BACK_TO_BACK_GROUPS groups: the median group's mean step;
-    throughput and MFU use this),
-    train_tokens_per_s (real target tokens),
-    train_flops, xla_train_flops (XLA's count, a cross-check),
-    train_flops_per_s, peak_flops_per_s and peak_source, train_mfu (None for
-    an unknown accelerator), eval_step_s, eval_mfu, greedy_s and beam4_s
-    (seconds per batch; _sentences_per_s, _tokens_per_s,
-    _mean_output_length, _first_call_s), beam4_over_greedy,
-    input_batches_per_s, input_over_train (input batches/s over train
-    steps/s; None with random batches), peak_memory_bytes and
-    peak_memory_source, data and data_note, decode_inputs, decode_params,
-    device_kind, jax_version.
+    The numbers written to WORKDIR/benchmark.json (module docstring).
   """
   if repeats < 1:
     raise ValueError(f'repeats must be positive, got {repeats}')
   decode_repeats = decode_repeats or max(1, min(repeats, 5))
   os.makedirs(workdir, exist_ok=True)
   started = time.perf_counter()
-  device = jax.devices()[0]
-  mesh = train_lib.make_mesh()
-  rng = np.random.default_rng(config.seed)
   verbose = verbose and jax.process_index() == 0
   log = (lambda message: print(message, flush=True)) if verbose else (
       lambda message: None)
-  result: dict[str, Any] = {
-      'jax_version': jax.__version__,
-      'platform': device.platform,
-      'device_kind': device.device_kind,
-      'num_devices': mesh.size,
-      'process_count': jax.process_count(),
-      'allocator': memory_allocator(),
-      'batch_size': config.data.batch_size,
-      'max_length': config.data.max_length,
-      'eval_batch_size': config.data.eval_batch_size,
-      'dtype': config.model.dtype,
-      'attention_impl': training_attention(config.model, config.data.max_length),
-      'repeats': repeats,
-      'decode_repeats': decode_repeats,
-      'date': datetime.datetime.now().isoformat(timespec='seconds'),
-  }
+  device, mesh = jax.devices()[0], train_lib.make_mesh()
+  train_lib.check_batch_sizes(config, mesh, training=True)
+  rng = np.random.default_rng(config.seed)
+  dtype = config.model.dtype
+  result = setup_report(config, mesh, repeats, decode_repeats)
 
-  # Batches: real ones if the data is there, else random of the same shape.
-  count = WARMUP_STEPS + repeats + 1
-  tokenizer, host_batches, result['data'], result['data_note'] = (
-      train_batches(config, workdir, count, rng))
-  log(f'Benchmark: {result["data"]} batches, {mesh.size} device(s) '
+  data = load_batches(config, workdir, mesh, WARMUP_STEPS + repeats + 1, rng)
+  result.update(data=data.data, data_note=data.data_note)
+  log(f'Benchmark: {data.data} batches, {mesh.size} device(s) '
       f'({device.device_kind}).')
-  batches = [train_lib.global_batch(b, mesh) for b in host_batches]
-  # Token counts: this host's, times the hosts (they see similar batches).
-  target_tokens = [int(np.count_nonzero(b['targets'] != PAD_ID))
-                   * jax.process_count() for b in host_batches]
-  source_tokens = [int(np.count_nonzero(b['inputs'] != PAD_ID))
-                   * jax.process_count() for b in host_batches]
+  # On CPU the peak is a matmul measured before and after the train steps.
+  matmul_before = (measure_matmul(CPU_MATMUL_SIZE, dtype)
+                   if device.platform == 'cpu' else None)
+  state, sharding, step_s, report = measure_train_step(config, mesh, data,
+                                                       log)
+  result.update(report)
 
-  # On CPUs the peak is measured twice, here and after the train steps, and
-  # the larger counts: a slow moment of a shared machine during one
-  # measurement must not inflate MFU.
-  on_cpu = device.platform == 'cpu'
-  matmul_before = (measure_matmul(CPU_MATMUL_SIZE, config.model.dtype)
-                   if on_cpu else None)
-
-  # Train step: compile (trace, lower, XLA), first run, warm-up, timed steps.
-  init_fn, sharding = train_lib.jit_init_state(config, mesh)
-  init_rng, dropout_rng = train_lib.seed_rngs(config)
-  state = init_fn(init_rng)
-  result['num_params'] = int(sum(x.size for x in
-                                 jax.tree.leaves(state.params)))
-  step_fn = train_lib.jit_train_step(config, mesh, sharding)
-  start = time.perf_counter()
-  compiled_step = step_fn.lower(state, batches[0], dropout_rng).compile()
-  result['compile_s'] = time.perf_counter() - start
-  result['xla_train_flops'] = xla_flops(compiled_step)
-  start = time.perf_counter()
-  state, metrics = compiled_step(state, batches[0], dropout_rng)
-  jax.block_until_ready((state, metrics))
-  result['first_step_s'] = time.perf_counter() - start
-  log(f'  train step compiled in {result["compile_s"]:.1f}s')
-  for i in range(1, 1 + WARMUP_STEPS):
-    state, metrics = compiled_step(state, batches[i], dropout_rng)
-  jax.block_until_ready(state)
-  timed = batches[1 + WARMUP_STEPS:]  # the train and eval steps timed
-  times = []
-  for batch in timed:
-    begin = time.perf_counter()
-    state, metrics = compiled_step(state, batch, dropout_rng)
-    jax.block_until_ready((state, metrics))
-    times.append(time.perf_counter() - begin)
-  train = _summary(times)
-  # The same steps back to back, as the training loop runs them (it waits
-  # only to log): the host queues step i + 1 while the device runs step i,
-  # so launching a step costs no device time. Throughput and MFU come from
-  # this rate (the median over groups of steps, each group waited for once);
-  # the per-step times above include each step's launch.
-  group = max(1, len(timed) // BACK_TO_BACK_GROUPS)
-  rates = []
-  for first in range(0, len(timed) - group + 1, group):
-    begin = time.perf_counter()
-    for batch in timed[first:first + group]:
-      state, metrics = compiled_step(state, batch, dropout_rng)
-    jax.block_until_ready((state, metrics))
-    rates.append((time.perf_counter() - begin) / group)
-  step_s = statistics.median(rates)
-  result['final_loss'] = float(metrics['loss'])
-  timed_targets = statistics.mean(target_tokens[1 + WARMUP_STEPS:])
-  timed_sources = statistics.mean(source_tokens[1 + WARMUP_STEPS:])
-  result.update({
-      'train_step_s': train['median'],
-      'train_step_min_s': train['min'], 'train_step_max_s': train['max'],
-      'train_step_p25_s': train['p25'], 'train_step_p75_s': train['p75'],
-      'train_step_back_to_back_s': step_s,
-      'train_steps_per_s': 1.0 / step_s,
-      'train_tokens_per_s': timed_targets / step_s,
-      'train_source_tokens_per_s': timed_sources / step_s,
-      'train_target_tokens_per_step': timed_targets,
-  })
-
-  # FLOPs and MFU.
+  # Model FLOPs per step: another model family brings its own counts here.
   flops = train_flops(config)
-  result['train_flops'] = flops
-  result['train_flops_per_s'] = flops / step_s
-  if on_cpu:
-    matmul_after = measure_matmul(CPU_MATMUL_SIZE, config.model.dtype)
-    measured = max(matmul_before, matmul_after)
-    peak = measured * jax.process_count()
-    result['matmul_flops_per_s'] = measured
-    result['matmul_flops_per_s_before_after'] = [matmul_before, matmul_after]
-    result['peak_flops_per_s'] = peak
-    result['peak_source'] = (
-        f'measured: jitted {CPU_MATMUL_SIZE}x{CPU_MATMUL_SIZE} @ '
-        f'{CPU_MATMUL_SIZE}x{CPU_MATMUL_SIZE} {config.model.dtype} matmul, '
-        f'median of {MATMUL_REPEATS}, before and after the train steps in '
-        f'this run, the larger ({_si(matmul_before)} / '
-        f'{_si(matmul_after)}; CPUs have no published peak)')
-  else:
-    result['matmul_flops_per_s'] = measure_matmul(ACCELERATOR_MATMUL_SIZE,
-                                                  config.model.dtype)
-    per_chip, source = published_peak(device.device_kind, config.model.dtype)
-    peak = None if per_chip is None else per_chip * mesh.size
-    result['peak_flops_per_s'] = peak
-    result['peak_source'] = source + (
-        f' x {mesh.size} devices' if peak is not None and mesh.size > 1
-        else '')
-  result['train_mfu'] = None if peak is None else flops / step_s / peak
-
-  # Eval step on the same batches.
-  eval_fn = train_lib.jit_eval_step(config, mesh, sharding.params)
-  start = time.perf_counter()
-  compiled_eval = eval_fn.lower(state.params, batches[0]).compile()
-  result['eval_compile_s'] = time.perf_counter() - start
-  jax.block_until_ready(compiled_eval(state.params, batches[0]))
-  times = []
-  for batch in timed:
-    begin = time.perf_counter()
-    jax.block_until_ready(compiled_eval(state.params, batch))
-    times.append(time.perf_counter() - begin)
-  evaluation = _summary(times)
-  result.update({
-      'eval_step_s': evaluation['median'],
-      'eval_step_min_s': evaluation['min'],
-      'eval_step_max_s': evaluation['max'],
-      'eval_tokens_per_s': timed_targets / evaluation['median'],
-      'eval_mfu': None if peak is None else forward_flops(
-          config.model, config.data.batch_size, config.data.max_length,
-          config.data.max_length) / evaluation['median'] / peak,
-  })
+  result.update(train_flops=flops, train_flops_per_s=flops / step_s,
+                **measure_peak(device, dtype, mesh.size, matmul_before))
+  peak = result['peak_flops_per_s']
+  result['train_mfu'] = mfu(flops, step_s, peak)
+  result.update(measure_eval_step(config, mesh, sharding.params, state.params,
+                                  data, eval_flops(config), peak))
   log(f'  train and eval steps timed ({repeats} each)')
 
-  # Decoding: one fixed batch of sources, greedy and beam 4.
-  params, result['decode_params'] = _decode_params(config, workdir, mesh,
-                                                   state.params)
-  sources, sentences, result['decode_inputs'] = decode_inputs(
-      config, tokenizer, rng)
-  result['decode_input_shape'] = list(sources.shape)
-  inputs = train_lib.global_batch({'inputs': _local_rows(sources)},
-                                  mesh)['inputs']
-  extra = config.eval.max_extra_length
-  # name: (decode the batch, its output -> the best [B, L] tokens)
-  decoders = {
-      'greedy': (lambda: decode_lib.greedy_decode(
-          params, config.model, inputs, max_extra_length=extra),
-                 lambda tokens: tokens),
-      'beam4': (lambda: decode_lib.beam_search(
-          params, config.model, inputs, beam_size=BEAM_SIZE,
-          length_penalty=config.eval.length_penalty, max_extra_length=extra),
-                lambda output: output[0][:, 0]),
-  }
-  for name, (decode, best) in decoders.items():
-    start = time.perf_counter()
-    output = jax.block_until_ready(decode())
-    result[f'{name}_first_call_s'] = time.perf_counter() - start
-    outputs = np.asarray(jax.device_get(best(output)))
-    generated = int(np.count_nonzero(outputs[:sentences] != PAD_ID))
-    summary = _summary(_time_calls(decode, decode_repeats))
-    seconds = summary['median']
-    result.update({
-        f'{name}_s': seconds,
-        f'{name}_min_s': summary['min'],
-        f'{name}_max_s': summary['max'],
-        f'{name}_sentences_per_s': sentences / seconds,
-        f'{name}_tokens_per_s': generated / seconds,
-        f'{name}_mean_output_length': generated / max(sentences, 1),
-    })
-    log(f'  {name} decoding timed ({decode_repeats} batches)')
-  result['beam4_over_greedy'] = result['beam4_s'] / result['greedy_s']
-
-  # The input pipeline alone.
-  if tokenizer is not None:
-    from transformer.data import pipeline  # pylint: disable=g-import-not-at-top
-    speed = pipeline.measure_input_pipeline(config, tokenizer,
-                                            num_batches=input_batches)
-    result.update({
-        'input_batches_per_s': speed['batches_per_second'],
-        'input_tokens_per_s': speed['tokens_per_second'],
-        'input_packing_efficiency': speed['packing_efficiency'],
-        'input_over_train': speed['batches_per_second'] * step_s,
-    })
-    log(f'  input pipeline timed ({input_batches} batches)')
-  else:
-    result.update({'input_batches_per_s': None, 'input_tokens_per_s': None,
-                   'input_packing_efficiency': None,
-                   'input_over_train': None})
-
+  result.update(measure_decoding(config, workdir, mesh, state.params,
+                                 data.tokenizer, rng, decode_repeats, log))
+  result.update(measure_input(config, data.tokenizer, input_batches, step_s,
+                              log))
   result['peak_memory_bytes'], result['peak_memory_source'] = peak_memory()
   result['benchmark_wall_s'] = time.perf_counter() - started
-  path = os.path.join(workdir, RESULT_FILENAME)
-  if jax.process_index() == 0:
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-      json.dump(result, f, indent=2)
-      f.write('\n')
-    os.replace(tmp, path)
+  path = write_result(result, workdir)
   if verbose:
     print(format_table(result) + f'\n\nWritten to {path}', flush=True)
   return result
@@ -693,10 +889,31 @@ def _ms(seconds: float | None) -> str:
   return 'n/a' if seconds is None else f'{seconds * 1e3:.1f} ms'
 
 
+def _ratio(value: float | None) -> str:
+  return 'n/a' if value is None else f'{value:.2f}x'
+
+
+def _decoding_row(r: dict[str, Any], name: str) -> str:
+  return (f'{r[name + "_s"]:.3f} s/batch '
+          f'({r[name + "_min_s"]:.3f} - {r[name + "_max_s"]:.3f}), '
+          f'{r[name + "_sentences_per_s"]:.1f} sentences/s, '
+          f'{r[name + "_tokens_per_s"]:,.0f} tokens/s, mean length '
+          f'{r[name + "_mean_output_length"]:.1f}; first call '
+          f'{r[name + "_first_call_s"]:.2f} s')
+
+
+def _input_row(r: dict[str, Any]) -> str:
+  if r['input_batches_per_s'] is None:
+    return 'n/a (random batches)'
+  return (f'{r["input_batches_per_s"]:.1f} batches/s, '
+          f'{r["input_tokens_per_s"]:,.0f} tokens/s, packing '
+          f'{100 * r["input_packing_efficiency"]:.1f}%; '
+          f'{_ratio(r["input_over_train"])} the train step rate')
+
+
 def format_table(r: dict[str, Any]) -> str:
   """The numbers of `run` as a human-readable table."""
   mfu = lambda x: 'n/a' if x is None else f'{100 * x:.1f}%'
-  ratio = lambda x: 'n/a' if x is None else f'{x:.2f}x'
   rows = [
       ('device', f'{r["device_kind"]} x {r["num_devices"]} '
                  f'({r["platform"]}), JAX {r["jax_version"]}, '
@@ -729,24 +946,12 @@ def format_table(r: dict[str, Any]) -> str:
                     f'{r["eval_compile_s"]:.2f} s'),
       ('decode inputs', f'{r["decode_inputs"]}; params: '
                         f'{r["decode_params"]}'),
+      ('greedy', _decoding_row(r, 'greedy')),
+      ('beam 4', _decoding_row(r, 'beam4')),
+      ('beam 4 / greedy', _ratio(r['beam4_over_greedy'])),
+      ('input pipeline', _input_row(r)),
+      ('peak memory', f'{_si(r["peak_memory_bytes"], "B")} -- '
+                      f'{r["peak_memory_source"]}'),
   ]
-  for name, label in (('greedy', 'greedy'), ('beam4', 'beam 4')):
-    rows.append((label, f'{r[name + "_s"]:.3f} s/batch '
-                 f'({r[name + "_min_s"]:.3f} - {r[name + "_max_s"]:.3f}), '
-                 f'{r[name + "_sentences_per_s"]:.1f} sentences/s, '
-                 f'{r[name + "_tokens_per_s"]:,.0f} tokens/s, mean length '
-                 f'{r[name + "_mean_output_length"]:.1f}; first call '
-                 f'{r[name + "_first_call_s"]:.2f} s'))
-  rows.append(('beam 4 / greedy', ratio(r['beam4_over_greedy'])))
-  if r['input_batches_per_s'] is None:
-    rows.append(('input pipeline', 'n/a (random batches)'))
-  else:
-    rows.append(('input pipeline',
-                 f'{r["input_batches_per_s"]:.1f} batches/s, '
-                 f'{r["input_tokens_per_s"]:,.0f} tokens/s, packing '
-                 f'{100 * r["input_packing_efficiency"]:.1f}%; '
-                 f'{ratio(r["input_over_train"])} the train step rate'))
-  rows.append(('peak memory', f'{_si(r["peak_memory_bytes"], "B")} -- '
-                              f'{r["peak_memory_source"]}'))
   width = max(len(label) for label, _ in rows)
   return '\n'.join(f'{label:<{width}}  {value}' for label, value in rows)
