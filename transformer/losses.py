@@ -17,6 +17,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Array = jax.Array
@@ -132,29 +133,174 @@ def smoothed_entropy(label_smoothing: float, num_classes: int) -> float:
   return -(high * math.log(high) + (k - 1) * low * math.log(low))
 
 
+def balanced_class_weights(counts) -> np.ndarray:
+  """n / (K * count_k) per class: sklearn's compute_class_weight('balanced').
+
+  Each class then carries the same total weight n / K, and the weights
+  average to 1 over the training examples (sum_k count_k w_k = n).
+
+  Args:
+    counts: [K] training examples per class, e.g.
+      np.bincount(labels, minlength=K).
+  Returns:
+    [K] float64 weights, for `class_weights=` of the losses here.
+  """
+  counts = np.asarray(counts)
+  if counts.ndim != 1 or counts.size == 0:
+    raise ValueError(f'counts must be a non-empty [K] array, got shape '
+                     f'{counts.shape}')
+  empty = np.flatnonzero(counts <= 0)
+  if empty.size:
+    raise ValueError(f'balanced class weights need every class in the '
+                     f'training data; classes {empty.tolist()} have counts '
+                     f'{counts[empty].tolist()}')
+  return counts.sum() / (counts.size * counts.astype(np.float64))
+
+
+def _class_weighted(targets: Array, weights: Array | None,
+                    class_weights: Array | None) -> Array:
+  """Per-example weights [...] times class_weights[target] (no gradient)."""
+  weights = jax.lax.stop_gradient(_weights_like(targets, weights))
+  if class_weights is not None:
+    weights = weights * jnp.asarray(class_weights, jnp.float32)[targets]
+  return weights
+
+
+def focal_loss(logits: Array, targets: Array, weights: Array | None = None,
+               *, gamma: float = 2.0,
+               class_weights: Array | None = None) -> tuple[Array, Array]:
+  """Softmax focal loss -(1 - p_y)^gamma log p_y (Lin et al. 2017, eq. 5).
+
+  optax has only the sigmoid (binary) form, sigmoid_focal_loss; this is its
+  multi-class softmax counterpart. gamma = 0 is cross-entropy. The paper's
+  alpha_t is `class_weights` (applied to loss and weight, as in
+  cross_entropy). (1 - p_y)^gamma is computed as exp(gamma * log(1 - p_y))
+  with log(1 - p_y) = logsumexp_{k != y} logit_k - log Z: exact and finite
+  when p_y rounds to 1 in float32, where 1 - p_y or expm1 would give 0 and a
+  NaN gradient for gamma < 1.
+
+  Args:
+    logits: [..., K] scores (any float dtype; computed in float32).
+    targets: [...] integer class ids in [0, K), K >= 2.
+    weights: [...] per-example weights; 0 for padding. None = all ones.
+    gamma: focusing parameter >= 0.
+    class_weights: [K] per-class weights (alpha_t), or None.
+  Returns:
+    (loss_sum, weight_sum), float32 scalars.
+  """
+  weights = _class_weighted(targets, weights, class_weights)
+  x = logits.astype(jnp.float32)  # [..., K]
+  log_z = jax.nn.logsumexp(x, axis=-1)
+  is_target = jax.nn.one_hot(targets, x.shape[-1], dtype=jnp.bool_)
+  log_p = jnp.sum(jnp.where(is_target, x, 0.0), axis=-1) - log_z
+  others = jax.nn.logsumexp(jnp.where(is_target, -jnp.inf, x), axis=-1)
+  loss = -jnp.exp(gamma * (others - log_z)) * log_p  # [...]
+  return jnp.sum(loss * weights), jnp.sum(weights)
+
+
+def multiclass_hinge(logits: Array, targets: Array,
+                     weights: Array | None = None, *,
+                     class_weights: Array | None = None
+                     ) -> tuple[Array, Array]:
+  """Crammer-Singer multi-class hinge: max(0, max_{k != y} (1 + s_k) - s_y).
+
+  optax.multiclass_hinge_loss computes max_k (s_k + 1 - [k = y]) - s_y; the
+  k = y term is s_y, so this is exactly the clipped Crammer-Singer form
+  (0 once the target's score beats every other by a margin of 1).
+
+  Args:
+    logits: [..., K] scores s (any float dtype; computed in float32).
+    targets: [...] integer class ids in [0, K).
+    weights: [...] per-example weights; 0 for padding. None = all ones.
+    class_weights: [K] per-class weights, as in cross_entropy.
+  Returns:
+    (loss_sum, weight_sum), float32 scalars.
+  """
+  weights = _class_weighted(targets, weights, class_weights)
+  loss = optax.losses.multiclass_hinge_loss(logits.astype(jnp.float32),
+                                            targets)
+  return jnp.sum(loss * weights), jnp.sum(weights)
+
+
 def binary_log_loss(logits: Array, labels: Array,
-                    weights: Array | None = None) -> tuple[Array, Array]:
+                    weights: Array | None = None, *,
+                    pos_weight: Array | float | None = None
+                    ) -> tuple[Array, Array]:
   """-[y log sigmoid(x) + (1 - y) log sigmoid(-x)]: (sum, weight sum).
+
+  Binary: logits, labels, weights [B]. Multi-label (independent sigmoids):
+  logits, labels [B, K] with per-example weights [B]; an example's loss is
+  the MEAN over its K labels, so the weighted mean of the sums equals
+  sklearn's log_loss averaged over labels (metrics.classification_metrics
+  with multi_label=True) and PyTorch's BCEWithLogitsLoss(reduction='mean').
+  weights of the labels' own shape (or None) weight each element instead.
 
   Args:
     logits: [...] scores; labels: [...] in {0, 1} (or soft labels in [0, 1]).
+    weights: [...] of the labels' shape, or their leading dims ([B]).
+    pos_weight: scales the positive term only, -pos_weight * y log sigmoid(x)
+      (PyTorch's pos_weight; the denominator is unchanged): a scalar or [K]
+      per label, e.g. negatives / positives per label against imbalance.
   """
-  return _elementwise_loss(optax.sigmoid_binary_cross_entropy, logits, labels,
-                           weights)
+  loss_fn = optax.sigmoid_binary_cross_entropy
+  if pos_weight is not None:
+    loss_fn = functools.partial(_pos_weighted_sigmoid_cross_entropy,
+                                pos_weight=pos_weight)
+  return _elementwise_loss(loss_fn, logits, labels, weights)
+
+
+def _pos_weighted_sigmoid_cross_entropy(logits, labels, *, pos_weight):
+  # optax's loss plus (pos_weight - 1) times its positive term -y log p.
+  extra = -labels * jax.nn.log_sigmoid(logits)
+  pos_weight = jnp.asarray(pos_weight, jnp.float32)
+  return (optax.sigmoid_binary_cross_entropy(logits, labels)
+          + (pos_weight - 1.0) * extra)
 
 
 def mean_squared_error(predictions: Array, targets: Array,
                        weights: Array | None = None) -> tuple[Array, Array]:
-  """(prediction - target)^2: (sum, weight sum). No 1/2 factor."""
+  """(prediction - target)^2: (sum, weight sum). No 1/2 factor.
+
+  Several outputs: predictions, targets [B, D] with weights [B]: an
+  example's loss is the mean over its D outputs, so the mean equals
+  sklearn's mean_squared_error (multioutput='uniform_average').
+  """
   return _elementwise_loss(optax.squared_error, predictions, targets, weights)
+
+
+def huber(predictions: Array, targets: Array, weights: Array | None = None,
+          *, delta: float = 1.0) -> tuple[Array, Array]:
+  """optax.huber_loss: (sum, weight sum); shapes and weights as for MSE.
+
+  Per element, with e = prediction - target:
+    0.5 e^2                          if |e| <= delta
+    0.5 delta^2 + delta (|e| - delta) otherwise
+  (PyTorch's HuberLoss; not divided by delta as SmoothL1Loss is). Its
+  gradient is e clipped to [-delta, delta].
+  """
+  if predictions.shape != targets.shape:  # optax would broadcast [B, 1], [B]
+    raise ValueError(f'predictions {predictions.shape} and targets '
+                     f'{targets.shape} differ in shape')
+  return _elementwise_loss(functools.partial(optax.huber_loss, delta=delta),
+                           predictions, targets, weights)
 
 
 def _elementwise_loss(loss_fn: Callable[[Array, Array], Array],
                       predictions: Array, targets: Array,
                       weights: Array | None) -> tuple[Array, Array]:
-  """(sum of weighted loss_fn(predictions, targets) in float32, weight sum)."""
-  weights = _weights_like(targets, weights)
+  """(sum of weighted loss_fn(predictions, targets) in float32, weight sum).
+
+  Weights of the loss's shape (or None) weight each element; weights of its
+  leading dims ([B] for a [B, D] loss) weight examples, whose loss is the
+  mean over the remaining dims.
+  """
   loss = loss_fn(predictions.astype(jnp.float32), targets.astype(jnp.float32))
+  weights = _weights_like(loss, weights)
+  if weights.shape != loss.shape[:weights.ndim]:
+    raise ValueError(f'weights {weights.shape} must have the shape of the '
+                     f'loss {loss.shape} or of its leading dims')
+  if weights.ndim < loss.ndim:
+    loss = jnp.mean(loss, axis=tuple(range(weights.ndim, loss.ndim)))
   return jnp.sum(loss * weights), jnp.sum(weights)
 
 
