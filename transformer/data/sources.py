@@ -62,6 +62,33 @@ def _parse_direction(direction: str, languages: Sequence[str],
 # ---------------------------------------------------------------------------
 
 
+class ByteRanges:
+  """Reads byte ranges of a file through one descriptor, opened on first use.
+
+  Picklable (grain copies sources into worker processes): the descriptor is
+  not pickled, each copy opens its own.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    self._fd: int | None = None
+
+  def read(self, start: int, end: int) -> bytes:
+    if self._fd is None:
+      self._fd = os.open(self.path, os.O_RDONLY)
+    return os.pread(self._fd, end - start, start)
+
+  def __getstate__(self):
+    return {'path': self.path, '_fd': None}
+
+  def __del__(self):
+    if getattr(self, '_fd', None) is not None:
+      try:
+        os.close(self._fd)
+      except OSError:
+        pass
+
+
 class TextLines(Sequence[str]):
   """The lines of a UTF-8 text file, read by index without loading the file.
 
@@ -76,7 +103,7 @@ class TextLines(Sequence[str]):
     if not os.path.isfile(path):
       raise DataError(f'{path}: file not found')
     self._offsets = self._index(path)
-    self._fd: int | None = None
+    self._file = ByteRanges(path)
 
   @staticmethod
   def _index(path: str) -> np.ndarray:
@@ -127,23 +154,9 @@ class TextLines(Sequence[str]):
     if not 0 <= index < len(self):
       raise IndexError(f'line {index} out of range for {self.path} '
                        f'({len(self)} lines)')
-    if self._fd is None:
-      self._fd = os.open(self.path, os.O_RDONLY)
     start, end = int(self._offsets[index]), int(self._offsets[index + 1])
-    data = os.pread(self._fd, end - start, start)
+    data = self._file.read(start, end)
     return data.decode('utf-8').rstrip('\n').rstrip('\r')
-
-  def __getstate__(self):
-    state = self.__dict__.copy()
-    state['_fd'] = None
-    return state
-
-  def __del__(self):
-    if getattr(self, '_fd', None) is not None:
-      try:
-        os.close(self._fd)
-      except OSError:
-        pass
 
 
 class ParallelText(Sequence[Pair]):
