@@ -1,7 +1,7 @@
 """The one entry point: python launch.py --experiment=NAME [--mode=...] [--set=KEY=VALUE ...]
 
 Modes: train (default; resumes from the workdir's latest checkpoint),
-evaluate, translate, visualize, benchmark. See the README.
+evaluate, translate, predict, visualize, benchmark. See the README.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from absl import app, flags, logging
 
 import experiments
+from transformer.config import ConfigError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('experiment', 'bible_es_en',
@@ -24,7 +25,8 @@ flags.DEFINE_string('workdir', None,
                     'Directory for checkpoints, logs and the tokenizer; '
                     'default workdirs/EXPERIMENT.')
 flags.DEFINE_enum('mode', 'train',
-                  ['train', 'evaluate', 'translate', 'visualize', 'benchmark'],
+                  ['train', 'evaluate', 'translate', 'predict', 'visualize',
+                   'benchmark'],
                   'What to do.')
 flags.DEFINE_multi_string('set', [], 'Config override KEY=VALUE, e.g. '
                           '--set=train.steps=100; may repeat.')
@@ -34,8 +36,8 @@ flags.DEFINE_bool('restart', False, 'train: start over in a workdir that '
 flags.DEFINE_integer('step', None, 'evaluate/translate/visualize: use this '
                      'checkpoint step instead of the latest.')
 flags.DEFINE_string('split', 'test', 'evaluate: the split to decode.')
-flags.DEFINE_string('input', None, 'translate: read sentences from this file '
-                    'instead of stdin.')
+flags.DEFINE_string('input', None, 'translate/predict: read lines from this '
+                    'file instead of stdin.')
 flags.DEFINE_string('sentence', None, 'visualize: the source sentence.')
 flags.DEFINE_list('layers', None, 'visualize: layer indices (negative count '
                   'from the end); default first and last.')
@@ -128,8 +130,8 @@ def is_lead_process() -> bool:
 
 
 def setup_for_workdir(config, workdir: str):
-  """(tokenizer, mesh) for a trained workdir; errors if there is none."""
-  from transformer import train, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  """(task, tokenizer, mesh) for a trained workdir; errors if there is none."""
+  from transformer import tasks, train, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   if not os.path.exists(os.path.join(workdir, 'tokenizer.model')):
     raise workdir_lib.RunError(
@@ -139,53 +141,39 @@ def setup_for_workdir(config, workdir: str):
   workdir_lib.check_config(config, workdir, save=False)
   mesh = train.make_mesh()
   train.check_batch_sizes(config, mesh, training=False)
-  return tokenizer_lib.load_or_train(config, workdir), mesh
+  task = tasks.for_run(config, workdir)
+  return task, tokenizer_lib.load_or_train(config, workdir), mesh
 
 
 def evaluate(config, workdir: str, split: str, step: int | None,
              samples: int = 0) -> dict:
-  """Decodes `split`, prints and saves BLEU, chrF, loss; returns the metrics."""
+  """Evaluates `split`, prints and saves the task's metrics; returns them."""
   from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  tokenizer, mesh = setup_for_workdir(config, workdir)
+  task, tokenizer, mesh = setup_for_workdir(config, workdir)
   params, steps = evaluate_lib.restore_params(
-      config, workdir, mesh, step=step,
+      task, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
-  evaluator = evaluate_lib.Evaluator(config, tokenizer, mesh, split)
-  metrics, hypotheses = evaluator(params)
+  evaluator = task.evaluator(tokenizer, mesh, split)
+  metrics, outputs = evaluator(params)
   metrics['checkpoint_steps'] = steps
-  name = f'{split}_step{steps[-1]}' + (
-      f'_avg{len(steps)}' if len(steps) > 1 else '') + (
-          f'_beam{config.eval.beam_size}')
-  if not is_lead_process():  # every process decodes; one writes and prints
+  if not is_lead_process():  # every process evaluates; one writes and prints
     return metrics
-  base = evaluator.write(os.path.join(workdir, 'eval'), name, hypotheses,
-                         metrics)
-  averaged = f' (mean of checkpoints {steps})' if len(steps) > 1 else ''
-  print(f'\n{split} split, checkpoint {steps[-1]}{averaged}, beam '
-        f'{config.eval.beam_size}, {metrics["examples"]} sentences:\n'
-        f'  BLEU {metrics["bleu"]:.2f}   {metrics["bleu_signature"]}\n'
-        f'  chrF {metrics["chrf"]:.2f}   {metrics["chrf_signature"]}\n'
-        f'  nll {metrics["nll"]:.4f}  perplexity {metrics["perplexity"]:.2f}'
-        f'  label-smoothed loss {metrics["loss"]:.4f}'
-        f'  token accuracy {metrics["accuracy"]:.3f}\n'
-        f'Translations: {base}.hyp (sources .src, references .ref, '
-        f'metrics .json)', flush=True)
-  for source, reference, hypothesis in list(zip(
-      evaluator.data.sources, evaluator.data.references, hypotheses))[:samples]:
-    print(f'\n  source:      {source}\n  reference:   {reference}\n'
-          f'  translation: {hypothesis}')
+  base = evaluator.write(os.path.join(workdir, 'eval'),
+                         evaluator.file_name(steps), outputs, metrics)
+  print(evaluator.report(metrics, outputs, base, samples=samples), flush=True)
   return metrics
 
 
-def translate(config, workdir: str, step: int | None) -> None:
-  """stdin (or --input) -> one translation per line on stdout."""
-  translations = stdout_for_data_only()
+def predict(config, workdir: str, step: int | None) -> None:
+  """stdin (or --input) -> one output line per input line on stdout: the
+  translation, or the label and its probability, or the value."""
+  out = stdout_for_data_only()
   from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  tokenizer, mesh = setup_for_workdir(config, workdir)
+  task, tokenizer, mesh = setup_for_workdir(config, workdir)
   params, _ = evaluate_lib.restore_params(
-      config, workdir, mesh, step=step,
+      task, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
-  lead = is_lead_process()  # every process translates; one prints
+  lead = is_lead_process()  # every process computes; one prints
 
   def warn(message: str) -> None:
     if lead:
@@ -193,10 +181,9 @@ def translate(config, workdir: str, step: int | None) -> None:
 
   with (open(FLAGS.input, encoding='utf-8') if FLAGS.input else
         sys.stdin) as lines:
-    for translation in evaluate_lib.translate_lines(
-        params, config, tokenizer, lines, mesh, warn=warn):
+    for line in task.predict_lines(params, tokenizer, lines, mesh, warn=warn):
       if lead:
-        print(translation, file=translations, flush=True)
+        print(line, file=out, flush=True)
 
 
 def stdout_for_data_only():
@@ -255,8 +242,7 @@ def train(config, workdir: str) -> None:
         f'--logdir={workdir}/tensorboard   metrics: {workdir}/metrics.jsonl\n'
         f'  resume or extend: {command} --set=train.steps=N\n'
         f'  evaluate:  {command} --mode=evaluate\n'
-        f'  translate: echo "En el principio creó Dios los cielos y la tierra."'
-        f' | {command} --mode=translate', flush=True)
+        f'  {summary["try_it"](command)}', flush=True)
 
 
 def main(argv):
@@ -291,7 +277,13 @@ def main(argv):
     elif FLAGS.mode == 'evaluate':
       evaluate(config, workdir, FLAGS.split, FLAGS.step)
     elif FLAGS.mode == 'translate':
-      translate(config, workdir, FLAGS.step)
+      if config.task != 'translation':
+        raise ConfigError(f'--mode=translate is for task=translation; '
+                           f'this experiment is task={config.task}: use '
+                           '--mode=predict')
+      predict(config, workdir, FLAGS.step)
+    elif FLAGS.mode == 'predict':
+      predict(config, workdir, FLAGS.step)
     elif FLAGS.mode == 'visualize':
       visualize(config, workdir)
     elif FLAGS.mode == 'benchmark':

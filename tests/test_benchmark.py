@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from transformer import tasks
 from transformer import benchmark
 from transformer import train as train_lib
 from transformer.config import Config, DataConfig, ModelConfig
@@ -33,12 +34,14 @@ def xla_forward_flops(model: ModelConfig, batch: int, src_len: int,
   """XLA's FLOPs of the compiled teacher-forced forward pass, no dropout."""
   config = Config(model=model)
   params = jax.eval_shape(
-      lambda: train_lib.init_state(config, jax.random.key(0)).params)
+      lambda: train_lib.init_state(tasks.for_config(config),
+                                   jax.random.key(0)).params)
   rng = np.random.default_rng(0)
   tokens = {'inputs': rng.integers(4, model.vocab_size, (batch, src_len)),
             'targets': rng.integers(4, model.vocab_size, (batch, tgt_len))}
   tokens = {k: jnp.asarray(v, jnp.int32) for k, v in tokens.items()}
-  forward = jax.jit(lambda p, b: train_lib.forward(p, b, config, rng=None))
+  forward = jax.jit(lambda p, b: tasks.for_config(config).forward(
+      p, b, rng=None))
   flops = benchmark.xla_flops(forward.lower(params, tokens).compile())
   assert flops is not None, 'this backend gives no cost analysis'
   return flops
@@ -255,7 +258,8 @@ def test_untrained_decoding_runs_every_sentence_to_its_limit(tied):
                               d_ff=64, num_encoder_layers=1,
                               num_decoder_layers=1, tie_output_embedding=tied)
   config = Config(model=model)
-  params = train_lib.init_state(config, jax.random.key(1)).params
+  params = train_lib.init_state(tasks.for_config(config),
+                                jax.random.key(1)).params
   if not tied:  # a model that would say EOS at once
     layer = params['output_projection']
     params = {**params, 'output_projection': {

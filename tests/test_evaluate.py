@@ -10,6 +10,7 @@ import pytest
 import sacrebleu
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
+from transformer import tasks
 from transformer import evaluate
 from transformer import train as train_lib
 from transformer.checkpoint import Checkpointer
@@ -20,6 +21,7 @@ from conftest import TINY_MODEL
 CONFIG = Config(model=TINY_MODEL,
                 data=DataConfig(eval_batch_size=4, eval_max_length=16),
                 eval=EvalConfig(max_extra_length=4))
+TASK = tasks.for_config(CONFIG)
 
 
 def save_states(directory, states_by_step):
@@ -31,7 +33,7 @@ def save_states(directory, states_by_step):
 
 
 def state_with_seed(seed):
-  return train_lib.init_state(CONFIG, jax.random.key(seed))
+  return train_lib.init_state(TASK, jax.random.key(seed))
 
 
 def assert_finite(tree):
@@ -48,7 +50,7 @@ def mesh():
 def test_averaging_identical_checkpoints_gives_the_same_params(tmp_path, mesh):
   state = state_with_seed(0)
   save_states(tmp_path, {10: state, 20: state, 30: state})
-  params, steps = evaluate.restore_params(CONFIG, str(tmp_path), mesh,
+  params, steps = evaluate.restore_params(TASK, str(tmp_path), mesh,
                                           average=3)
   assert steps == [10, 20, 30]
   assert_finite(params)
@@ -59,7 +61,7 @@ def test_averaging_identical_checkpoints_gives_the_same_params(tmp_path, mesh):
 def test_averaging_two_checkpoints_gives_their_mean(tmp_path, mesh):
   a, b, c = state_with_seed(1), state_with_seed(2), state_with_seed(3)
   save_states(tmp_path, {1: a, 2: b, 3: c})
-  params, steps = evaluate.restore_params(CONFIG, str(tmp_path), mesh,
+  params, steps = evaluate.restore_params(TASK, str(tmp_path), mesh,
                                           average=2)
   assert steps == [2, 3]  # the last two
   assert_finite(params)
@@ -67,17 +69,17 @@ def test_averaging_two_checkpoints_gives_their_mean(tmp_path, mesh):
       got, (np.asarray(x, np.float64) + y) / 2, rtol=1e-6, atol=1e-7),
                params, b.params, c.params)
   # Up to a chosen step, and a single checkpoint unchanged.
-  params, steps = evaluate.restore_params(CONFIG, str(tmp_path), mesh, step=2)
+  params, steps = evaluate.restore_params(TASK, str(tmp_path), mesh, step=2)
   assert steps == [2]
   assert_finite(params)
   jax.tree.map(np.testing.assert_array_equal, params, b.params)
   with pytest.raises(evaluate.NoCheckpointError, match='steps \\[1, 2, 3\\]'):
-    evaluate.restore_params(CONFIG, str(tmp_path), mesh, step=7)
+    evaluate.restore_params(TASK, str(tmp_path), mesh, step=7)
 
 
 def test_no_checkpoint_says_what_to_run(tmp_path, mesh):
   with pytest.raises(evaluate.NoCheckpointError, match='Train first'):
-    evaluate.restore_params(CONFIG, str(tmp_path), mesh)
+    evaluate.restore_params(TASK, str(tmp_path), mesh)
 
 
 # Lower-case words without punctuation: sacreBLEU's 13a tokenizer leaves

@@ -22,8 +22,14 @@ TINY = ['--experiment=tiny', '--set=train.steps=120', '--set=train.log_every=1',
 pytestmark = pytest.mark.slow
 
 
-def launch_args(workdir, *extra):
-  return [sys.executable, 'launch.py', f'--workdir={workdir}', *TINY, *extra]
+# tiny_classify likewise, for the classification task.
+CLASSIFY = ['--experiment=tiny_classify', '--set=train.steps=120',
+            '--set=train.log_every=1', '--set=train.checkpoint_every=4',
+            '--set=eval.final=false', '--set=model.dropout_rate=0.1']
+
+
+def launch_args(workdir, *extra, base=TINY):
+  return [sys.executable, 'launch.py', f'--workdir={workdir}', *base, *extra]
 
 
 def environment(devices: int = 1):
@@ -32,8 +38,8 @@ def environment(devices: int = 1):
   return env
 
 
-def run(workdir, *extra, devices=1, check=True):
-  out = subprocess.run(launch_args(workdir, *extra), cwd=REPO,
+def run(workdir, *extra, devices=1, check=True, base=TINY):
+  out = subprocess.run(launch_args(workdir, *extra, base=base), cwd=REPO,
                        env=environment(devices), capture_output=True,
                        text=True, timeout=600)
   if check:
@@ -59,9 +65,11 @@ def final_params(workdir, step):
   return restored['params']
 
 
-def interrupt(workdir, sig, after_step: int) -> subprocess.CompletedProcess:
+def interrupt(workdir, sig, after_step: int, base=TINY
+              ) -> subprocess.CompletedProcess:
   """Starts a run and sends `sig` once `after_step` has been logged."""
-  process = subprocess.Popen(launch_args(workdir), cwd=REPO, env=environment(),
+  process = subprocess.Popen(launch_args(workdir, base=base), cwd=REPO,
+                             env=environment(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
   metrics = os.path.join(workdir, 'metrics.jsonl')
@@ -396,3 +404,76 @@ def test_time_limit_saves_and_ends_like_a_finished_run(tmp_path):
   assert 'train.time_limit=0.0001 minutes reached' in out.stdout
   assert any(n.startswith('test_step') and n.endswith('.json')
              for n in os.listdir(os.path.join(workdir, 'eval')))
+
+
+# ---------------------------------------------------------------------------
+# Classification: the same loop, checkpoints and modes behind the task layer.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def classified(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('classified'))
+  run(workdir, '--set=eval.final=true', base=CLASSIFY)
+  return workdir
+
+
+def test_classification_sigkill_then_restart_is_exact(classified, tmp_path):
+  workdir = str(tmp_path)
+  killed = interrupt(workdir, signal.SIGKILL, after_step=10, base=CLASSIFY)
+  assert killed.returncode == -signal.SIGKILL
+  step = resumed_step(run(workdir, base=CLASSIFY).stdout)
+  assert 4 <= step < 120
+  assert_same_run(workdir, classified, step)
+
+
+def test_classification_evaluation_matches_sklearn(classified):
+  from sklearn import metrics  # pylint: disable=g-import-not-at-top
+  out = run(classified, '--mode=evaluate', base=CLASSIFY)
+  assert 'accuracy' in out.stdout and 'macro_f1' in out.stdout
+  base = os.path.join(classified, 'eval', 'test_step120')
+  reported = json.load(open(base + '.json'))
+  rows = [line.rstrip('\n').split('\t') for line in
+          open(base + '.tsv', encoding='utf-8')][1:]
+  labels, predicted = [r[1] for r in rows], [r[2] for r in rows]
+  assert len(rows) == reported['examples'] == 500
+  for key in ('accuracy', 'macro_f1', 'log_loss'):
+    assert np.isfinite(reported[key]), key
+  assert reported['accuracy'] == pytest.approx(
+      metrics.accuracy_score(labels, predicted), abs=1e-12)
+  assert reported['macro_f1'] == pytest.approx(
+      metrics.f1_score(labels, predicted, average='macro'), abs=1e-12)
+  assert reported['accuracy'] > 0.8  # it learnt the task
+  train = [json.loads(l) for l in open(os.path.join(classified,
+                                                    'metrics.jsonl'))]
+  assert {'accuracy', 'log_loss'} <= set(train[-2])  # the last train record
+  assert train[-1]['stop_reason'] == 'done'
+
+
+def test_classification_predict_one_line_per_line(classified, tmp_path):
+  lines = tmp_path / 'lines.txt'
+  lines.write_text('red red blue\n\nblue blue blue green\n', encoding='utf-8')
+  out = run(classified, '--mode=predict', f'--input={lines}', base=CLASSIFY)
+  got = out.stdout.split('\n')
+  assert got[1] == '' and got[3] == '' and len(got) == 4, out.stdout
+  names = json.load(open(os.path.join(classified, 'labels.json')))['labels']
+  for line in (got[0], got[2]):
+    label, probability = line.split('\t')
+    assert label in names and 0 < float(probability) <= 1
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--mode=translate'], 'use --mode=predict'),
+    (['--set=train.loss=mse'], 'does not fit task=classification'),
+    (['--set=train.class_weights=1,2'], 'train.class_weights=\'1,2\''),
+    (['--set=task=nope'], 'must be one of translation'),
+])
+def test_classification_errors_are_one_paragraph(classified, tmp_path, args,
+                                                 message):
+  workdir = str(tmp_path / 'w')
+  if args[0] == '--mode=translate':
+    workdir = classified
+  out = run(workdir, *args, check=False, base=CLASSIFY)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert message in out.stderr, out.stderr[-2000:]
+  assert 'Traceback' not in out.stderr + out.stdout

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from transformer import tasks
 from transformer import losses
 from transformer import train as train_lib
 from transformer.config import Config, TrainConfig
@@ -272,18 +273,20 @@ def test_weight_decay_adds_learning_rate_times_decay_times_params():
 
 @functools.lru_cache(maxsize=None)
 def step_function(config: Config):
-  return jax.jit(functools.partial(train_lib.train_step, config=config))
+  return jax.jit(functools.partial(train_lib.train_step,
+                                   task=tasks.for_config(config)))
 
 
 def fresh_state(config: Config):
-  return train_lib.init_state(config, jax.random.key(0))
+  return train_lib.init_state(tasks.for_config(config), jax.random.key(0))
 
 
 def test_loss_is_the_exact_mean_over_real_tokens():
   batch = jax.tree.map(jnp.asarray, synthetic_batch(0))
   state = fresh_state(CONFIG)
   _, metrics = step_function(CONFIG)(state, batch, jax.random.key(1))
-  logits = train_lib.forward(state.params, batch, CONFIG, rng=None)
+  logits = tasks.for_config(CONFIG).forward(state.params, batch,
+                                             rng=None)
   weights = batch['targets'] != 0
   total, count = losses.cross_entropy(logits, batch['targets'], weights,
                                       label_smoothing=0.1)
@@ -352,6 +355,10 @@ def test_eight_devices_give_the_same_losses_as_one():
     assert np.all(np.isfinite(result[key])), key
   np.testing.assert_allclose(result['all'], result['one'], rtol=1e-5)
   np.testing.assert_allclose(result['all_fsdp'], result['one'], rtol=1e-5)
+  assert np.all(np.isfinite(result['classify_one']))
+  assert result['classify_one'][0] != result['classify_one'][-1]  # it learns
+  for key in ('classify_all', 'classify_all_fsdp'):
+    np.testing.assert_allclose(result[key], result['classify_one'], rtol=1e-5)
   # The default dropout masks ('hash') and both jax.random ones.
   for impl in ('threefry', 'rbg'):
     np.testing.assert_allclose(result[f'all_{impl}'], result[f'one_{impl}'],

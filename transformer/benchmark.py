@@ -103,6 +103,7 @@ import numpy as np
 
 from transformer import attention
 from transformer import decode as decode_lib
+from transformer import tasks
 from transformer import train as train_lib
 from transformer.config import EOS_ID, PAD_ID, Config, ModelConfig
 
@@ -427,7 +428,8 @@ def _decode_params(config: Config, workdir: str, mesh, params):
     return never_eos(params, config.model), _UNTRAINED
   try:
     from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-    restored, steps = evaluate_lib.restore_params(config, workdir, mesh)
+    restored, steps = evaluate_lib.restore_params(
+        tasks.for_config(config), workdir, mesh)
     return restored, f'checkpoint at step {steps[-1]}'
   except Exception as error:  # pylint: disable=broad-except
     return (never_eos(params, config.model),
@@ -520,11 +522,12 @@ def compile_train_step(config: Config, mesh, batch: Batch
   report has num_params, compile_s (trace, lower and XLA-compile) and
   xla_train_flops.
   """
-  init_fn, sharding = train_lib.jit_init_state(config, mesh)
+  task = tasks.for_config(config)
+  init_fn, sharding = train_lib.jit_init_state(task, mesh)
   init_rng, dropout_rng = train_lib.seed_rngs(config)
   state = init_fn(init_rng)
   num_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
-  step_fn = train_lib.jit_train_step(config, mesh, sharding)
+  step_fn = train_lib.jit_train_step(task, mesh, sharding)
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch, dropout_rng).compile()
   compile_s = time.perf_counter() - start
@@ -674,7 +677,8 @@ def time_eval_step(config: Config, mesh, params_sharding, params,
                    ) -> tuple[float, list[float]]:
   """(compile seconds, seconds per step) of `jit_eval_step`: compiled for
   and first run on `first`, then each of `timed` waited for."""
-  eval_fn = train_lib.jit_eval_step(config, mesh, params_sharding)
+  eval_fn = train_lib.jit_eval_step(tasks.for_config(config), mesh,
+                                     params_sharding)
   start = time.perf_counter()
   compiled = eval_fn.lower(params, first).compile()
   compile_s = time.perf_counter() - start

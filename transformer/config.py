@@ -49,6 +49,10 @@ class ModelConfig:
   # attention (GPU, bfloat16; another reduction order than XLA's), 'xla' the
   # plain products, 'auto' cuDNN where it applies (attention.cudnn_applies).
   attention_impl: Literal['auto', 'xla', 'cudnn'] = 'auto'
+  # Classification and regression (task != 'translation'): how the encoder's
+  # outputs become one vector per text. 'mean' over the real (non-padding)
+  # tokens, or 'first': the output at the first token, a [CLS]-style BOS.
+  pooling: Literal['mean', 'first'] = 'mean'
 
   # What a resumed run may change (`changeable_on_resume`): how the saved
   # parameters are computed with, not what they are.
@@ -70,7 +74,8 @@ class ModelConfig:
     choices = {'activation': ('relu', 'gelu'), 'norm_position': ('post', 'pre'),
                'positions': ('sinusoidal', 'learned'),
                'dtype': ('float32', 'bfloat16'),
-               'attention_impl': ('auto', 'xla', 'cudnn')}
+               'attention_impl': ('auto', 'xla', 'cudnn'),
+               'pooling': ('mean', 'first')}
     for name, allowed in choices.items():
       if getattr(self, name) not in allowed:
         raise ValueError(f'model.{name}={getattr(self, name)!r} is not one of '
@@ -98,10 +103,17 @@ PRESETS = {'base': BASE, 'big': BIG}
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Where sentences come from, how they are tokenized and batched."""
-  # 'bible': the offline Spanish-English Bible corpus (Debian's SWORD texts);
-  # 'tfds': a TFDS translation set (`tfds_name`); 'text': the user's own files
-  # `text_dir/{train,valid,test}.{src,tgt}`; 'toy': a generated copy task.
-  source: Literal['bible', 'tfds', 'text', 'toy'] = 'bible'
+  # Translation: 'bible', the offline Spanish-English Bible corpus (Debian's
+  # SWORD texts); 'tfds', a TFDS translation set (`tfds_name`); 'text', the
+  # user's own files `text_dir/{train,valid,test}.{src,tgt}`; 'toy', a
+  # generated word-reversal task.
+  # Classification and regression (transformer/data/labelled.py): 'vader',
+  # the human-rated sentiment sentences of Hutto & Gilbert (2014);
+  # 'bible_genre', Bible verses labelled with their book's genre; 'tfds'
+  # (imdb_reviews, glue/sst2); 'text', the user's own
+  # `text_dir/{train,valid,test}.{tsv,csv,jsonl}`; 'toy', a generated task.
+  source: Literal['bible', 'tfds', 'text', 'toy', 'vader',
+                  'bible_genre'] = 'bible'
   # source-target languages. 'bible': 'es-en' or 'en-es'; 'tfds': the pair
   # in either order, e.g. 'de-en' for German -> English.
   direction: str = 'es-en'
@@ -127,6 +139,17 @@ class DataConfig:
   # its own shards. A fixed number gives the same batches whatever the number
   # of processes (e.g. 1 host with 8 devices or 2 hosts with 4).
   shards: int = 0
+  # Labelled text (classification, regression).
+  text_column: str = 'text'  # users' files: the column of the text
+  label_column: str = 'label'  # ... and of the label (class name or number)
+  # data.source='vader': 0 = the mean rating (-4..4) as a regression target;
+  # 2 = negative/positive (|rating| >= 0.5; the rest dropped); 3 = negative,
+  # neutral, positive; 5 = five bins of the rating.
+  sentiment_classes: int = 0
+  # Training-stream re-sampling against class imbalance (the other remedy
+  # beside train.class_weights): 'oversample' repeats the small classes,
+  # 'undersample' drops from the large ones, both to equal counts per epoch.
+  class_sampling: Literal['none', 'oversample', 'undersample'] = 'none'
 
   # What a resumed run may change: where the data lies, how many processes
   # read it, how evaluation batches it; the tokenizer is already trained.
@@ -179,6 +202,20 @@ class TrainConfig:
   # past it, saves a checkpoint, then ends as a finished run does (final
   # evaluation if configured). A resumed run counts its own time only.
   time_limit: float = 0.0
+  # Classification and regression: the loss (transformer/losses.py).
+  # 'cross_entropy' (softmax; label_smoothing applies), 'focal' (Lin et al.
+  # 2017, focal_gamma), 'hinge' (multi-class, Crammer-Singer), 'log_loss'
+  # (sigmoid cross-entropy: binary or multi-label), 'mse', 'huber'
+  # (huber_delta, on standardised targets). Translation always uses
+  # cross-entropy.
+  loss: Literal['cross_entropy', 'log_loss', 'focal', 'hinge', 'mse',
+                'huber'] = 'cross_entropy'
+  # Per-class loss weights: 'none', 'balanced' (n / (K * count_k) from the
+  # training split, saved with the run) or a comma-separated list, one per
+  # class in the order of the run's labels.json.
+  class_weights: str = 'none'
+  focal_gamma: float = 2.0
+  huber_delta: float = 1.0
 
   # Every training setting may change on resume: the optimizer state's
   # structure does not depend on them (train.make_optimizer), so e.g. adding
@@ -225,6 +262,9 @@ class EvalConfig:
 class Config:
   """Everything a run needs; saved as config.json in the workdir."""
   seed: int = 0
+  # What is learnt (transformer/tasks/): 'translation' (encoder-decoder),
+  # 'classification' or 'regression' (encoder, pooling and a head).
+  task: Literal['translation', 'classification', 'regression'] = 'translation'
   model: ModelConfig = ModelConfig()
   data: DataConfig = DataConfig()
   train: TrainConfig = TrainConfig()

@@ -30,11 +30,12 @@ class NoCheckpointError(Exception):
   """The workdir holds nothing to evaluate; the message says what to run."""
 
 
-def restore_params(config: Config, workdir: str, mesh, *,
+def restore_params(task, workdir: str, mesh, *,
                    step: int | None = None,
                    average: int = 1) -> tuple[Any, list[int]]:
   """Parameters of the latest checkpoint (or `step`), or the mean of the
-  last `average` checkpoints up to it. Returns (params, steps used)."""
+  last `average` checkpoints up to it, of the model of `task`
+  (`transformer/tasks/`). Returns (params, steps used)."""
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
   available = checkpointer.steps()
   if not available:
@@ -49,7 +50,7 @@ def restore_params(config: Config, workdir: str, mesh, *,
   if len(chosen) < average:
     print(f'Note: averaging {len(chosen)} checkpoints, not {average}: only '
           f'{len(chosen)} are kept (train.keep_checkpoints).', file=sys.stderr)
-  abstract = train_lib.abstract_state(config, mesh)
+  abstract = train_lib.abstract_state(task, mesh)
   total = None
   for s in chosen:
     state, _ = checkpointer.restore(abstract, step=s)
@@ -112,16 +113,18 @@ def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
 
 
 class Evaluator:
-  """Loss, perplexity, accuracy, BLEU and chrF of one split, data loaded once."""
+  """Translation: loss, perplexity, accuracy, BLEU and chrF of one split,
+  data loaded once. `task` is a `tasks.translation.Translation`."""
 
-  def __init__(self, config: Config, tokenizer, mesh, split: str,
+  def __init__(self, task, tokenizer, mesh, split: str,
                num_examples: int = 0):
     from transformer.data import pipeline  # pylint: disable=g-import-not-at-top
+    config = task.config
     self.config, self.tokenizer, self.mesh = config, tokenizer, mesh
     self.split = split
     self.data = pipeline.eval_dataset(config, tokenizer, split, num_examples)
     self._eval_step = jax.jit(
-        lambda params, batch: train_lib.eval_step(params, batch, config=config))
+        lambda params, batch: train_lib.eval_step(params, batch, task=task))
 
   def __call__(self, params, *, beam_size: int | None = None
                ) -> tuple[dict[str, Any], list[str]]:
@@ -149,6 +152,41 @@ class Evaluator:
         'seconds': time.time() - start,
     }
     return metrics, hypotheses
+
+  def summary(self, metrics: dict[str, Any]) -> str:
+    """One line for the training log."""
+    return (f'nll {metrics["nll"]:.4f}  ppl {metrics["perplexity"]:.2f}  '
+            f'loss {metrics["loss"]:.4f}  acc {metrics["accuracy"]:.3f}  '
+            f'BLEU {metrics["bleu"]:.2f}  chrF {metrics["chrf"]:.2f}  '
+            f'({metrics["examples"]} sentences, beam '
+            f'{self.config.eval.beam_size}, {metrics["seconds"]:.0f}s)')
+
+  def file_name(self, steps: list[int]) -> str:
+    """SPLIT_stepN[_avgK]_beamB: greedy and beam results do not collide."""
+    return (f'{self.split}_step{steps[-1]}' +
+            (f'_avg{len(steps)}' if len(steps) > 1 else '') +
+            f'_beam{self.config.eval.beam_size}')
+
+  def report(self, metrics: dict[str, Any], hypotheses: list[str], base: str,
+             *, samples: int = 0) -> str:
+    """What --mode=evaluate prints: the scores, then `samples` examples."""
+    steps = metrics['checkpoint_steps']
+    averaged = f' (mean of checkpoints {steps})' if len(steps) > 1 else ''
+    lines = [
+        f'\n{self.split} split, checkpoint {steps[-1]}{averaged}, beam '
+        f'{self.config.eval.beam_size}, {metrics["examples"]} sentences:',
+        f'  BLEU {metrics["bleu"]:.2f}   {metrics["bleu_signature"]}',
+        f'  chrF {metrics["chrf"]:.2f}   {metrics["chrf_signature"]}',
+        f'  nll {metrics["nll"]:.4f}  perplexity {metrics["perplexity"]:.2f}'
+        f'  label-smoothed loss {metrics["loss"]:.4f}'
+        f'  token accuracy {metrics["accuracy"]:.3f}',
+        f'Translations: {base}.hyp (sources .src, references .ref, '
+        'metrics .json)']
+    for source, reference, hypothesis in list(zip(
+        self.data.sources, self.data.references, hypotheses))[:samples]:
+      lines.append(f'\n  source:      {source}\n  reference:   {reference}\n'
+                   f'  translation: {hypothesis}')
+    return '\n'.join(lines)
 
   def write(self, directory: str, name: str, hypotheses: list[str],
             metrics: dict[str, Any]) -> str:

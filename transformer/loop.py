@@ -17,6 +17,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from transformer import config as config_lib
+from transformer import tasks
 from transformer import train as train_lib
 from transformer import workdir as workdir_lib
 from transformer.checkpoint import Checkpointer
@@ -117,30 +118,32 @@ def train(config: Config, workdir: str, *, restart: bool = False
 
 def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
   """`train` inside the locked workdir."""
-  from transformer.data import pipeline, tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
-  from transformer.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
+  from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   print('Config:\n' + config_lib.to_json(config), flush=True)
   mesh = train_lib.make_mesh()
   train_lib.check_batch_sizes(config, mesh, training=True)
 
-  # Process 0 trains the tokenizer (if the workdir has none); the others
-  # wait, then load the same file from the shared workdir.
+  # Process 0 trains the tokenizer and learns what the task needs from the
+  # training data (if the workdir has neither); the others wait, then load
+  # the same files from the shared workdir.
   if jax.process_index() == 0:
-    tokenizer_lib.load_or_train(config, workdir)
+    task = tasks.for_run(config, workdir, create=True)
+    tokenizer_lib.load_or_train(config, workdir, task.tokenizer_corpus)
   multihost_utils.sync_global_devices('tokenizer ready')
-  tokenizer = tokenizer_lib.load_or_train(config, workdir)
-  dataset = pipeline.train_dataset(config, tokenizer,
-                                   process_index=jax.process_index(),
-                                   process_count=jax.process_count())
+  task = tasks.for_run(config, workdir)
+  tokenizer = tokenizer_lib.load_or_train(config, workdir,
+                                          task.tokenizer_corpus)
+  dataset = task.train_dataset(tokenizer, process_index=jax.process_index(),
+                               process_count=jax.process_count())
   iterator = iter(dataset)
 
-  init_fn, sharding = train_lib.jit_init_state(config, mesh)
+  init_fn, sharding = train_lib.jit_init_state(task, mesh)
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
                               keep=config.train.keep_checkpoints)
   init_rng, dropout_rng = train_lib.seed_rngs(config)
   try:
     restored = checkpointer.restore(
-        train_lib.abstract_state(config, mesh, sharding), iterator)
+        train_lib.abstract_state(task, mesh, sharding), iterator)
   except Exception:
     checkpointer.close()
     raise
@@ -159,11 +162,11 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
     state, start_step = restored
     print(f'Resuming {workdir} from the checkpoint at step {start_step}.',
           flush=True)
-  step_fn = train_lib.jit_train_step(config, mesh, sharding)
+  step_fn = train_lib.jit_train_step(task, mesh, sharding)
   evaluator = None
   if config.eval.every:
-    evaluator = Evaluator(config, tokenizer, mesh, config.eval.split,
-                          config.eval.num_examples)
+    evaluator = task.evaluator(tokenizer, mesh, config.eval.split,
+                               config.eval.num_examples)
 
   writer = MetricsWriter(workdir)
   stop = StopRequested()
@@ -198,7 +201,7 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
         jax.block_until_ready(pending)  # steps run asynchronously: wait first
         last_metrics = _log_step(step, total, pending, writer,
                                  time.time() - last_log_time,
-                                 step - last_log_step)
+                                 step - last_log_step, task.rate_unit)
         pending, last_log_time, last_log_step = [], time.time(), step
       if evaluator and (step % config.eval.every == 0 or step == total):
         _log_eval(step, evaluator, state.params, writer)
@@ -218,7 +221,8 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
     writer.close()
     stop.restore()
   summary = {'step': step, 'stop_reason': stop_reason,
-             'wall_s': time.time() - start_time, **last_metrics}
+             'wall_s': time.time() - start_time, 'try_it': task.try_it,
+             **last_metrics}
   if stop_reason == 'time_limit':
     print(f'Stopped at step {step}: train.time_limit='
           f'{config.train.time_limit:g} minutes reached; the checkpoint is '
@@ -273,35 +277,42 @@ def _check_finite(pending: list[dict[str, jax.Array]], step: int) -> None:
         'train.grad_clip_norm=1.0, or model.dtype=float32.')
 
 
+# What every train step reports; the rest of its metrics are the task's.
+_STEP_KEYS = ('loss', 'tokens', 'grad_norm', 'learning_rate', 'finite')
+
+
 def _log_step(step: int, total: int, pending, writer: MetricsWriter,
-              seconds: float, steps: int) -> dict[str, float]:
+              seconds: float, steps: int, unit: str) -> dict[str, float]:
   """Prints and records the mean metrics of the steps since the last log.
 
-  Rates use the last `steps` of them, timed over `seconds`.
+  Rates use the last `steps` of them, timed over `seconds`; `unit` names
+  what the loss is averaged over ('tokens', 'examples').
   """
   _check_finite(pending, step)
   values = jax.device_get(pending)
   mean = lambda key: float(np.mean([float(m[key]) for m in values]))
-  # 'loss' is the objective the gradients follow (label-smoothed, minus its
-  # floor: losses.cross_entropy); 'nll' is -log p(target), and perplexity
-  # is exp(nll), so the two can be compared with the evaluation's.
-  metrics = {
-      'loss': mean('loss'),
-      'nll': mean('nll'),
-      'perplexity': float(np.exp(mean('nll'))),
-      'learning_rate': float(values[-1]['learning_rate']),
-      'grad_norm': mean('grad_norm'),
-  }
-  line = (f'step {step:>7d}/{total}  loss {metrics["loss"]:.4f}  '
-          f'nll {metrics["nll"]:.4f}  ppl {metrics["perplexity"]:.2f}  '
-          f'lr {metrics["learning_rate"]:.2e}  '
-          f'grad_norm {metrics["grad_norm"]:.3f}')
+  # 'loss' is the objective the gradients follow (translation: label-
+  # smoothed, minus its floor, losses.cross_entropy); the task's own metrics
+  # follow (translation: 'nll', -log p(target), and its perplexity exp(nll),
+  # which compare with the evaluation's).
+  task_metrics = [k for k in values[-1] if k not in _STEP_KEYS]
+  metrics = {'loss': mean('loss'), **{k: mean(k) for k in task_metrics}}
+  if 'nll' in metrics:
+    metrics['perplexity'] = float(np.exp(metrics['nll']))
+  metrics.update(learning_rate=float(values[-1]['learning_rate']),
+                 grad_norm=mean('grad_norm'))
+  shown = {'nll': 'nll', 'perplexity': 'ppl'}
+  line = f'step {step:>7d}/{total}  loss {metrics["loss"]:.4f}  ' + ''.join(
+      f'{shown.get(k, k)} {metrics[k]:.4f}  ' for k in metrics
+      if k not in ('loss', 'learning_rate', 'grad_norm'))
+  line += (f'lr {metrics["learning_rate"]:.2e}  '
+           f'grad_norm {metrics["grad_norm"]:.3f}')
   if steps > 0:  # rates over the timed steps (the compiling one excluded)
-    tokens = float(np.sum([float(m['tokens']) for m in values[-steps:]]))
-    metrics['tokens_per_s'] = tokens / max(seconds, 1e-9)
+    counted = float(np.sum([float(m['tokens']) for m in values[-steps:]]))
+    metrics[f'{unit}_per_s'] = counted / max(seconds, 1e-9)
     metrics['steps_per_s'] = steps / max(seconds, 1e-9)
     eta = (total - step) / max(metrics['steps_per_s'], 1e-9)
-    line += (f'  {metrics["tokens_per_s"]:,.0f} tok/s  '
+    line += (f'  {metrics[f"{unit}_per_s"]:,.0f} {unit}/s  '
              f'{metrics["steps_per_s"]:.2f} steps/s  ETA {_format_duration(eta)}')
   print(line, flush=True)
   writer.write(step, 'train', metrics)
@@ -309,13 +320,9 @@ def _log_step(step: int, total: int, pending, writer: MetricsWriter,
 
 
 def _log_eval(step: int, evaluator, params, writer: MetricsWriter) -> None:
-  """Evaluates on eval.split and logs loss, perplexity, BLEU."""
+  """Evaluates on eval.split; prints the task's summary line and logs."""
   metrics, _ = evaluator(params)
   numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-  print(f'eval  {step:>7d}  {evaluator.split} nll {metrics["nll"]:.4f}  '
-        f'ppl {metrics["perplexity"]:.2f}  loss {metrics["loss"]:.4f}  '
-        f'acc {metrics["accuracy"]:.3f}  '
-        f'BLEU {metrics["bleu"]:.2f}  chrF {metrics["chrf"]:.2f}  '
-        f'({metrics["examples"]} sentences, beam {evaluator.config.eval.beam_size}'
-        f', {metrics["seconds"]:.0f}s)', flush=True)
+  print(f'eval  {step:>7d}  {evaluator.split} {evaluator.summary(metrics)}',
+        flush=True)
   writer.write(step, 'eval', numbers)

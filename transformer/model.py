@@ -12,6 +12,7 @@ holds one sentence followed by padding (PAD_ID).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable
 
@@ -345,3 +346,50 @@ class Transformer(nn.Module):
     return self.decode(encoded, inputs, decoder_inputs, targets_positions,
                        inputs_segmentation, targets_segmentation,
                        deterministic=deterministic)
+
+
+def pool(encoded: Array, mask: Array, how: str) -> Array:
+  """One vector per text from the encoder's outputs.
+
+  Args:
+    encoded: [B, L, d_model]; mask: [B, L], 1 on real tokens, 0 on padding.
+    how: 'mean' over the real tokens (padding contributes nothing), or
+      'first': the output at position 0 (a [CLS]-style BOS, BERT sec. 3).
+  Returns:
+    [B, d_model] float32.
+  """
+  x = encoded.astype(jnp.float32)
+  if how == 'first':
+    return x[:, 0]
+  mask = mask.astype(jnp.float32)[..., None]  # [B, L, 1]
+  return jnp.sum(x * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+
+
+class EncoderClassifier(nn.Module):
+  """The Transformer's encoder, pooling and a linear head (classification
+  and regression): [B, L] token ids -> [B, num_outputs] float32 scores.
+
+  The encoder is `Transformer.encode` itself (no decoder layers), so its
+  parameters sit under 'encoder' exactly as in the translation model.
+  """
+  config: ModelConfig
+  num_outputs: int
+  sow_weights: bool = False
+  dropout_impl: str = 'hash'
+
+  def setup(self):
+    encoder_only = dataclasses.replace(self.config, num_decoder_layers=0)
+    self.encoder = Transformer(encoder_only, self.sow_weights,
+                               self.dropout_impl, name='encoder')
+    self.dropout = Dropout(self.config.dropout_rate, self.dropout_impl)
+    # Zero-initialised: every class starts equally likely, every regression
+    # output at the (standardised) mean.
+    self.head = nn.Dense(self.num_outputs, kernel_init=nn.initializers.zeros,
+                         name='head')
+
+  def __call__(self, inputs: Array, *, deterministic: bool = True) -> Array:
+    """inputs: [B, L] ids (PAD_ID after the text) -> [B, num_outputs]."""
+    encoded = self.encoder.encode(inputs, deterministic=deterministic)
+    pooled = pool(encoded, inputs != PAD_ID, self.config.pooling)  # [B, d]
+    pooled = self.dropout(pooled, deterministic=deterministic)
+    return self.head(pooled)

@@ -1,7 +1,9 @@
 """The pure core of training: optimizer, state, sharding, train and eval steps.
 
-Everything here is a function of (state, batch, rng); the loop that feeds it,
-logs and saves checkpoints is `transformer/loop.py`.
+Everything here is a function of (state, batch, rng) and knows no task: the
+model, its loss and its evaluation sums come from a task object
+(`transformer/tasks/`). The loop that feeds it, logs and saves checkpoints is
+`transformer/loop.py`.
 
 Parallelism is JAX's own: one `Mesh` over every device of every host with a
 single 'data' axis. Batches are split along it; parameters and optimizer state
@@ -23,9 +25,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from transformer import dropout as dropout_lib
-from transformer import losses
-from transformer.config import Config, ConfigError, PAD_ID
-from transformer.model import Transformer
+from transformer.config import Config, ConfigError
 
 Array = jax.Array
 Batch = dict[str, Array]
@@ -87,12 +87,11 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
   return optax.GradientTransformation(adam.init, update)
 
 
-def init_state(config: Config, rng: Array) -> TrainState:
+def init_state(task, rng: Array) -> TrainState:
   """Fresh parameters (float32) and optimizer state at step 0."""
-  tokens = jnp.ones((1, 8), jnp.int32)
-  params = Transformer(config.model).init(rng, tokens, tokens)['params']
+  params = task.init_params(rng)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=make_optimizer(config).init(params))
+                    opt_state=make_optimizer(task.config).init(params))
 
 
 def seed_rngs(config: Config) -> tuple[Array, Array]:
@@ -153,37 +152,8 @@ def state_sharding(config: Config, mesh: Mesh, state_shapes: TrainState):
 
 
 # ---------------------------------------------------------------------------
-# Loss, train step, eval step.
+# Train step and eval step.
 # ---------------------------------------------------------------------------
-
-
-def forward(params, batch: Batch, config: Config, *, rng: Array | None):
-  """Logits [B, T, vocab] of the teacher-forced model; dropout iff rng."""
-  model = Transformer(config.model, dropout_impl=config.train.dropout_rng)
-  return model.apply(
-      {'params': params}, batch['inputs'], batch['targets'],
-      batch.get('inputs_positions'), batch.get('targets_positions'),
-      batch.get('inputs_segmentation'), batch.get('targets_segmentation'),
-      deterministic=rng is None,
-      rngs=None if rng is None else {'dropout': rng})
-
-
-def loss_sums(params, batch: Batch, rng: Array, config: Config):
-  """One (micro-)batch as (loss_sum, (weight_sum, metric_sums)).
-
-  The loss is the training objective (label-smoothed, with z-loss); the
-  metric 'nll' is the plain negative log-likelihood of the targets, whose
-  exponentiated mean is the perplexity.
-  """
-  logits = forward(params, batch, config, rng=rng)
-  weights = (batch['targets'] != PAD_ID).astype(jnp.float32)
-  loss, weight = losses.cross_entropy(
-      logits, batch['targets'], weights,
-      label_smoothing=config.train.label_smoothing, z_loss=config.train.z_loss)
-  nll = loss
-  if config.train.label_smoothing or config.train.z_loss:
-    nll, _ = losses.cross_entropy(logits, batch['targets'], weights)
-  return loss, (weight, {'nll': nll})
 
 
 def split_micro_batches(batch: Batch, count: int) -> Batch:
@@ -199,19 +169,20 @@ def split_micro_batches(batch: Batch, count: int) -> Batch:
 
 
 def train_step(state: TrainState, batch: Batch, rng: Array, *,
-               config: Config) -> tuple[TrainState, dict[str, Array]]:
+               task) -> tuple[TrainState, dict[str, Array]]:
   """One optimizer update on a global batch; pure, jit it with `jit_train_step`.
 
-  The loss is the exact mean over all real target tokens of the batch, even
+  The loss is `task.loss_sums` divided once by its total weight (real target
+  tokens, or examples): the exact mean over the whole batch, even
   with gradient accumulation: gradients of loss *sums* are accumulated over
   micro-batches and divided once by the total token count. `finite` = 0 in
   the metrics marks a step whose loss or gradient was NaN or Inf: the loop
   checks it before every checkpoint and log line and stops the run, so such a
   state is never saved (and no per-step select over the state is needed).
   """
+  config = task.config
   rng = step_rng(rng, state.step)
-  grad_fn = jax.value_and_grad(functools.partial(loss_sums, config=config),
-                               has_aux=True)
+  grad_fn = jax.value_and_grad(task.loss_sums, has_aux=True)
   accum = config.train.grad_accum_steps
   if accum == 1:
     (loss_sum, (weight_sum, metric_sums)), grads = grad_fn(
@@ -240,7 +211,9 @@ def train_step(state: TrainState, batch: Batch, rng: Array, *,
                          opt_state=opt_state)
   metrics = {
       'loss': loss,
-      **{name: total * scale for name, total in metric_sums.items()},
+      # The task's metrics, each the mean over its own count.
+      **{name: total / jnp.maximum(count, 1.0)
+         for name, (total, count) in metric_sums.items()},
       'tokens': weight_sum,
       'grad_norm': grad_norm,
       'learning_rate': learning_rate_schedule(config)(state.step),
@@ -249,18 +222,9 @@ def train_step(state: TrainState, batch: Batch, rng: Array, *,
   return new_state, metrics
 
 
-def eval_step(params, batch: Batch, *, config: Config) -> dict[str, Array]:
-  """Sums over one batch: smoothed loss, NLL, correct tokens, token count."""
-  logits = forward(params, batch, config, rng=None)
-  weights = (batch['targets'] != PAD_ID).astype(jnp.float32)
-  if 'weights' in batch:  # rows that only pad the last batch
-    weights = weights * batch['weights'][:, None]
-  loss, count = losses.cross_entropy(
-      logits, batch['targets'], weights,
-      label_smoothing=config.train.label_smoothing)
-  nll, _ = losses.cross_entropy(logits, batch['targets'], weights)
-  correct, _ = losses.token_accuracy(logits, batch['targets'], weights)
-  return {'loss': loss, 'nll': nll, 'correct': correct, 'tokens': count}
+def eval_step(params, batch: Batch, *, task) -> dict[str, Array]:
+  """The task's sums over one evaluation batch (no dropout)."""
+  return task.eval_sums(params, batch)
 
 
 # ---------------------------------------------------------------------------
@@ -268,20 +232,20 @@ def eval_step(params, batch: Batch, *, config: Config) -> dict[str, Array]:
 # ---------------------------------------------------------------------------
 
 
-def jit_init_state(config: Config, mesh: Mesh):
+def jit_init_state(task, mesh: Mesh):
   """Returns (jitted init(rng) -> sharded TrainState, its sharding)."""
-  shapes = jax.eval_shape(functools.partial(init_state, config),
+  shapes = jax.eval_shape(functools.partial(init_state, task),
                           jax.random.key(0))
-  sharding = state_sharding(config, mesh, shapes)
-  return jax.jit(functools.partial(init_state, config),
+  sharding = state_sharding(task.config, mesh, shapes)
+  return jax.jit(functools.partial(init_state, task),
                  out_shardings=sharding), sharding
 
 
-def abstract_state(config: Config, mesh: Mesh, sharding=None) -> TrainState:
+def abstract_state(task, mesh: Mesh, sharding=None) -> TrainState:
   """The TrainState's shapes, dtypes and shardings, without allocating it."""
   if sharding is None:
-    _, sharding = jit_init_state(config, mesh)
-  shapes = jax.eval_shape(functools.partial(init_state, config),
+    _, sharding = jit_init_state(task, mesh)
+  shapes = jax.eval_shape(functools.partial(init_state, task),
                           jax.random.key(0))
   return jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
@@ -319,17 +283,17 @@ def _multiples(value: int, factor: int) -> str:
   return f'{below} or {below + factor}' if below else str(factor)
 
 
-def jit_train_step(config: Config, mesh: Mesh, sharding):
+def jit_train_step(task, mesh: Mesh, sharding):
   """train_step compiled over the mesh; the old state's buffers are donated."""
   replicated = NamedSharding(mesh, P())
-  return jax.jit(functools.partial(train_step, config=config),
+  return jax.jit(functools.partial(train_step, task=task),
                  in_shardings=(sharding, batch_sharding(mesh), replicated),
                  out_shardings=(sharding, replicated), donate_argnums=(0,))
 
 
-def jit_eval_step(config: Config, mesh: Mesh, params_sharding):
+def jit_eval_step(task, mesh: Mesh, params_sharding):
   replicated = NamedSharding(mesh, P())
-  return jax.jit(functools.partial(eval_step, config=config),
+  return jax.jit(functools.partial(eval_step, task=task),
                  in_shardings=(params_sharding, batch_sharding(mesh)),
                  out_shardings=replicated)
 

@@ -487,6 +487,7 @@ def run(config: Config, workdir: str, *, sentence: str,
   """
   import jax  # pylint: disable=g-import-not-at-top
   from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from transformer import tasks  # pylint: disable=g-import-not-at-top
   from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
 
@@ -505,7 +506,7 @@ def run(config: Config, workdir: str, *, sentence: str,
   mesh = train_lib.make_mesh()
   # Averaged as for --mode=translate, so that both show the same model.
   params, steps = evaluate_lib.restore_params(
-      config, workdir, mesh, step=step,
+      tasks.for_config(config), workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
   tokenizer = tokenizer_lib.load_or_train(config, workdir)
   maps = attention_maps(params, m, tokenizer, sentence,

@@ -10,6 +10,7 @@ import sys
 import jax
 import numpy as np
 
+from transformer import tasks
 from transformer import train as train_lib
 from transformer.config import Config, ModelConfig, TrainConfig
 
@@ -25,15 +26,35 @@ def synthetic_batch(step: int, batch: int = 16, length: int = 12,
   return {'inputs': inputs, 'targets': targets}
 
 
-def run(config: Config, devices, steps: int):
+def synthetic_labelled_batch(step: int, batch: int = 16, length: int = 12,
+                             vocab: int = 50, classes: int = 3):
+  """Padded rows of token ids with a class id each."""
+  rng = np.random.default_rng(step)
+  inputs = rng.integers(4, vocab, (batch, length)).astype(np.int32)
+  lengths = rng.integers(2, length + 1, batch)
+  inputs[np.arange(length)[None] >= lengths[:, None]] = 0
+  return {'inputs': inputs,
+          'labels': rng.integers(0, classes, batch).astype(np.int32)}
+
+
+def classification_task(config: Config):
+  """A classification task with three classes, weighted against imbalance."""
+  from transformer.tasks import labelled  # pylint: disable=g-import-not-at-top
+  config = dataclasses.replace(config, task='classification')
+  return labelled.Classification(config, ('a', 'b', 'c'), (0.5, 1.0, 2.0))
+
+
+def run(config: Config, devices, steps: int, task=None,
+        batches=synthetic_batch):
+  task = task or tasks.for_config(config)
   mesh = train_lib.make_mesh(devices)
-  init_fn, sharding = train_lib.jit_init_state(config, mesh)
+  init_fn, sharding = train_lib.jit_init_state(task, mesh)
   init_rng, dropout_rng = train_lib.seed_rngs(config)
   state = init_fn(init_rng)
-  step_fn = train_lib.jit_train_step(config, mesh, sharding)
+  step_fn = train_lib.jit_train_step(task, mesh, sharding)
   losses = []
   for step in range(steps):
-    batch = train_lib.global_batch(synthetic_batch(step), mesh)
+    batch = train_lib.global_batch(batches(step), mesh)
     state, metrics = step_fn(state, batch, dropout_rng)
     losses.append(float(metrics['loss']))
   return losses
@@ -60,6 +81,13 @@ def main():
       'one_rbg': run(rbg, jax.devices()[:1], 4),
       'all_rbg': run(rbg, jax.devices(), 4),
   }
+  # Classification (dropout on, class weights): the same losses too.
+  for name, devices, config in (('one', jax.devices()[:1], base),
+                                ('all', jax.devices(), base),
+                                ('all_fsdp', jax.devices(), fsdp)):
+    out[f'classify_{name}'] = run(config, devices, 4,
+                                  classification_task(config),
+                                  synthetic_labelled_batch)
   json.dump(out, sys.stdout)
 
 

@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import time
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import sentencepiece as spm
@@ -91,22 +91,23 @@ class Tokenizer:
     return f'Tokenizer({self.path!r}, vocab_size={self.vocab_size})'
 
 
-def training_sentences(pairs: Sequence[tuple[str, str]], max_sentences: int,
+def training_sentences(pairs: Sequence[tuple[str, ...]], max_sentences: int,
                        seed: int) -> Iterator[str]:
-  """Source and target lines of `pairs`, at most `max_sentences` in all.
+  """Every string of the tuples in `pairs` (source and target lines, or one
+  text), at most `max_sentences` lines in all.
 
-  When the corpus has more, a random subset of pairs (seeded) is taken,
-  read in corpus order; both sides of a chosen pair are used.
+  When the corpus has more, a random subset of tuples (seeded) is taken,
+  read in corpus order; every string of a chosen tuple is used.
   """
-  num_pairs = min(len(pairs), max(1, max_sentences // 2))
+  width = len(pairs[0]) if len(pairs) else 1
+  num_pairs = min(len(pairs), max(1, max_sentences // width))
   if num_pairs == len(pairs):
     indices = range(len(pairs))
   else:
     rng = np.random.default_rng(seed)
     indices = np.sort(rng.choice(len(pairs), num_pairs, replace=False))
   for i in indices:
-    source, target = pairs[int(i)]
-    for line in (source, target):
+    for line in pairs[int(i)]:
       if line.strip():
         yield line
 
@@ -155,10 +156,15 @@ def train(pairs: Sequence[tuple[str, str]], path: str, *, vocab_size: int,
   return Tokenizer(path)
 
 
-def load_or_train(config: Config, directory: str) -> Tokenizer:
+def load_or_train(config: Config, directory: str,
+                  corpus: Callable[[], Sequence[tuple[str, ...]]] | None = None
+                  ) -> Tokenizer:
   """`directory/tokenizer.model`, trained on the training split if missing.
 
-  Training: joint source+target lines of the 'train' split, at most
+  corpus: gives the texts to train on when needed, as tuples of strings
+    (the task's `tokenizer_corpus`); default: the translation pairs of
+    `sources.load_split(config.data, 'train')`.
+  Training: every string of the corpus (source+target lines), at most
   data.tokenizer_sentences (sampled with config.seed), model type
   data.tokenizer, exactly model.vocab_size pieces, data.character_coverage.
   Raises DataError if the vocabulary size does not match model.vocab_size.
@@ -167,7 +173,7 @@ def load_or_train(config: Config, directory: str) -> Tokenizer:
   if os.path.exists(path):
     tokenizer = Tokenizer(path)
   else:
-    pairs = sources.load_split(config.data, 'train')
+    pairs = (corpus or (lambda: sources.load_split(config.data, 'train')))()
     if len(pairs) == 0:
       raise DataError('the training split is empty: there is nothing to '
                       'train the tokenizer on')

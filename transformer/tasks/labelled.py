@@ -1,0 +1,393 @@
+"""Classification and regression: the encoder, pooling and a head.
+
+`config.task='classification'`: K class names learnt from the training split
+(saved as WORKDIR/labels.json with their counts); the head gives K logits
+(softmax losses: cross_entropy, focal, hinge), or one logit for two classes
+with train.loss='log_loss' (sigmoid). `config.task='regression'`: one output
+trained on targets standardised with the training split's mean and standard
+deviation (WORKDIR/targets.json); predictions are reported in the original
+units. Losses are in transformer/losses.py, metrics (scikit-learn, scipy) in
+transformer/metrics.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from transformer import losses, metrics as metrics_lib
+from transformer.config import Config, ConfigError
+from transformer.model import EncoderClassifier
+
+Array = jax.Array
+Batch = dict[str, Array]
+
+LABELS_FILE, TARGETS_FILE = 'labels.json', 'targets.json'
+SOFTMAX_LOSSES = ('cross_entropy', 'focal', 'hinge')
+REGRESSION_LOSSES = ('mse', 'huber')
+
+
+@dataclasses.dataclass(frozen=True)
+class _Labelled:
+  """What classification and regression share: the model, data, evaluation
+  and prediction around a head of `num_outputs` scores per text."""
+  config: Config
+
+  num_outputs = 1
+  rate_unit = 'examples'  # what the loss averages over (the log's rate)
+
+  def try_it(self, command: str) -> str:
+    """The line that ends a training run's report."""
+    return f'predict:   echo "A sentence to label." | {command} --mode=predict'
+
+  def model(self, *, sow_weights: bool = False) -> EncoderClassifier:
+    return EncoderClassifier(self.config.model, self.num_outputs,
+                             sow_weights=sow_weights,
+                             dropout_impl=self.config.train.dropout_rng)
+
+  def init_params(self, rng: Array):
+    tokens = jnp.ones((1, 8), jnp.int32)
+    return self.model().init(rng, tokens)['params']
+
+  def scores(self, params, inputs: Array, *, rng: Array | None = None
+             ) -> Array:
+    """[B, L] ids -> [B, num_outputs] float32; dropout iff rng."""
+    return self.model().apply(
+        {'params': params}, inputs, deterministic=rng is None,
+        rngs=None if rng is None else {'dropout': rng}).astype(jnp.float32)
+
+  def loss_sums(self, params, batch: Batch, rng: Array):
+    scores = self.scores(params, batch['inputs'], rng=rng)
+    return self.objective(scores, batch['labels'],
+                          jnp.ones(batch['labels'].shape[:1], jnp.float32))
+
+  def eval_sums(self, params, batch: Batch) -> dict[str, Array]:
+    scores = self.scores(params, batch['inputs'])
+    loss, (weight, _) = self.objective(scores, batch['labels'],
+                                       batch['weights'])
+    return {'loss': loss, 'weight': weight}
+
+  # --- The outer loop's side. --------------------------------------------
+
+  def examples(self, split: str):
+    from transformer.data import labelled  # pylint: disable=g-import-not-at-top
+    return labelled.load_split(self.config, split)
+
+  def tokenizer_corpus(self):
+    return _Texts(self.examples('train'))
+
+  def train_dataset(self, tokenizer, *, process_index: int,
+                    process_count: int):
+    from transformer.data import labelled_pipeline  # pylint: disable=g-import-not-at-top
+    examples = self.examples('train')
+    class_ids = (self.class_ids([label for _, label in examples])
+                 if self.config.data.class_sampling != 'none' else None)
+    return labelled_pipeline.train_dataset(
+        self.config, tokenizer, examples, self.encode_label,
+        class_ids=class_ids, process_index=process_index,
+        process_count=process_count)
+
+  def evaluator(self, tokenizer, mesh, split: str, num_examples: int = 0):
+    return Evaluator(self, tokenizer, mesh, split, num_examples)
+
+  def predict_lines(self, params, tokenizer, lines: Iterable[str], mesh, *,
+                    warn) -> Iterator[str]:
+    """One output line per input line: 'label<TAB>probability' or the value;
+    an empty line gives an empty line."""
+    del warn
+    from transformer import evaluate  # pylint: disable=g-import-not-at-top
+    from transformer.data import labelled_pipeline  # pylint: disable=g-import-not-at-top
+    predict = jax.jit(self.scores)
+    size = -(-self.config.data.eval_batch_size // mesh.size) * mesh.size
+    for rows, nonempty in labelled_pipeline.line_batches(
+        self.config, tokenizer, iter(lines), size):
+      scores = evaluate._to_host(predict(params, evaluate._to_mesh(rows, mesh)))  # pylint: disable=protected-access
+      for row, keep in zip(scores[:len(nonempty)], nonempty):
+        yield self.format_prediction(row) if keep else ''
+
+
+class _Texts:
+  """The texts of (text, label) examples, as 1-tuples for the tokenizer."""
+
+  def __init__(self, examples):
+    self.examples = examples
+
+  def __len__(self) -> int:
+    return len(self.examples)
+
+  def __getitem__(self, index: int) -> tuple[str]:
+    return (self.examples[index][0],)
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification(_Labelled):
+  """config.task='classification' with the run's class names."""
+  labels: tuple[str, ...] = ()
+  class_weights: tuple[float, ...] | None = None
+
+  @property
+  def num_outputs(self) -> int:
+    return 1 if self.sigmoid else len(self.labels)
+
+  @property
+  def sigmoid(self) -> bool:
+    return self.config.train.loss == 'log_loss'
+
+  def objective(self, scores: Array, labels: Array, weights: Array):
+    """(loss_sum, (weight_sum, {metric: (sum, count)})) of [B, outputs]
+    scores. Class weights weight the loss only; the metrics (accuracy, log
+    loss) are plain means over the examples."""
+    t = self.config.train
+    cw = (None if self.class_weights is None else
+          jnp.asarray(self.class_weights, jnp.float32))
+    if self.sigmoid:  # two classes, one logit: P(class 1) = sigmoid
+      y = labels.astype(jnp.float32)
+      loss = losses.binary_log_loss(
+          scores[:, 0], y, weights if cw is None else weights * cw[labels])
+      log_loss = losses.binary_log_loss(scores[:, 0], y, weights)
+      predicted = (scores[:, 0] > 0).astype(labels.dtype)
+    else:
+      loss = {'cross_entropy': lambda: losses.cross_entropy(
+                  scores, labels, weights, label_smoothing=t.label_smoothing,
+                  class_weights=cw),
+              'focal': lambda: losses.focal_loss(
+                  scores, labels, weights, gamma=t.focal_gamma,
+                  class_weights=cw),
+              'hinge': lambda: losses.multiclass_hinge(
+                  scores, labels, weights, class_weights=cw)}[t.loss]()
+      log_loss = losses.cross_entropy(scores, labels, weights)
+      predicted = jnp.argmax(scores, axis=-1)
+    correct = jnp.sum((predicted == labels) * weights), jnp.sum(weights)
+    return loss[0], (loss[1], {'accuracy': correct, 'log_loss': log_loss})
+
+  def class_ids(self, labels) -> np.ndarray:
+    index = {name: i for i, name in enumerate(self.labels)}
+    return np.asarray([index[label] for label in labels], np.int32)
+
+  def encode_label(self, label: str) -> np.ndarray:
+    return np.int32(self.labels.index(label))
+
+  def probabilities(self, scores: np.ndarray) -> np.ndarray:
+    """[N, num_outputs] scores -> [N, K] class probabilities."""
+    if self.sigmoid:
+      p = 1.0 / (1.0 + np.exp(-scores[:, 0].astype(np.float64)))
+      return np.stack([1.0 - p, p], axis=1)
+    x = scores.astype(np.float64)
+    x = np.exp(x - x.max(axis=1, keepdims=True))
+    return x / x.sum(axis=1, keepdims=True)
+
+  def format_prediction(self, scores: np.ndarray) -> str:
+    p = self.probabilities(scores[None])[0]
+    return f'{self.labels[int(np.argmax(p))]}\t{float(np.max(p)):.4f}'
+
+  def metrics(self, targets: list, scores: np.ndarray) -> dict[str, Any]:
+    return metrics_lib.classification_metrics(
+        self.class_ids(targets), self.probabilities(scores), self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Regression(_Labelled):
+  """config.task='regression': one standardised target."""
+  mean: float = 0.0
+  std: float = 1.0
+
+  def objective(self, scores: Array, labels: Array, weights: Array):
+    t = self.config.train
+    if t.loss == 'huber':
+      loss = losses.huber(scores, labels, weights, delta=t.huber_delta)
+    else:
+      loss = losses.mean_squared_error(scores, labels, weights)
+    # MSE in the original units: the standardised error times std^2.
+    mse = losses.mean_squared_error(scores, labels, weights)
+    return loss[0], (loss[1], {'mse': (mse[0] * self.std**2, mse[1])})
+
+  def encode_label(self, value: float) -> np.ndarray:
+    return np.asarray([(value - self.mean) / self.std], np.float32)
+
+  def values(self, scores: np.ndarray) -> np.ndarray:
+    """Standardised outputs [N, 1] -> predictions in the original units [N]."""
+    return scores[:, 0].astype(np.float64) * self.std + self.mean
+
+  def format_prediction(self, scores: np.ndarray) -> str:
+    return f'{float(self.values(scores[None])[0]):.4f}'
+
+  def metrics(self, targets: list, scores: np.ndarray) -> dict[str, Any]:
+    return metrics_lib.regression_metrics(np.asarray(targets, np.float64),
+                                          self.values(scores))
+
+
+# ---------------------------------------------------------------------------
+# Evaluation.
+# ---------------------------------------------------------------------------
+
+
+class Evaluator:
+  """The task's loss and metrics (metrics.py) on a split, data loaded once."""
+
+  def __init__(self, task: _Labelled, tokenizer, mesh, split: str,
+               num_examples: int = 0):
+    from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
+    from transformer.data import labelled_pipeline  # pylint: disable=g-import-not-at-top
+    self.task, self.mesh, self.split = task, mesh, split
+    examples = task.examples(split)
+    if isinstance(task, Classification):
+      unknown = sorted({str(label) for _, label in examples} -
+                       set(task.labels))
+      if unknown:
+        from transformer.data.sources import DataError  # pylint: disable=g-import-not-at-top
+        raise DataError(
+            f'the {split!r} split has labels the training split does not '
+            f'have: {unknown[:5]}; the model knows {list(task.labels)} '
+            f'(WORKDIR/{LABELS_FILE}).')
+    self.batches = labelled_pipeline.eval_batches(task.config, tokenizer,
+                                                  examples, num_examples)
+    self._step = jax.jit(lambda params, inputs, labels, weights: (
+        task.scores(params, inputs), train_lib.eval_step(
+            params, {'inputs': inputs, 'labels': labels, 'weights': weights},
+            task=task)))
+
+  def __call__(self, params) -> tuple[dict[str, Any], list[str]]:
+    """Returns (metrics, one prediction line per example)."""
+    from transformer import evaluate  # pylint: disable=g-import-not-at-top
+    start, loss, weight, scores, targets = time.time(), 0.0, 0.0, [], []
+    for batch in self.batches:
+      labels = np.stack([self.task.encode_label(label)
+                         for _, label in batch.examples] +
+                        [self.task.encode_label(batch.examples[0][1])] *
+                        (len(batch.weights) - len(batch.examples)))
+      out, sums = self._step(params, *(evaluate._to_mesh(x, self.mesh) for x in  # pylint: disable=protected-access
+                                       (batch.inputs, labels, batch.weights)))
+      sums = jax.device_get(sums)
+      loss, weight = loss + float(sums['loss']), weight + float(sums['weight'])
+      scores.append(evaluate._to_host(out)[:len(batch.examples)])  # pylint: disable=protected-access
+      targets += [label for _, label in batch.examples]
+    scores = np.concatenate(scores)
+    metrics = {'loss': loss / max(weight, 1e-30),
+               **self.task.metrics(targets, scores),
+               'seconds': time.time() - start}
+    return metrics, [self.task.format_prediction(s) for s in scores]
+
+  def summary(self, metrics: dict[str, Any]) -> str:
+    return (f'loss {metrics["loss"]:.4f}  ' +
+            metrics_lib.summary_line(metrics, self.task.config.task) +
+            f'  ({metrics["examples"]} examples, {metrics["seconds"]:.0f}s)')
+
+  def file_name(self, steps: list[int]) -> str:
+    return f'{self.split}_step{steps[-1]}' + (
+        f'_avg{len(steps)}' if len(steps) > 1 else '')
+
+  def report(self, metrics: dict[str, Any], predictions: list[str],
+             base: str, *, samples: int = 0) -> str:
+    steps = metrics['checkpoint_steps']
+    lines = [f'\n{self.split} split, checkpoint {steps[-1]}, '
+             f'{metrics["examples"]} examples:',
+             '  ' + self.summary(metrics),
+             f'Predictions: {base}.tsv (text, label, prediction), metrics '
+             f'{base}.json']
+    examples = [e for b in self.batches for e in b.examples]
+    for (text, label), prediction in list(zip(examples, predictions))[:samples]:
+      lines.append(f'  {label!s:>12}  ->  {prediction}   {text[:70]}')
+    return '\n'.join(lines)
+
+  def write(self, directory: str, name: str, predictions: list[str],
+            metrics: dict[str, Any]) -> str:
+    """NAME.tsv (text, label, prediction...) and NAME.json (the metrics)."""
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.join(directory, name)
+    examples = [e for b in self.batches for e in b.examples]
+    clean = lambda text: str(text).replace('\t', ' ').replace('\n', ' ')
+    with open(f'{base}.tsv', 'w', encoding='utf-8') as f:
+      f.write('text\tlabel\tprediction\n')
+      for (text, label), prediction in zip(examples, predictions):
+        f.write(f'{clean(text)}\t{clean(label)}\t{prediction}\n')
+    with open(f'{base}.json', 'w') as f:
+      json.dump(metrics, f, indent=2)
+    return base
+
+
+# ---------------------------------------------------------------------------
+# What a run learns from its training split, saved in the workdir.
+# ---------------------------------------------------------------------------
+
+
+def _read_or_create(path: str, create: bool, compute) -> dict:
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  if not create:
+    raise ConfigError(f'{path} is missing: it is written when training '
+                      'starts; train this workdir first')
+  values = compute()
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(values, f, indent=1)
+  os.replace(path + '.tmp', path)
+  return values
+
+
+def _check_loss(config: Config, allowed: tuple[str, ...]) -> None:
+  if config.train.loss not in allowed:
+    raise ConfigError(f'train.loss={config.train.loss!r} does not fit '
+                      f'task={config.task}: use one of {", ".join(allowed)}')
+
+
+def class_weights(setting: str, counts: list[int]) -> tuple[float, ...] | None:
+  """train.class_weights -> one weight per class, or None for 'none'."""
+  if setting == 'none':
+    return None
+  if setting == 'balanced':
+    return tuple(float(w) for w in losses.balanced_class_weights(counts))
+  try:
+    weights = tuple(float(w) for w in setting.split(','))
+  except ValueError:
+    weights = ()
+  if len(weights) != len(counts) or min(weights, default=-1) < 0:
+    raise ConfigError(
+        f'train.class_weights={setting!r}: expected none, balanced, or '
+        f'{len(counts)} non-negative numbers separated by commas, one per '
+        f'class in the order of WORKDIR/{LABELS_FILE}')
+  return weights
+
+
+def prepare_classification(config: Config, workdir: str, *, create: bool
+                           ) -> Classification:
+  _check_loss(config, SOFTMAX_LOSSES + ('log_loss',))
+
+  def compute():
+    counts: dict[str, int] = {}
+    for _, label in Classification(config).examples('train'):
+      counts[str(label)] = counts.get(str(label), 0) + 1
+    names = sorted(counts)
+    return {'labels': names, 'counts': [counts[n] for n in names]}
+  saved = _read_or_create(os.path.join(workdir, LABELS_FILE), create, compute)
+  if len(saved['labels']) < 2:
+    raise ConfigError(f'the training split has one class only '
+                      f'({saved["labels"]}): nothing to classify')
+  if config.train.loss == 'log_loss' and len(saved['labels']) != 2:
+    raise ConfigError(
+        f'train.loss=log_loss (one sigmoid output) is for two classes; the '
+        f'training split has {len(saved["labels"])}: use cross_entropy')
+  return Classification(config, tuple(saved['labels']),
+                        class_weights(config.train.class_weights,
+                                      saved['counts']))
+
+
+def prepare_regression(config: Config, workdir: str, *, create: bool
+                       ) -> Regression:
+  _check_loss(config, REGRESSION_LOSSES)
+
+  def compute():
+    values = np.asarray([v for _, v in Regression(config).examples('train')],
+                        np.float64)
+    return {'mean': float(values.mean()), 'std': float(values.std()) or 1.0,
+            'examples': int(values.size)}
+  saved = _read_or_create(os.path.join(workdir, TARGETS_FILE), create,
+                          compute)
+  return Regression(config, saved['mean'], saved['std'])
