@@ -97,7 +97,12 @@ class ModelConfig:
 # Table 3 of the paper.
 BASE = ModelConfig()
 BIG = ModelConfig(d_model=1024, d_ff=4096, num_heads=16, dropout_rate=0.3)
-PRESETS = {'base': BASE, 'big': BIG}
+# A small encoder for classification and regression on a CPU (the
+# experiments' shared shape): pre-LN, 3 layers of d_model 128.
+CPU_ENCODER = ModelConfig(vocab_size=8000, d_model=128, d_ff=512, num_heads=4,
+                          num_encoder_layers=3, num_decoder_layers=0,
+                          norm_position='pre', max_length=128)
+PRESETS = {'base': BASE, 'big': BIG, 'cpu_encoder': CPU_ENCODER}
 
 
 @dataclasses.dataclass(frozen=True)
