@@ -23,7 +23,8 @@ from transformer.config import Config
 LOCK_FILE = '.lock'
 # What `set_aside_run` moves: everything a training run writes.
 RUN_FILES = ('checkpoints', 'config.json', 'metrics.jsonl', 'tensorboard',
-             'eval', 'tokenizer.model', 'tokenizer.vocab')
+             'eval', 'tokenizer.model', 'tokenizer.vocab', 'labels.json',
+             'targets.json')
 
 
 class RunError(Exception):
@@ -122,10 +123,12 @@ def check_config(config: Config, workdir: str, *, save: bool = True) -> None:
 
 
 def has_saved_state(workdir: str) -> bool:
-  """Whether a run left checkpoints or a tokenizer in `workdir`."""
+  """Whether a run left checkpoints, a tokenizer or what its task learnt
+  from the training data (class names) in `workdir`."""
   checkpoints = os.path.join(workdir, 'checkpoints')
-  return os.path.exists(os.path.join(workdir, 'tokenizer.model')) or (
-      os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+  return any(os.path.exists(os.path.join(workdir, name)) for name in (
+      'tokenizer.model', 'labels.json', 'targets.json')) or (
+          os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
