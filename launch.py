@@ -211,7 +211,9 @@ def visualize(config, workdir: str) -> None:
     paths = visualize_lib.run(config, workdir, sentence=FLAGS.sentence,
                               layers=as_ints(FLAGS.layers, 'layers'),
                               heads=as_ints(FLAGS.heads, 'heads'),
-                              step=FLAGS.step)
+                              step=FLAGS.step,
+                              command=f'python launch.py --experiment='
+                              f'{FLAGS.experiment} --workdir={workdir}')
   except ValueError as error:  # a bad --sentence, --layers or --heads
     raise loop.RunError(str(error)) from None
   if paths:  # only process 0 draws

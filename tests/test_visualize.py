@@ -5,6 +5,7 @@ parameters (float64, written out here), and the greedy translation against a
 naive decoding loop of full forward passes; the pictures are checked as PNGs.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -388,3 +389,332 @@ def test_training_curves_errors(tmp_path):
   write_metrics(tmp_path, [{'step': 1, 'kind': 'eval', 'bleu': 3.0}])
   with pytest.raises(ValueError, match='no loss'):
     visualize.training_curves(str(tmp_path), str(tmp_path / 'c.png'))
+
+
+# ---------------------------------------------------------------------------
+# Classification and regression: the encoder's attention, the prediction.
+# ---------------------------------------------------------------------------
+
+CLASSES = ('a', 'b', 'c')
+ENCODER_ONLY = dataclasses.replace(TINY_MODEL, num_decoder_layers=0)
+
+
+def labelled_config(task='classification', pooling='mean', eval_max_length=16):
+  from transformer.config import Config, DataConfig
+  return Config(task=task,
+                model=dataclasses.replace(ENCODER_ONLY, pooling=pooling),
+                data=DataConfig(source='toy', eval_max_length=eval_max_length))
+
+
+def classification(**kwargs):
+  from transformer.tasks import labelled
+  return labelled.Classification(labelled_config(**kwargs), CLASSES)
+
+
+@pytest.fixture(scope='module')
+def classifier_params():
+  """Random parameters, the (zero-initialised) head made random too: the
+  prediction is not the same for every text."""
+  params = classification().init_params(jax.random.key(3))
+  kernel = params['head']['kernel']
+  params['head']['kernel'] = jax.random.normal(jax.random.key(4),
+                                               kernel.shape, kernel.dtype) * 0.3
+  return params
+
+
+TEXT_IDS = [5, 6, 7, 8, EOS_ID]
+
+
+def test_encoder_attention_rows_are_distributions_over_the_real_tokens(
+    classifier_params):
+  task = classification()
+  n, length = len(TEXT_IDS), 8
+  scores, weights = visualize.capture_encoder_attention(
+      task, classifier_params, TEXT_IDS, length)
+  assert len(weights) == ENCODER_ONLY.num_encoder_layers
+  for layer in weights:
+    assert layer.shape == (ENCODER_ONLY.num_heads, length, length)
+    assert_finite(layer)
+    assert np.all(layer >= 0)
+    # Every query (padded ones too) spreads 1 over the real tokens...
+    np.testing.assert_allclose(layer[:, :, :n].sum(-1), 1.0, atol=1e-5)
+    # ...and nothing on the padding, exactly.
+    assert np.all(layer[:, :, n:] == 0.0)
+    assert np.all(layer[:, :n, :n] > 0.0)
+  # The scores are the task's own, from the same pass.
+  row = np.full((1, length), PAD_ID, np.int32)
+  row[0, :n] = TEXT_IDS
+  expected = np.asarray(task.scores(classifier_params, jnp.asarray(row)))[0]
+  assert_finite(scores, expected)
+  np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+  assert np.ptp(scores) > 1e-3  # the random head makes them differ
+
+
+def test_encoder_attention_matches_numpy_and_ignores_padding(
+    classifier_params):
+  """Layer 0 recomputed from the classifier's embedding table, padding keys
+  masked; more padding changes no probability of the real tokens."""
+  encoder = classifier_params['encoder']
+  _, padded = visualize.capture_encoder_attention(
+      classification(), classifier_params, TEXT_IDS, 8)
+  ids = TEXT_IDS + [PAD_ID] * 3
+  x = np_embed(encoder, ids)
+  keys = np.asarray(ids) != PAD_ID
+  expected = np_attention(encoder['encoder_0']['self_attention'], x, x,
+                          keys[None, None, :])
+  assert_finite(padded[0], expected)
+  np.testing.assert_allclose(padded[0], expected, atol=2e-5)
+  _, unpadded = visualize.capture_encoder_attention(
+      classification(), classifier_params, TEXT_IDS)
+  n = len(TEXT_IDS)
+  for ours, reference in zip(padded, unpadded):
+    assert reference.shape[1:] == (n, n)
+    np.testing.assert_allclose(ours[:, :n, :n], reference, atol=1e-5)
+
+
+@pytest.mark.parametrize('pooling', ['mean', 'first'])
+def test_encoder_maps_encode_the_text_as_evaluation_does(classifier_params,
+                                                         pooling):
+  task = classification(pooling=pooling)
+  maps = visualize.encoder_maps(task, classifier_params, FakeTokenizer(37),
+                                '  w5 w6 w7 w8 ')
+  bos = [BOS_ID] if pooling == 'first' else []
+  assert maps.ids == bos + [5, 6, 7, 8, EOS_ID]
+  assert maps.pieces == ['<s>'] * len(bos) + ['▁w5', '▁w6', '▁w7', '▁w8',
+                                               '</s>']
+  assert maps.dropped == 0
+  n = len(maps.ids)
+  for layer in maps.encoder_self:
+    assert layer.shape == (ENCODER_ONLY.num_heads, n, n)
+    assert_finite(layer)
+    np.testing.assert_allclose(layer.sum(-1), 1.0, atol=1e-5)
+  assert maps.prediction == task.format_prediction(maps.scores)
+  label, probability = maps.prediction.split('\t')
+  assert label in CLASSES and 1 / 3 < float(probability) <= 1
+
+
+def test_encoder_maps_cut_a_long_text_and_refuse_an_empty_one(
+    classifier_params):
+  task = classification(eval_max_length=6)
+  words = ' '.join(f'w{i}' for i in range(4, 14))  # 10 pieces
+  maps = visualize.encoder_maps(task, classifier_params, FakeTokenizer(37),
+                                words)
+  assert maps.ids == [4, 5, 6, 7, 8, EOS_ID] and maps.dropped == 5
+  assert maps.encoder_self[0].shape[1:] == (6, 6)
+  for sentence in ('', '  '):
+    with pytest.raises(ValueError, match='empty.*to label'):
+      visualize.encoder_maps(task, classifier_params, FakeTokenizer(37),
+                             sentence)
+
+
+def test_encoder_pictures_carry_the_prediction(classifier_params, tmp_path):
+  maps = visualize.encoder_maps(classification(), classifier_params,
+                                FakeTokenizer(37), 'w5 w6 w7')
+  written = visualize.draw_layers(
+      'encoder_self', maps.encoder_self, [1], [0, 2], maps.pieces,
+      maps.pieces, str(tmp_path), row_label='token (query)',
+      column_label='token (key)', note='prediction: b (probability 0.5)')
+  assert written == [str(tmp_path / 'encoder_self_layer1.png')]
+  check_png(written[0])
+
+
+def test_family_by_task_type():
+  from transformer.tasks import labelled, translation
+  config = labelled_config()
+  assert visualize.family(translation.Translation(_config())).decoder
+  chosen = visualize.family(labelled.Classification(config, CLASSES))
+  assert not chosen.decoder and chosen.scores == ('accuracy', 'macro_f1')
+  chosen = visualize.family(labelled.Regression(
+      labelled_config(task='regression')))
+  assert not chosen.decoder and chosen.scores == ('pearson', 'spearman')
+  with pytest.raises(TypeError):
+    visualize.family(object())
+
+
+def test_encoder_only_layers(capsys):
+  assert visualize.resolve_layers(None, 2, 0) == {'encoder': [0, 1],
+                                                  'decoder': []}
+  assert visualize.resolve_layers([-1], 3, 0) == {'encoder': [2],
+                                                  'decoder': []}
+  assert capsys.readouterr().err == ''  # no note about a missing decoder
+  with pytest.raises(ValueError, match=r'the encoder has 2 layers; valid '
+                     r'layer indices are -2\.\.1'):
+    visualize.resolve_layers([2], 2, 0)
+
+
+# ---------------------------------------------------------------------------
+# The confusion matrix.
+# ---------------------------------------------------------------------------
+
+MATRIX = [[5, 1, 0], [2, 3, 1], [0, 0, 0]]  # class 'c' has no test example
+
+
+def write_evaluation(workdir, name='test_step5', matrix=MATRIX,
+                     classes=CLASSES, mtime=None, per_class=True):
+  os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+  metrics = {'loss': 0.5, 'examples': int(np.sum(matrix)), 'accuracy': 0.667,
+             'macro_f1': 0.5, 'confusion_matrix': matrix,
+             'checkpoint_steps': [5]}
+  if per_class:
+    metrics['per_class'] = {c: {'precision': 0.5, 'recall': 0.5, 'f1': 0.5,
+                                'support': int(sum(row))}
+                            for c, row in zip(classes, matrix)}
+  path = os.path.join(workdir, 'eval', f'{name}.json')
+  with open(path, 'w') as f:
+    json.dump(metrics, f)
+  if mtime is not None:
+    os.utime(path, (mtime, mtime))
+  return path
+
+
+def test_confusion_matrix_cells_and_shading(tmp_path):
+  path = str(tmp_path / 'cm.png')
+  picture = visualize.draw_confusion_matrix(MATRIX, CLASSES, path)
+  assert picture.path == path
+  np.testing.assert_array_equal(picture.counts, MATRIX)
+  row_normalised = np.array([[5 / 6, 1 / 6, 0], [2 / 6, 3 / 6, 1 / 6],
+                             [0, 0, 0]])
+  np.testing.assert_allclose(picture.shading, row_normalised, atol=1e-12)
+  width, height = visualize.confusion_figsize(CLASSES)
+  expected = (round(width * 100), round(height * 100))
+  assert check_png(path) == expected == picture.size
+  # More classes, longer names: a bigger picture.
+  names = [f'class number {i}' for i in range(12)]
+  big = visualize.draw_confusion_matrix(np.eye(12, dtype=int) * 3, names,
+                                        str(tmp_path / 'big.png'))
+  assert big.size[0] > expected[0] and big.size[1] > expected[1]
+  np.testing.assert_array_equal(big.shading, np.eye(12))
+  with pytest.raises(ValueError, match='not 2x2'):
+    visualize.draw_confusion_matrix(MATRIX, ('a', 'b'), path)
+
+
+def test_confusion_matrix_of_the_newest_evaluation(tmp_path):
+  workdir, out = str(tmp_path), str(tmp_path / 'pictures')
+  write_evaluation(workdir, 'valid_step5', matrix=[[1, 0, 0]] * 3,
+                   mtime=1_000)
+  write_evaluation(workdir, 'test_step5', mtime=2_000)
+  # Newer files that are not classification evaluations are passed over.
+  with open(os.path.join(workdir, 'eval', 'notes.json'), 'w') as f:
+    f.write('{"bleu": 3')
+  with open(os.path.join(workdir, 'eval', 'test_step9.json'), 'w') as f:
+    json.dump({'bleu': 3.0}, f)
+  found = visualize.latest_evaluation(workdir)
+  assert found[0].endswith('test_step5.json')
+  assert found[1]['confusion_matrix'] == MATRIX
+  path = visualize.confusion_matrix_picture(workdir, out, CLASSES)
+  assert path == os.path.join(out, visualize.CONFUSION_FILENAME)
+  size = visualize.confusion_figsize(CLASSES)
+  assert check_png(path) == (round(size[0] * 100), round(size[1] * 100))
+
+
+def test_confusion_labels_order():
+  metrics = {'confusion_matrix': MATRIX,
+             'per_class': {'z': {}, 'y': {}, 'x': {}}}
+  assert visualize.confusion_labels(metrics, CLASSES) == ['z', 'y', 'x']
+  # Without per_class: labels.json's order, else the indices.
+  assert visualize.confusion_labels({'confusion_matrix': MATRIX},
+                                    CLASSES) == list(CLASSES)
+  assert visualize.confusion_labels({'confusion_matrix': MATRIX}) == [
+      '0', '1', '2']
+
+
+def test_no_evaluation_says_how_to_make_one(tmp_path, capsys):
+  workdir = str(tmp_path)
+  for _ in range(2):  # no eval/ at all, then one without a classification
+    assert visualize.latest_evaluation(workdir) is None
+    assert visualize.confusion_matrix_picture(
+        workdir, str(tmp_path / 'pictures'), CLASSES) is None
+    err = capsys.readouterr().err
+    assert 'no confusion matrix' in err and '--mode=evaluate' in err
+    assert f'--workdir={workdir}' in err and '--experiment=NAME' in err
+    os.makedirs(tmp_path / 'eval', exist_ok=True)
+    with open(tmp_path / 'eval' / 'test_step3.json', 'w') as f:
+      json.dump({'bleu': 1.0}, f)
+  assert not os.path.exists(tmp_path / 'pictures')
+  visualize.confusion_matrix_picture(
+      workdir, str(tmp_path / 'pictures'),
+      command='python launch.py --experiment=tiny_classify --workdir=W')
+  assert ('python launch.py --experiment=tiny_classify --workdir=W '
+          '--mode=evaluate') in capsys.readouterr().err
+
+
+def test_training_curves_of_labelled_tasks(tmp_path):
+  records = [
+      {'step': 10, 'kind': 'train', 'loss': 1.0, 'accuracy': 0.5},
+      {'step': 10, 'kind': 'eval', 'loss': 0.9, 'accuracy': 0.6,
+       'macro_f1': 0.55, 'pearson': None},
+      {'step': 20, 'kind': 'train', 'loss': 0.5},
+      {'step': 20, 'kind': 'eval', 'loss': 0.4, 'accuracy': 0.8,
+       'macro_f1': 0.75, 'pearson': 0.7},
+  ]
+  write_metrics(tmp_path, records)
+  metrics_path = str(tmp_path / 'metrics.jsonl')
+  series = visualize.curve_series(metrics_path, ('accuracy', 'macro_f1'))
+  assert series == {'train_loss': ([10, 20], [1.0, 0.5]),
+                    'eval_loss': ([10, 20], [0.9, 0.4]),
+                    'accuracy': ([10, 20], [0.6, 0.8]),
+                    'macro_f1': ([10, 20], [0.55, 0.75])}
+  # An undefined correlation (None) is left out, not plotted as 0.
+  assert visualize.curve_series(metrics_path, ('pearson',))['pearson'] == (
+      [20], [0.7])
+  both = check_png(visualize.training_curves(
+      str(tmp_path), str(tmp_path / 'c.png'), ('accuracy', 'macro_f1')))
+  # No eval score logged: one panel.
+  alone = check_png(visualize.training_curves(
+      str(tmp_path), str(tmp_path / 'd.png'), ('spearman',)))
+  assert alone[0] < both[0]
+
+
+# ---------------------------------------------------------------------------
+# run() on a trained classification workdir.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def classify_workdir(tmp_path_factory):
+  """tiny_classify trained 4 steps in-process: labels.json, the tokenizer,
+  a checkpoint and metrics.jsonl, no evaluation."""
+  import importlib
+  from transformer import config as config_lib, loop
+  config = importlib.import_module('experiments.tiny_classify').get_config()
+  for assignment in ('train.steps=4', 'train.checkpoint_every=4',
+                     'train.log_every=2', 'eval.final=false'):
+    config = config_lib.override(config, assignment)
+  workdir = str(tmp_path_factory.mktemp('classify'))
+  loop.train(config, workdir)
+  return config, workdir
+
+
+@pytest.mark.slow
+def test_run_draws_a_classification_workdir(classify_workdir, capsys):
+  config, workdir = classify_workdir
+  pictures = os.path.join(workdir, 'pictures')
+  written = visualize.run(config, workdir, sentence='red red blue green',
+                          layers=None, heads=[0, -1])
+  assert written == [os.path.join(pictures, name) for name in (
+      'encoder_self_layer0.png', 'encoder_self_layer1.png',
+      'training_curves.png')]
+  for path in written:
+    check_png(path)
+  out, err = capsys.readouterr()
+  assert '--mode=evaluate' in err  # no evaluation yet
+  prediction = [line for line in out.splitlines()
+                if line.strip().startswith('prediction:')]
+  label = prediction[0].split()[1]
+  assert label in ('red', 'green', 'blue')
+  with open(os.path.join(workdir, 'labels.json')) as f:
+    labels = json.load(f)['labels']
+  write_evaluation(workdir, matrix=[[3, 0, 1], [0, 4, 0], [1, 1, 2]],
+                   classes=labels)
+  written = visualize.run(config, workdir, sentence='red', layers=[-1],
+                          heads=None)
+  assert [os.path.basename(p) for p in written] == [
+      'encoder_self_layer1.png', 'confusion_matrix.png',
+      'training_curves.png']
+  assert check_png(written[1]) == tuple(
+      round(v * 100) for v in visualize.confusion_figsize(labels))
+  # Layers are checked against the encoder alone, before anything slow.
+  with pytest.raises(ValueError, match='the encoder has 2 layers;'):
+    visualize.run(config, workdir, sentence='red', layers=[2], heads=None)
+  with pytest.raises(ValueError, match='empty: give the text to label'):
+    visualize.run(config, workdir, sentence=' ', layers=None, heads=None)
