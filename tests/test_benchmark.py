@@ -13,7 +13,9 @@ import pytest
 from transformer import tasks
 from transformer import benchmark
 from transformer import train as train_lib
-from transformer.config import Config, DataConfig, ModelConfig
+from transformer.config import (Config, ConfigError, DataConfig, ModelConfig,
+                                TrainConfig)
+from transformer.tasks import labelled
 
 # Big enough that matmuls dominate XLA's count (which also counts softmax,
 # LayerNorm, masks, ...), small enough to compile in seconds.
@@ -22,6 +24,23 @@ FLOPS_MODEL = ModelConfig(vocab_size=1000, d_model=128, d_ff=512, num_heads=4,
                           dropout_rate=0.0, max_length=64)
 REQUIRED = ('train_mfu', 'train_tokens_per_s', 'compile_s', 'greedy_s',
             'beam4_s')
+# Every number a classification or regression report has (benchmark's
+# module docstring): each must be finite and positive.
+LABELLED_POSITIVE = (
+    'num_outputs', 'num_params', 'compile_s', 'first_step_s', 'train_step_s',
+    'train_step_min_s', 'train_step_max_s', 'train_step_p25_s',
+    'train_step_p75_s', 'train_step_back_to_back_s', 'train_steps_per_s',
+    'train_examples_per_s', 'train_tokens_per_s', 'train_examples_per_step',
+    'train_tokens_per_step', 'train_flops', 'xla_train_flops',
+    'train_flops_per_s', 'matmul_flops_per_s', 'peak_flops_per_s',
+    'train_mfu', 'eval_compile_s', 'eval_step_s', 'eval_step_min_s',
+    'eval_step_max_s', 'eval_examples_per_s', 'eval_tokens_per_s',
+    'eval_mfu', 'peak_memory_bytes', 'benchmark_wall_s')
+TRANSLATION_ONLY = ('decode_repeats', 'greedy_s', 'beam4_s',
+                    'beam4_over_greedy', 'input_batches_per_s',
+                    'input_over_train', 'decode_inputs',
+                    'train_source_tokens_per_s',
+                    'train_target_tokens_per_step')
 
 
 def assert_finite(*values):
@@ -151,6 +170,135 @@ def test_step_flops_hand_count(tied):
   assert train == 3 * forward and evaluation == forward
 
 
+# Classification and regression: the encoder of `EncoderClassifier` (its
+# decoder layers are never built: HAND_MODEL's 3 must not count), mean or
+# first-token pooling (no matmul), and the head, [B, d_model] @ [d_model, K].
+
+
+def hand_labelled_forward_flops(model: ModelConfig, b: int, length: int,
+                                outputs: int) -> int:
+  """One forward pass of b texts of `length` positions, sublayer by
+  sublayer, then the head's K outputs per text."""
+  encoder_layer = (sum(attention_flops(model, b, length, length).values())
+                   + sum(feed_forward_flops(model, b * length).values()))
+  head = matmul(b, model.d_model, outputs)  # one pooled vector per text
+  return model.num_encoder_layers * encoder_layer + head
+
+
+def test_labelled_hand_count_by_sublayer():
+  b, length, outputs = 2, 5, 3
+  d, f, h, d_k = 6, 10, 2, 3  # HAND_MODEL's
+  per_layer = (4 * 2 * (b * length) * d * d  # Q, K, V, O projections
+               + 2 * b * h * (2 * length * d_k * length)  # scores, values
+               + 2 * 2 * (b * length) * d * f)  # FFN W1, W2
+  assert hand_labelled_forward_flops(HAND_MODEL, b, length, outputs) == (
+      2 * per_layer + 2 * b * d * outputs)
+
+
+@pytest.mark.parametrize('b,length,outputs', [(2, 5, 3), (3, 9, 1),
+                                              (1, 1, 2)])
+def test_labelled_forward_flops_hand_count(b, length, outputs):
+  got = benchmark.labelled_forward_flops(HAND_MODEL, b, length, outputs)
+  assert_finite(got)
+  assert got == hand_labelled_forward_flops(HAND_MODEL, b, length, outputs)
+
+
+@pytest.mark.parametrize('task_name,loss,outputs', [
+    ('classification', 'cross_entropy', benchmark.BENCHMARK_CLASSES),
+    ('classification', 'log_loss', 1),  # two classes, one sigmoid logit
+    ('regression', 'mse', 1)])
+def test_labelled_step_flops_hand_count(task_name, loss, outputs):
+  config = Config(task=task_name, model=HAND_MODEL,
+                  data=DataConfig(batch_size=3, max_length=9),
+                  train=TrainConfig(loss=loss))
+  task = benchmark.benchmark_task(config)
+  assert task.num_outputs == outputs
+  forward = hand_labelled_forward_flops(HAND_MODEL, 3, 9, outputs)
+  train = benchmark.labelled_train_flops(task)
+  evaluation = benchmark.labelled_eval_flops(task)
+  family = benchmark.family_for(task)
+  assert_finite(train, evaluation, family.train_flops(), family.eval_flops())
+  assert train == 3 * forward and evaluation == forward
+  assert family.train_flops() == train and family.eval_flops() == evaluation
+
+
+# Matmuls dominate XLA's count here too; no dropout (its hash is counted).
+LABELLED_FLOPS_MODEL = dataclasses.replace(FLOPS_MODEL, num_decoder_layers=0)
+
+
+@pytest.mark.parametrize('task_name,loss,length,pooling', [
+    ('classification', 'cross_entropy', 32, 'mean'),
+    ('regression', 'mse', 48, 'first')])
+def test_labelled_train_flops_match_xla_cost_analysis(task_name, loss, length,
+                                                      pooling):
+  """The analytic count against XLA's of the compiled train step itself
+  (`compile_train_step`: forward, backward and the AdamW update)."""
+  config = Config(task=task_name,
+                  model=dataclasses.replace(LABELLED_FLOPS_MODEL,
+                                            pooling=pooling),
+                  data=DataConfig(batch_size=4, max_length=length),
+                  train=TrainConfig(loss=loss, label_smoothing=0.0))
+  task = benchmark.benchmark_task(config)
+  mesh = train_lib.make_mesh()
+  batch = benchmark.random_labelled_batch(task, np.random.default_rng(0), 4)
+  _, _, _, report = benchmark.compile_train_step(
+      task, mesh, train_lib.global_batch(batch, mesh))
+  want = report['xla_train_flops']
+  got = benchmark.labelled_train_flops(task)
+  assert_finite(got, want)
+  assert got == 3 * hand_labelled_forward_flops(config.model, 4, length,
+                                                task.num_outputs)
+  # Matmuls only: a little below XLA's count (softmax, LayerNorm, AdamW...).
+  assert got == pytest.approx(want, rel=0.10), (got, want, got / want)
+  assert got < want
+
+
+def test_benchmark_task_needs_no_workdir():
+  config = importlib.import_module('experiments.tiny_classify').get_config()
+  task = benchmark.benchmark_task(config)
+  assert isinstance(task, labelled.Classification)
+  assert len(task.labels) == benchmark.BENCHMARK_CLASSES
+  assert task.class_weights is None
+  assert isinstance(benchmark.family_for(task), benchmark.LabelledFamily)
+  regression = benchmark.benchmark_task(dataclasses.replace(
+      config, task='regression', train=TrainConfig(loss='huber')))
+  assert isinstance(regression, labelled.Regression)
+  translation = benchmark.benchmark_task(Config())
+  assert isinstance(benchmark.family_for(translation),
+                    benchmark.TranslationFamily)
+  with pytest.raises(ConfigError, match='does not fit'):
+    benchmark.benchmark_task(dataclasses.replace(
+        config, train=TrainConfig(loss='mse')))
+  with pytest.raises(ValueError, match='FAMILIES'):
+    benchmark.family_for(object())
+
+
+@pytest.mark.parametrize('task_name,pooling', [('classification', 'mean'),
+                                               ('regression', 'first')])
+def test_random_labelled_batch_has_full_rows(task_name, pooling):
+  config = Config(task=task_name,
+                  model=ModelConfig(vocab_size=50, pooling=pooling),
+                  data=DataConfig(max_length=16),
+                  train=TrainConfig(loss='cross_entropy' if task_name ==
+                                    'classification' else 'mse'))
+  task = benchmark.benchmark_task(config)
+  batch = benchmark.random_labelled_batch(task, np.random.default_rng(0), 5)
+  assert set(batch) == {'inputs', 'labels'}
+  inputs = batch['inputs']
+  assert inputs.shape == (5, 16) and inputs.dtype == np.int32
+  assert (inputs[:, -1] == 3).all() and (inputs[:, 1:-1] > 3).all()
+  assert (inputs[:, 0] == 2).all() if pooling == 'first' else (
+      inputs[:, 0] > 3).all()
+  if task_name == 'classification':
+    labels = batch['labels']
+    assert labels.shape == (5,) and labels.dtype == np.int32
+    assert ((labels >= 0) & (labels < len(task.labels))).all()
+  else:
+    assert batch['labels'].shape == (5, 1)
+    assert batch['labels'].dtype == np.float32
+    assert np.isfinite(batch['labels']).all()
+
+
 @pytest.mark.parametrize('device_kind,dtype,want', [
     ('NVIDIA H100 80GB HBM3', 'bfloat16', 989.4e12),
     ('NVIDIA H100 PCIe', 'bfloat16', 756e12),
@@ -230,6 +378,50 @@ def test_run_on_tiny(tmp_path):
   assert_finite(written['input_batches_per_s'], written['train_flops'])
   assert written['input_batches_per_s'] > 0
   assert written['train_flops'] == benchmark.train_flops(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task_name,loss', [('classification',
+                                             'cross_entropy'),
+                                            ('regression', 'mse')])
+def test_run_on_tiny_labelled(tmp_path, task_name, loss):
+  config = importlib.import_module('experiments.tiny_classify').get_config()
+  config = dataclasses.replace(config, task=task_name,
+                               train=dataclasses.replace(config.train,
+                                                         loss=loss))
+  result = benchmark.run(config, str(tmp_path), repeats=2, verbose=False)
+  with open(tmp_path / benchmark.RESULT_FILENAME, encoding='utf-8') as f:
+    written = json.load(f)
+  assert written == json.loads(json.dumps(result))
+  for key in LABELLED_POSITIVE:
+    assert_finite(written[key])
+    assert written[key] > 0, key
+  assert_finite(written['final_loss'])
+  for key in TRANSLATION_ONLY:
+    assert key not in written, key
+  task = benchmark.benchmark_task(config)
+  assert written['task'] == task_name
+  assert written['num_outputs'] == task.num_outputs
+  assert written['data'] == 'random' and 'full rows' in written['data_note']
+  assert written['train_flops'] == benchmark.labelled_train_flops(task)
+  assert written['train_flops'] == pytest.approx(written['xla_train_flops'],
+                                                 rel=0.25)
+  rows, length = config.data.batch_size, config.data.max_length
+  assert written['train_examples_per_step'] == rows
+  assert written['train_tokens_per_step'] == rows * length  # no padding
+  assert written['train_examples_per_s'] == pytest.approx(
+      rows / written['train_step_back_to_back_s'])
+  assert written['jax_version'] == jax.__version__
+  table = benchmark.format_table(written)
+  assert 'train examples/s' in table and 'greedy' not in table
+  # A task passed in is measured as given.
+  passed = labelled.Classification(config, labels=('a', 'b'))
+  if task_name == 'classification':
+    again = benchmark.run(config, str(tmp_path), task=passed, repeats=1,
+                          verbose=False)
+    assert again['num_outputs'] == 2
+    assert_finite(again['train_examples_per_s'])
+    assert again['train_examples_per_s'] > 0
 
 
 def test_random_batches_when_the_data_is_missing(tmp_path):

@@ -1,6 +1,8 @@
 """Speed of training, evaluation, decoding and the input pipeline; FLOPs and MFU.
 
-`run(config, workdir)` (`launch.py --mode=benchmark`) measures, in one process:
+`run(config, workdir)` (`launch.py --mode=benchmark`) measures, in one
+process, the task of `config` (`benchmark_task`, or one passed as `task=`).
+What every task family shares:
 
   train step   the step training runs (`make_mesh`, `jit_init_state`,
                `jit_train_step`: same sharding, donated state): compile time
@@ -9,35 +11,55 @@
                median, min, max and quartiles of `repeats` steps after a
                warm-up, each timed to `jax.block_until_ready`;
   eval step    `jit_eval_step` on the same batches;
+  FLOPs, MFU   model FLOPs per step from the family's formula below, achieved
+               FLOP/s = FLOPs / median step time, MFU = achieved / peak;
+  memory       peak device memory (GPU/TPU) or the process's peak resident
+               memory (CPU).
+
+What differs by task family is asked of a `TaskFamily`, found by the task's
+class (`FAMILIES`): the batches, the FLOP counts, the rates (tokens,
+examples) and what only that family measures. Translation
+(`TranslationFamily`) also measures:
+
   decoding     `greedy_decode` and `beam_search` (beam 4) of one fixed batch of
                sources, the same for both: seconds per batch, sentences/s,
                generated tokens/s, and the beam-4 / greedy time ratio;
   input        `pipeline.measure_input_pipeline` alone: batches/s, and how
-               many times faster than the train step it produces them;
-  FLOPs, MFU   model FLOPs per step from the formula below, achieved FLOP/s =
-               FLOPs / median step time, MFU = achieved / peak;
-  memory       peak device memory (GPU/TPU) or the process's peak resident
-               memory (CPU).
+               many times faster than the train step it produces them.
 
-Batches: real ones (the workdir's tokenizer, trained with `load_or_train` if
-missing, and `pipeline.train_dataset`) when the data is there, else random
-tokens of the same shape ([batch_size, max_length] int32, no padding). Decoding
-takes the first test sentences (as evaluation batches them) or random
-[eval_batch_size, max_length] sources ending in EOS. Decoding uses the
-workdir's latest checkpoint when there is one, else the fresh parameters, whose
-output lengths (and so decoding times) are not a trained model's: greedy
-tends to run to the length limit, beam search to stop at once on an early
-EOS. Mean output lengths are reported; the output says what was used.
+Classification and regression (`LabelledFamily`) decode nothing and have no
+such pipeline measurement.
 
-Model FLOPs (`forward_flops`): matrix multiplications only, counted as
-2 * m * n * k; embedding lookups, softmax, LayerNorm, masks, the loss and the
-optimizer are left out (a few percent at these sizes). With B sentences, S
-source and T target positions, d = d_model, f = d_ff, V = vocab_size, per
-layer:
+Translation batches: real ones (the workdir's tokenizer, trained with
+`load_or_train` if missing, and `pipeline.train_dataset`) when the data is
+there, else random tokens of the same shape ([batch_size, max_length] int32,
+no padding). Decoding takes the first test sentences (as evaluation batches
+them) or random [eval_batch_size, max_length] sources ending in EOS. Decoding
+uses the workdir's latest checkpoint when there is one, else the fresh
+parameters, whose output lengths (and so decoding times) are not a trained
+model's: greedy tends to run to the length limit, beam search to stop at
+once on an early EOS. Mean output lengths are reported; the output says what
+was used.
+
+Classification and regression batches: always random, no workdir or data
+needed (`random_labelled_batch`): 'inputs' [batch_size, max_length] int32 in
+full rows (every position a random ordinary token, the last EOS, as the
+labelled pipeline ends a text; no padding, so every slot is real work and
+MFU is not diluted by padding) and 'labels' (uniform class ids, or standard
+normal targets); the eval step's batches add 'weights' (ones). The task by
+default (`benchmark_task`) is a Classification of BENCHMARK_CLASSES = 4
+classes (2 with train.loss='log_loss': one sigmoid output), no class
+weights, or a Regression (mean 0, std 1).
+
+Model FLOPs: matrix multiplications only, counted as 2 * m * n * k; embedding
+lookups, softmax, LayerNorm, masks, pooling, biases, the loss and the
+optimizer are left out (a few percent at these sizes). With B rows, S source
+and T target positions, d = d_model, f = d_ff, V = vocab_size, K = the head's
+outputs, per layer:
 
   encoder layer:  Q, K, V, O projections     4 * 2*B*S*d*d
-                  scores Q K^T, values A V   2 * 2*B*S*S*d   (heads * head_dim
-                                                              = d; all S*S
+  (`encoder_      scores Q K^T, values A V   2 * 2*B*S*S*d   (heads * head_dim
+  layer_flops`)                                               = d; all S*S
                                                               pairs, masked
                                                               ones included)
                   feed-forward               2 * 2*B*S*d*f
@@ -50,18 +72,27 @@ layer:
                   cross scores, values       2 * 2*B*T*S*d
                   feed-forward               2 * 2*B*T*d*f
   output projection                          2*B*T*d*V
+  classifier head (on the pooled [B, d])     2*B*d*K
 
-  forward = L_enc * encoder + L_dec * decoder + output projection
-  train step (`train_flops`) = 3 * forward   (backward = 2 * forward: the
-          gradients with respect to both inputs of every matmul), over
-          data.batch_size rows of data.max_length source and target positions.
-  eval step (`eval_flops`) = forward, on the same batch.
+  translation (`forward_flops`):
+    forward = L_enc * encoder + L_dec * decoder + output projection
+  classification, regression (`labelled_forward_flops`; EncoderClassifier
+  builds no decoder, whatever num_decoder_layers says):
+    forward = L_enc * encoder (S = data.max_length) + classifier head
+  train step (`train_flops`, `labelled_train_flops`) = 3 * forward
+          (backward = 2 * forward: the gradients with respect to both inputs
+          of every matmul), over data.batch_size rows of data.max_length
+          source (and target) positions.
+  eval step (`eval_flops`, `labelled_eval_flops`) = forward, on the same
+          batch.
 
-`run` takes the model's FLOPs per step only from `train_flops(config)` and
-`eval_flops(config)`: a model family of another shape brings its own pair.
+`run` takes the model's FLOPs per step only from the family
+(`TaskFamily.train_flops`, `eval_flops`): a model family of another shape
+brings its own pair.
 
 FLOPs count token slots, padding included: that is the work the step does.
-Token throughputs count real (non-PAD) target tokens.
+Token throughputs count real (non-PAD) tokens: translation's target tokens
+(and source tokens), classification's and regression's input tokens.
 
 Peak FLOP/s: on GPU and TPU the chip's published dense peak for the compute
 dtype (`PEAK_FLOPS`, by `device_kind`) times the number of devices; an unknown
@@ -70,20 +101,30 @@ is the throughput of a large jitted matrix multiplication in the model's dtype
 (2048 x 2048 @ 2048 x 2048, the median of several), measured in the same run
 before and after the train steps, the larger of the two.
 
-benchmark.json (what `run` returns): times in seconds, rates per second;
-among them: compile_s, first_step_s, train_step_s (median of steps each
-waited for; also _min_s, _max_s, _p25_s, _p75_s), train_step_back_to_back_s
-(the same steps run back to back, as training runs them, in
-BACK_TO_BACK_GROUPS groups: the median group's mean step; throughput and MFU
-use this), train_tokens_per_s (real target tokens), train_flops,
-xla_train_flops (XLA's count, a cross-check), train_flops_per_s,
-peak_flops_per_s and peak_source, train_mfu (None for an unknown
-accelerator), eval_step_s, eval_mfu, greedy_s and beam4_s (seconds per batch;
-_sentences_per_s, _tokens_per_s, _mean_output_length, _first_call_s),
-beam4_over_greedy, input_batches_per_s, input_over_train (input batches/s
-over train steps/s; None with random batches), peak_memory_bytes and
-peak_memory_source, data and data_note, decode_inputs, decode_params,
-device_kind, jax_version.
+benchmark.json (what `run` returns): times in seconds, rates per second.
+Every task: jax_version, platform, device_kind, num_devices, process_count,
+allocator, batch_size, max_length, eval_batch_size, dtype, attention_impl,
+repeats, date, data and data_note, num_params, compile_s, first_step_s,
+final_loss, train_step_s (median of steps each waited for; also _min_s,
+_max_s, _p25_s, _p75_s), train_step_back_to_back_s (the same steps run back
+to back, as training runs them, in BACK_TO_BACK_GROUPS groups: the median
+group's mean step; throughput and MFU use this), train_steps_per_s,
+train_tokens_per_s, train_flops, xla_train_flops (XLA's count, a
+cross-check), train_flops_per_s, matmul_flops_per_s (and on CPU
+matmul_flops_per_s_before_after), peak_flops_per_s and peak_source,
+train_mfu (None for an unknown accelerator), eval_compile_s, eval_step_s
+(also _min_s, _max_s), eval_tokens_per_s, eval_mfu, peak_memory_bytes and
+peak_memory_source, benchmark_wall_s.
+Translation adds: decode_repeats, train_tokens_per_s in real target tokens,
+train_source_tokens_per_s, train_target_tokens_per_step, greedy_s and
+beam4_s (seconds per batch; _min_s, _max_s, _sentences_per_s,
+_tokens_per_s, _mean_output_length, _first_call_s), beam4_over_greedy,
+decode_inputs, decode_params, decode_input_shape, input_batches_per_s,
+input_tokens_per_s, input_packing_efficiency, input_over_train (input
+batches/s over train steps/s; None with random batches).
+Classification and regression add: task, num_outputs (the head's),
+train_examples_per_s, train_tokens_per_s in real input tokens,
+train_examples_per_step, train_tokens_per_step, eval_examples_per_s.
 """
 
 from __future__ import annotations
@@ -105,7 +146,10 @@ from transformer import attention
 from transformer import decode as decode_lib
 from transformer import tasks
 from transformer import train as train_lib
-from transformer.config import EOS_ID, PAD_ID, Config, ModelConfig
+from transformer.config import (BOS_ID, EOS_ID, PAD_ID, Config, ConfigError,
+                                ModelConfig)
+from transformer.tasks import labelled as labelled_tasks
+from transformer.tasks import translation as translation_tasks
 
 RESULT_FILENAME = 'benchmark.json'
 BEAM_SIZE = 4
@@ -163,15 +207,23 @@ PEAK_FLOPS: tuple[tuple[str, str, dict[str, float], str], ...] = (
 # ---------------------------------------------------------------------------
 
 
+def encoder_layer_flops(model_config: ModelConfig, batch: int,
+                        length: int) -> float:
+  """Matmul FLOPs of one encoder layer's forward pass over [batch, length]."""
+  b, s = float(batch), float(length)
+  d, f = float(model_config.d_model), float(model_config.d_ff)
+  return (4 * 2 * b * s * d * d  # Q, K, V, O projections
+          + 2 * 2 * b * s * s * d  # Q K^T and A V over all heads
+          + 2 * 2 * b * s * d * f)  # feed-forward
+
+
 def forward_flops(model_config: ModelConfig, batch: int, src_len: int,
                   tgt_len: int) -> float:
   """Matmul FLOPs of one teacher-forced forward pass (module docstring)."""
   c = model_config
   b, s, t = float(batch), float(src_len), float(tgt_len)
   d, f, v = float(c.d_model), float(c.d_ff), float(c.vocab_size)
-  encoder = (4 * 2 * b * s * d * d  # Q, K, V, O projections
-             + 2 * 2 * b * s * s * d  # Q K^T and A V over all heads
-             + 2 * 2 * b * s * d * f)  # feed-forward
+  encoder = encoder_layer_flops(c, batch, src_len)
   decoder = (4 * 2 * b * t * d * d + 2 * 2 * b * t * t * d  # self-attention
              + 2 * 2 * b * t * d * d  # cross-attention Q and O
              + 2 * 2 * b * s * d * d  # cross-attention K and V (encoder side)
@@ -193,6 +245,31 @@ def eval_flops(config: Config) -> float:
   """Model FLOPs of one eval step on a global training batch: one forward."""
   length = config.data.max_length
   return forward_flops(config.model, config.data.batch_size, length, length)
+
+
+def labelled_forward_flops(model_config: ModelConfig, batch: int, length: int,
+                           num_outputs: int) -> float:
+  """Matmul FLOPs of `EncoderClassifier`'s forward pass (classification,
+  regression): the encoder's layers, then the head on the pooled vectors."""
+  b, d = float(batch), float(model_config.d_model)
+  head = 2 * b * d * float(num_outputs)  # [B, d] @ [d, outputs]
+  return (model_config.num_encoder_layers
+          * encoder_layer_flops(model_config, batch, length) + head)
+
+
+def labelled_train_flops(task) -> float:
+  """Model FLOPs of one train step of a classification or regression task on
+  a global batch of data.batch_size rows of data.max_length: 3 * forward."""
+  c = task.config
+  return 3.0 * labelled_forward_flops(c.model, c.data.batch_size,
+                                      c.data.max_length, task.num_outputs)
+
+
+def labelled_eval_flops(task) -> float:
+  """Model FLOPs of its eval step on the same batch: one forward."""
+  c = task.config
+  return labelled_forward_flops(c.model, c.data.batch_size, c.data.max_length,
+                                task.num_outputs)
 
 
 def xla_flops(compiled) -> float | None:
@@ -443,6 +520,24 @@ def _local_rows(rows: np.ndarray) -> np.ndarray:
   return rows[start:start + per_process]
 
 
+def random_labelled_batch(task, rng: np.random.Generator, rows: int
+                          ) -> dict[str, np.ndarray]:
+  """A classification or regression batch of the labelled pipeline's keys:
+  'inputs' [rows, data.max_length] int32, full rows (random ordinary ids,
+  the last EOS, BOS first with model.pooling='first', no padding), and
+  'labels': int32 class ids [rows] (classification) or float32 standardised
+  targets [rows, 1] (regression)."""
+  c = task.config
+  inputs = _random_ids(rng, rows, c.data.max_length, c.model.vocab_size)
+  if c.model.pooling == 'first':
+    inputs[:, 0] = BOS_ID
+  if isinstance(task, labelled_tasks.Classification):
+    labels = rng.integers(0, len(task.labels), rows, dtype=np.int32)
+  else:
+    labels = rng.standard_normal((rows, task.num_outputs)).astype(np.float32)
+  return {'inputs': inputs, 'labels': labels}
+
+
 # ---------------------------------------------------------------------------
 # Measurements. Each returns its part of benchmark.json (or what the next one
 # needs); the train state is passed on because the step donates it.
@@ -453,9 +548,10 @@ Batch = dict[str, jax.Array]
 Step = Callable[[State, Batch], tuple[State, dict[str, jax.Array]]]
 
 
-def setup_report(config: Config, mesh, repeats: int, decode_repeats: int
-                 ) -> dict[str, Any]:
-  """What was measured where: versions, devices, shapes, repeats, date."""
+def setup_report(config: Config, mesh, repeats: int,
+                 family_keys: dict[str, Any]) -> dict[str, Any]:
+  """What was measured where: versions, devices, shapes, repeats, date;
+  `family_keys` (the task family's, e.g. decode_repeats) before the date."""
   device = jax.devices()[0]
   return {
       'jax_version': jax.__version__,
@@ -470,19 +566,21 @@ def setup_report(config: Config, mesh, repeats: int, decode_repeats: int
       'dtype': config.model.dtype,
       'attention_impl': training_attention(config.model, config.data.max_length),
       'repeats': repeats,
-      'decode_repeats': decode_repeats,
+      **family_keys,
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
   }
 
 
 class Batches(NamedTuple):
-  """The train batches of the run, on the mesh, and what they are."""
-  tokenizer: Any  # None with random batches
+  """The batches of the run, on the mesh, and what they are."""
   batches: list[Batch]  # global arrays, as the train step takes them
-  target_tokens: list[int]  # real (non-PAD) tokens per global batch
-  source_tokens: list[int]
+  eval_batches: list[Batch]  # the same rows, as the eval step takes them
+  # Per global batch, what the task family's rates count: e.g.
+  # 'target_tokens' (real, non-PAD ones) or 'examples'.
+  counts: dict[str, list[int]]
   data: str  # 'real: ...' or 'random'
   data_note: str  # why not real, or ''
+  tokenizer: Any = None  # translation's, for decoding; None with random ones
 
   # The first batch compiles, the next WARMUP_STEPS warm up, the rest time.
   @property
@@ -490,30 +588,23 @@ class Batches(NamedTuple):
     return self.batches[1 + WARMUP_STEPS:]
 
   @property
-  def timed_target_tokens(self) -> float:
-    """Mean real target tokens per timed batch."""
-    return statistics.mean(self.target_tokens[1 + WARMUP_STEPS:])
+  def timed_eval(self) -> list[Batch]:
+    return self.eval_batches[1 + WARMUP_STEPS:]
 
-  @property
-  def timed_source_tokens(self) -> float:
-    return statistics.mean(self.source_tokens[1 + WARMUP_STEPS:])
-
-
-def load_batches(config: Config, workdir: str, mesh, count: int,
-                 rng: np.random.Generator) -> Batches:
-  """`count` global batches: real ones if the data is there, else random."""
-  tokenizer, host_batches, data, note = train_batches(config, workdir, count,
-                                                      rng)
-  # Token counts: this host's, times the hosts (they see similar batches).
-  real_tokens = lambda key: [
-      int(np.count_nonzero(b[key] != PAD_ID)) * jax.process_count()
-      for b in host_batches]
-  return Batches(tokenizer,
-                 [train_lib.global_batch(b, mesh) for b in host_batches],
-                 real_tokens('targets'), real_tokens('inputs'), data, note)
+  def timed_mean(self, name: str) -> float:
+    """The mean of counts[name] over the timed batches."""
+    return statistics.mean(self.counts[name][1 + WARMUP_STEPS:])
 
 
-def compile_train_step(config: Config, mesh, batch: Batch
+def real_tokens(host_batches: list[dict[str, np.ndarray]], key: str
+                ) -> list[int]:
+  """Real (non-PAD) ids of `key` per global batch: this host's, times the
+  hosts (they see similar batches)."""
+  return [int(np.count_nonzero(b[key] != PAD_ID)) * jax.process_count()
+          for b in host_batches]
+
+
+def compile_train_step(task, mesh, batch: Batch
                        ) -> tuple[State, Any, Step, dict[str, Any]]:
   """The fresh train state and the step training runs, compiled for `batch`.
 
@@ -522,9 +613,8 @@ def compile_train_step(config: Config, mesh, batch: Batch
   report has num_params, compile_s (trace, lower and XLA-compile) and
   xla_train_flops.
   """
-  task = tasks.for_config(config)
   init_fn, sharding = train_lib.jit_init_state(task, mesh)
-  init_rng, dropout_rng = train_lib.seed_rngs(config)
+  init_rng, dropout_rng = train_lib.seed_rngs(task.config)
   state = init_fn(init_rng)
   num_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
   step_fn = train_lib.jit_train_step(task, mesh, sharding)
@@ -588,9 +678,8 @@ def time_back_to_back(step: Step, state: State, batches: list[Batch],
 
 
 def train_step_report(times: list[float], step_s: float, final_loss: float,
-                      target_tokens: float, source_tokens: float
-                      ) -> dict[str, float]:
-  """Train step times and throughputs; tokens are the mean per timed step."""
+                      rates: dict[str, float]) -> dict[str, float]:
+  """Train step times, then the task family's throughputs (`rates`)."""
   train = _summary(times)
   return {
       'final_loss': final_loss,
@@ -599,28 +688,25 @@ def train_step_report(times: list[float], step_s: float, final_loss: float,
       'train_step_p25_s': train['p25'], 'train_step_p75_s': train['p75'],
       'train_step_back_to_back_s': step_s,
       'train_steps_per_s': 1.0 / step_s,
-      'train_tokens_per_s': target_tokens / step_s,
-      'train_source_tokens_per_s': source_tokens / step_s,
-      'train_target_tokens_per_step': target_tokens,
+      **rates,
   }
 
 
-def measure_train_step(config: Config, mesh, data: Batches,
+def measure_train_step(family: TaskFamily, mesh, data: Batches,
                        log: Callable[[str], None]
                        ) -> tuple[State, Any, float, dict[str, Any]]:
-  """Compiles, warms up and times the train step on `data`.
+  """Compiles, warms up and times the task's train step on `data`.
 
   Returns (state, its sharding, the back-to-back seconds per step, report).
   """
-  state, sharding, step, report = compile_train_step(config, mesh,
+  state, sharding, step, report = compile_train_step(family.task, mesh,
                                                      data.batches[0])
   state, report['first_step_s'] = first_steps(step, state, data.batches)
   log(f'  train step compiled in {report["compile_s"]:.1f}s')
   state, times = time_each_step(step, state, data.timed)
   state, metrics, step_s = time_back_to_back(step, state, data.timed)
   report.update(train_step_report(times, step_s, float(metrics['loss']),
-                                  data.timed_target_tokens,
-                                  data.timed_source_tokens))
+                                  family.train_rates(data, step_s)))
   return state, sharding, step_s, report
 
 
@@ -672,13 +758,11 @@ def mfu(flops: float, seconds: float, peak: float | None) -> float | None:
   return None if peak is None else flops / seconds / peak
 
 
-def time_eval_step(config: Config, mesh, params_sharding, params,
-                   first: Batch, timed: list[Batch]
-                   ) -> tuple[float, list[float]]:
+def time_eval_step(task, mesh, params_sharding, params, first: Batch,
+                   timed: list[Batch]) -> tuple[float, list[float]]:
   """(compile seconds, seconds per step) of `jit_eval_step`: compiled for
   and first run on `first`, then each of `timed` waited for."""
-  eval_fn = train_lib.jit_eval_step(tasks.for_config(config), mesh,
-                                     params_sharding)
+  eval_fn = train_lib.jit_eval_step(task, mesh, params_sharding)
   start = time.perf_counter()
   compiled = eval_fn.lower(params, first).compile()
   compile_s = time.perf_counter() - start
@@ -692,28 +776,29 @@ def time_eval_step(config: Config, mesh, params_sharding, params,
 
 
 def eval_step_report(compile_s: float, times: list[float],
-                     target_tokens: float, flops: float, peak: float | None
-                     ) -> dict[str, Any]:
-  """Eval step times, throughput (mean target tokens per step) and MFU."""
+                     rates: Callable[[float], dict[str, float]], flops: float,
+                     peak: float | None) -> dict[str, Any]:
+  """Eval step times, the throughputs `rates(median seconds)` gives, MFU."""
   evaluation = _summary(times)
   return {
       'eval_compile_s': compile_s,
       'eval_step_s': evaluation['median'],
       'eval_step_min_s': evaluation['min'],
       'eval_step_max_s': evaluation['max'],
-      'eval_tokens_per_s': target_tokens / evaluation['median'],
+      **rates(evaluation['median']),
       'eval_mfu': mfu(flops, evaluation['median'], peak),
   }
 
 
-def measure_eval_step(config: Config, mesh, params_sharding, params,
-                      data: Batches, flops: float, peak: float | None
-                      ) -> dict[str, Any]:
-  """The eval step on the train step's batches; `flops` per step."""
-  compile_s, times = time_eval_step(config, mesh, params_sharding, params,
-                                    data.batches[0], data.timed)
-  return eval_step_report(compile_s, times, data.timed_target_tokens, flops,
-                          peak)
+def measure_eval_step(family: TaskFamily, mesh, params_sharding, params,
+                      data: Batches, peak: float | None) -> dict[str, Any]:
+  """The eval step on the train step's batches (`data.eval_batches`)."""
+  compile_s, times = time_eval_step(family.task, mesh, params_sharding,
+                                    params, data.eval_batches[0],
+                                    data.timed_eval)
+  return eval_step_report(compile_s, times,
+                          lambda seconds: family.eval_rates(data, seconds),
+                          family.eval_flops(), peak)
 
 
 # name -> (decode the batch, its output -> the best [B, L] tokens)
@@ -808,28 +893,290 @@ def write_result(result: dict[str, Any], workdir: str) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Task families: what the benchmark asks of each. The shared measurements
+# (compile, train step, eval step, FLOPs and MFU, peak, memory) take the task
+# and its batches from here; what only one family has (translation's
+# decoding and input pipeline) is its `task_measurements`.
+# ---------------------------------------------------------------------------
+
+
+class TaskFamily:
+  """The benchmark's view of a task family (base: nothing extra).
+
+  Attributes:
+    task: the task object (`transformer/tasks/`) whose train and eval steps
+      are timed.
+  """
+
+  def __init__(self, task):
+    self.task = task
+    self.config: Config = task.config
+
+  def setup_keys(self, decode_repeats: int) -> dict[str, Any]:
+    """The family's keys of the setup report (before 'date')."""
+    raise NotImplementedError
+
+  def load_batches(self, workdir: str, mesh, count: int,
+                   rng: np.random.Generator) -> Batches:
+    """`count` global batches for the train and eval steps."""
+    raise NotImplementedError
+
+  def train_flops(self) -> float:
+    """Model FLOPs of one train step on a global batch."""
+    raise NotImplementedError
+
+  def eval_flops(self) -> float:
+    """Model FLOPs of one eval step on a global batch."""
+    raise NotImplementedError
+
+  def train_rates(self, data: Batches, step_s: float) -> dict[str, float]:
+    """Throughput keys of the train step (after train_steps_per_s)."""
+    raise NotImplementedError
+
+  def eval_rates(self, data: Batches, seconds: float) -> dict[str, float]:
+    """Throughput keys of the eval step."""
+    raise NotImplementedError
+
+  def task_measurements(self, *, workdir: str, mesh, params, data: Batches,
+                        rng: np.random.Generator, step_s: float,
+                        decode_repeats: int, input_batches: int,
+                        log: Callable[[str], None]) -> dict[str, Any]:
+    """What only this family measures, after the eval step."""
+    del workdir, mesh, params, data, rng, step_s, decode_repeats
+    del input_batches, log
+    return {}
+
+  # The table (`format_table`): rows that differ by family.
+  @staticmethod
+  def task_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows after 'shape'."""
+    del r
+    return []
+
+  @staticmethod
+  def train_rate_row(r: dict[str, Any]) -> tuple[str, str]:
+    raise NotImplementedError
+
+  @staticmethod
+  def eval_rate_text(r: dict[str, Any]) -> str:
+    raise NotImplementedError
+
+  @staticmethod
+  def extra_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows after 'eval step'."""
+    del r
+    return []
+
+
+class TranslationFamily(TaskFamily):
+  """task='translation': real batches when the data is there, rates in
+  target (and source) tokens, the encoder-decoder's FLOPs, and decoding and
+  the input pipeline measured too."""
+
+  def setup_keys(self, decode_repeats: int) -> dict[str, Any]:
+    return {'decode_repeats': decode_repeats}
+
+  def load_batches(self, workdir: str, mesh, count: int,
+                   rng: np.random.Generator) -> Batches:
+    """Real ones if the data is there, else random (`train_batches`)."""
+    tokenizer, host_batches, data, note = train_batches(self.config, workdir,
+                                                        count, rng)
+    batches = [train_lib.global_batch(b, mesh) for b in host_batches]
+    return Batches(batches, batches,
+                   {'target_tokens': real_tokens(host_batches, 'targets'),
+                    'source_tokens': real_tokens(host_batches, 'inputs')},
+                   data, note, tokenizer)
+
+  def train_flops(self) -> float:
+    return train_flops(self.config)
+
+  def eval_flops(self) -> float:
+    return eval_flops(self.config)
+
+  def train_rates(self, data: Batches, step_s: float) -> dict[str, float]:
+    target = data.timed_mean('target_tokens')
+    return {'train_tokens_per_s': target / step_s,
+            'train_source_tokens_per_s': data.timed_mean('source_tokens')
+                                         / step_s,
+            'train_target_tokens_per_step': target}
+
+  def eval_rates(self, data: Batches, seconds: float) -> dict[str, float]:
+    return {'eval_tokens_per_s': data.timed_mean('target_tokens') / seconds}
+
+  def task_measurements(self, *, workdir: str, mesh, params, data: Batches,
+                        rng: np.random.Generator, step_s: float,
+                        decode_repeats: int, input_batches: int,
+                        log: Callable[[str], None]) -> dict[str, Any]:
+    """Greedy and beam-4 decoding, and the input pipeline alone."""
+    result = measure_decoding(self.config, workdir, mesh, params,
+                              data.tokenizer, rng, decode_repeats, log)
+    result.update(measure_input(self.config, data.tokenizer, input_batches,
+                                step_s, log))
+    return result
+
+  @staticmethod
+  def train_rate_row(r: dict[str, Any]) -> tuple[str, str]:
+    return ('train tokens/s', f'{r["train_tokens_per_s"]:,.0f} target '
+                              f'({r["train_source_tokens_per_s"]:,.0f} '
+                              'source)')
+
+  @staticmethod
+  def eval_rate_text(r: dict[str, Any]) -> str:
+    return f'{r["eval_tokens_per_s"]:,.0f} tokens/s'
+
+  @staticmethod
+  def extra_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ('decode inputs', f'{r["decode_inputs"]}; params: '
+                          f'{r["decode_params"]}'),
+        ('greedy', _decoding_row(r, 'greedy')),
+        ('beam 4', _decoding_row(r, 'beam4')),
+        ('beam 4 / greedy', _ratio(r['beam4_over_greedy'])),
+        ('input pipeline', _input_row(r)),
+    ]
+
+
+class LabelledFamily(TaskFamily):
+  """task='classification' or 'regression' (`EncoderClassifier`): random
+  full-row batches, rates in examples (and tokens), the encoder's and the
+  head's FLOPs; nothing decodes."""
+
+  def setup_keys(self, decode_repeats: int) -> dict[str, Any]:
+    del decode_repeats
+    return {'task': self.config.task, 'num_outputs': self.task.num_outputs}
+
+  def load_batches(self, workdir: str, mesh, count: int,
+                   rng: np.random.Generator) -> Batches:
+    """Random full rows (`random_labelled_batch`); the eval step's batches
+    add the labelled evaluation's 'weights' (ones: every row real)."""
+    del workdir
+    rows = self.config.data.batch_size // jax.process_count()
+    host_batches = [random_labelled_batch(self.task, rng, rows)
+                    for _ in range(count)]
+    batches = [train_lib.global_batch(b, mesh) for b in host_batches]
+    weights = train_lib.global_batch(
+        {'weights': np.ones(rows, np.float32)}, mesh)['weights']
+    length = self.config.data.max_length
+    if isinstance(self.task, labelled_tasks.Classification):
+      labels = f'uniformly random labels of {len(self.task.labels)} classes'
+    else:
+      labels = 'standard normal targets'
+    return Batches(
+        batches, [{**b, 'weights': weights} for b in batches],
+        {'examples': [self.config.data.batch_size] * count,
+         'tokens': real_tokens(host_batches, 'inputs')},
+        'random',
+        f'random token ids [{rows}, {length}], full rows (no padding: '
+        f'{length} tokens each, the last EOS), {labels}; task='
+        f'{self.config.task} is benchmarked on random batches, no data '
+        'needed', None)
+
+  def train_flops(self) -> float:
+    return labelled_train_flops(self.task)
+
+  def eval_flops(self) -> float:
+    return labelled_eval_flops(self.task)
+
+  def train_rates(self, data: Batches, step_s: float) -> dict[str, float]:
+    examples, tokens = data.timed_mean('examples'), data.timed_mean('tokens')
+    return {'train_examples_per_s': examples / step_s,
+            'train_tokens_per_s': tokens / step_s,
+            'train_examples_per_step': examples,
+            'train_tokens_per_step': tokens}
+
+  def eval_rates(self, data: Batches, seconds: float) -> dict[str, float]:
+    return {'eval_examples_per_s': data.timed_mean('examples') / seconds,
+            'eval_tokens_per_s': data.timed_mean('tokens') / seconds}
+
+  @staticmethod
+  def task_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    return [('task', f'{r["task"]}: encoder, pooling, a head of '
+                     f'{r["num_outputs"]} output(s)')]
+
+  @staticmethod
+  def train_rate_row(r: dict[str, Any]) -> tuple[str, str]:
+    return ('train examples/s', f'{r["train_examples_per_s"]:,.1f} '
+                                f'({r["train_tokens_per_s"]:,.0f} tokens/s)')
+
+  @staticmethod
+  def eval_rate_text(r: dict[str, Any]) -> str:
+    return (f'{r["eval_examples_per_s"]:,.1f} examples/s, '
+            f'{r["eval_tokens_per_s"]:,.0f} tokens/s')
+
+
+# Task class -> its family. Another task family brings its own entry.
+FAMILIES: dict[type, type[TaskFamily]] = {
+    translation_tasks.Translation: TranslationFamily,
+    labelled_tasks.Classification: LabelledFamily,
+    labelled_tasks.Regression: LabelledFamily,
+}
+# The class count of the classification task `benchmark_task` builds.
+BENCHMARK_CLASSES = 4
+
+
+def family_for(task) -> TaskFamily:
+  """The benchmark's family for `task`, by the task's class."""
+  for cls in type(task).__mro__:
+    if cls in FAMILIES:
+      return FAMILIES[cls](task)
+  raise ValueError(f'no benchmark for tasks of class {type(task).__name__}: '
+                   'add its family to benchmark.FAMILIES')
+
+
+def benchmark_task(config: Config):
+  """The task `run` measures by default, from the config alone (no workdir,
+  no data): translation's; a classification of BENCHMARK_CLASSES classes
+  (2 with train.loss='log_loss'), no class weights; a regression on
+  standardised targets (mean 0, std 1)."""
+  if config.task == 'translation':
+    return tasks.for_config(config)
+  if config.task == 'regression':
+    allowed = labelled_tasks.REGRESSION_LOSSES
+  else:
+    allowed = labelled_tasks.SOFTMAX_LOSSES + ('log_loss',)
+  if config.train.loss not in allowed:
+    raise ConfigError(f'train.loss={config.train.loss!r} does not fit '
+                      f'task={config.task}: use one of {", ".join(allowed)}')
+  if config.task == 'regression':
+    return labelled_tasks.Regression(config)
+  classes = 2 if config.train.loss == 'log_loss' else BENCHMARK_CLASSES
+  return labelled_tasks.Classification(
+      config, labels=tuple(f'class_{i}' for i in range(classes)),
+      class_weights=None)
+
+
+# ---------------------------------------------------------------------------
 # The benchmark.
 # ---------------------------------------------------------------------------
 
 
-def run(config: Config, workdir: str, *, repeats: int = 20,
+def run(config: Config, workdir: str, *, task=None, repeats: int = 20,
         decode_repeats: int | None = None, input_batches: int = 50,
         verbose: bool = True) -> dict[str, Any]:
-  """Measures training, evaluation, decoding and input speed of `config`.
+  """Measures the training and evaluation speed of `config`'s task, and
+  what its family adds (translation: decoding and input speed).
 
   Args:
     config: the experiment.
-    workdir: holds (or receives) tokenizer.model; benchmark.json is written
-      here. A checkpoint here, if any, supplies the decoding parameters.
+    workdir: benchmark.json is written here. Translation: holds (or
+      receives) tokenizer.model, and a checkpoint here, if any, supplies the
+      decoding parameters.
+    task: the task to measure (its config must be `config`); default
+      `benchmark_task(config)`.
     repeats: timed train and eval steps (after compiling and warming up).
-    decode_repeats: timed decodes of the batch; default min(repeats, 5).
-    input_batches: batches timed by the input-pipeline measurement.
+    decode_repeats: translation: timed decodes of the batch; default
+      min(repeats, 5).
+    input_batches: translation: batches timed by the input-pipeline
+      measurement.
     verbose: print the table.
   Returns:
     The numbers written to WORKDIR/benchmark.json (module docstring).
   """
   if repeats < 1:
     raise ValueError(f'repeats must be positive, got {repeats}')
+  family = family_for(benchmark_task(config) if task is None else task)
+  if family.config != config:
+    raise ValueError('run(config, task=...): the task holds another config')
   decode_repeats = decode_repeats or max(1, min(repeats, 5))
   os.makedirs(workdir, exist_ok=True)
   started = time.perf_counter()
@@ -840,38 +1187,40 @@ def run(config: Config, workdir: str, *, repeats: int = 20,
   train_lib.check_batch_sizes(config, mesh, training=True)
   rng = np.random.default_rng(config.seed)
   dtype = config.model.dtype
-  result = setup_report(config, mesh, repeats, decode_repeats)
+  result = setup_report(config, mesh, repeats,
+                        family.setup_keys(decode_repeats))
 
-  data = load_batches(config, workdir, mesh, WARMUP_STEPS + repeats + 1, rng)
+  data = family.load_batches(workdir, mesh, WARMUP_STEPS + repeats + 1, rng)
   result.update(data=data.data, data_note=data.data_note)
   log(f'Benchmark: {data.data} batches, {mesh.size} device(s) '
       f'({device.device_kind}).')
   # On CPU the peak is a matmul measured before and after the train steps.
   matmul_before = (measure_matmul(CPU_MATMUL_SIZE, dtype)
                    if device.platform == 'cpu' else None)
-  state, sharding, step_s, report = measure_train_step(config, mesh, data,
+  state, sharding, step_s, report = measure_train_step(family, mesh, data,
                                                        log)
   result.update(report)
 
-  # Model FLOPs per step: another model family brings its own counts here.
-  flops = train_flops(config)
+  # Model FLOPs per step: the family's analytic count.
+  flops = family.train_flops()
   result.update(train_flops=flops, train_flops_per_s=flops / step_s,
                 **measure_peak(device, dtype, mesh.size, matmul_before))
   peak = result['peak_flops_per_s']
   result['train_mfu'] = mfu(flops, step_s, peak)
-  result.update(measure_eval_step(config, mesh, sharding.params, state.params,
-                                  data, eval_flops(config), peak))
+  result.update(measure_eval_step(family, mesh, sharding.params, state.params,
+                                  data, peak))
   log(f'  train and eval steps timed ({repeats} each)')
 
-  result.update(measure_decoding(config, workdir, mesh, state.params,
-                                 data.tokenizer, rng, decode_repeats, log))
-  result.update(measure_input(config, data.tokenizer, input_batches, step_s,
-                              log))
+  result.update(family.task_measurements(
+      workdir=workdir, mesh=mesh, params=state.params, data=data, rng=rng,
+      step_s=step_s, decode_repeats=decode_repeats,
+      input_batches=input_batches, log=log))
   result['peak_memory_bytes'], result['peak_memory_source'] = peak_memory()
   result['benchmark_wall_s'] = time.perf_counter() - started
   path = write_result(result, workdir)
   if verbose:
-    print(format_table(result) + f'\n\nWritten to {path}', flush=True)
+    print(format_table(result, family) + f'\n\nWritten to {path}',
+          flush=True)
   return result
 
 
@@ -915,8 +1264,15 @@ def _input_row(r: dict[str, Any]) -> str:
           f'{_ratio(r["input_over_train"])} the train step rate')
 
 
-def format_table(r: dict[str, Any]) -> str:
-  """The numbers of `run` as a human-readable table."""
+def format_table(r: dict[str, Any],
+                 family: TaskFamily | type[TaskFamily] | None = None) -> str:
+  """The numbers of `run` as a human-readable table; `family` (default: by
+  r's 'task', which translation's reports do not have) gives the rows that
+  differ by task family."""
+  if family is None:
+    family = (LabelledFamily if r.get('task') in ('classification',
+                                                  'regression')
+              else TranslationFamily)
   mfu = lambda x: 'n/a' if x is None else f'{100 * x:.1f}%'
   rows = [
       ('device', f'{r["device_kind"]} x {r["num_devices"]} '
@@ -925,6 +1281,7 @@ def format_table(r: dict[str, Any]) -> str:
       ('shape', f'batch {r["batch_size"]} x {r["max_length"]} tokens, '
                 f'{r["dtype"]}, {r["num_params"] / 1e6:.2f}M parameters, '
                 f'attention: {r["attention_impl"]}'),
+      *family.task_rows(r),
       ('batches', r['data'] + (f' -- {r["data_note"]}' if r['data_note']
                                else '')),
       ('train compile', f'{r["compile_s"]:.2f} s (first step '
@@ -936,8 +1293,7 @@ def format_table(r: dict[str, Any]) -> str:
                      f'{_ms(r["train_step_p75_s"])}), {r["repeats"]} steps '
                      f'each waited for; {_ms(r["train_step_back_to_back_s"])} '
                      'per step back to back (throughput and MFU below)'),
-      ('train tokens/s', f'{r["train_tokens_per_s"]:,.0f} target '
-                         f'({r["train_source_tokens_per_s"]:,.0f} source)'),
+      family.train_rate_row(r),
       ('model FLOPs/step', f'{_si(r["train_flops"])} (XLA counts '
                            f'{_si(r["xla_train_flops"])})'),
       ('achieved', _si(r['train_flops_per_s'], 'FLOP/s')),
@@ -945,15 +1301,10 @@ def format_table(r: dict[str, Any]) -> str:
                f'{r["peak_source"]}'),
       ('train MFU', mfu(r['train_mfu'])),
       ('eval step', f'{_ms(r["eval_step_s"])} median '
-                    f'({r["eval_tokens_per_s"]:,.0f} tokens/s, MFU '
+                    f'({family.eval_rate_text(r)}, MFU '
                     f'{mfu(r["eval_mfu"])}); compile '
                     f'{r["eval_compile_s"]:.2f} s'),
-      ('decode inputs', f'{r["decode_inputs"]}; params: '
-                        f'{r["decode_params"]}'),
-      ('greedy', _decoding_row(r, 'greedy')),
-      ('beam 4', _decoding_row(r, 'beam4')),
-      ('beam 4 / greedy', _ratio(r['beam4_over_greedy'])),
-      ('input pipeline', _input_row(r)),
+      *family.extra_rows(r),
       ('peak memory', f'{_si(r["peak_memory_bytes"], "B")} -- '
                       f'{r["peak_memory_source"]}'),
   ]
