@@ -6,7 +6,15 @@ rating (transformer/data/labelled.py gives the cut points).
 
   python launch.py --experiment=vader_3way
 
-Measured: not yet (see the README's task table when it is).
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01): 800 steps in
+3.9 minutes; test split (2,337 texts): accuracy 0.659, macro-F1 0.622, log
+loss 0.840; recall negative 0.707, neutral 0.443, positive 0.710. Baselines
+on the same splits (`python -m transformer.baselines
+--experiment=vader_3way`): majority class accuracy 0.421, macro-F1 0.198;
+TF-IDF + logistic regression (C=3 chosen on valid) accuracy 0.693,
+macro-F1 0.638, log loss 0.744, neutral recall 0.353. The small encoder,
+trained from scratch on 19k texts, does not beat the bag of n-grams overall;
+it recognises neutral texts better.
 """
 
 from transformer.config import CPU_ENCODER, Config, DataConfig, EvalConfig, TrainConfig
@@ -18,9 +26,9 @@ def get_config() -> Config:
       model=CPU_ENCODER,
       data=DataConfig(source='vader', sentiment_classes=3, max_length=64,
                       batch_size=64, eval_max_length=128),
-      train=TrainConfig(loss='cross_entropy', steps=2000, schedule='cosine',
+      train=TrainConfig(loss='cross_entropy', steps=800, schedule='cosine',
                         learning_rate=1e-3, warmup_steps=100,
                         label_smoothing=0.0, checkpoint_every=500,
                         log_every=100),
-      eval=EvalConfig(every=500, split='valid'),
+      eval=EvalConfig(every=200, split='valid'),
   )

@@ -6,7 +6,14 @@ rating (transformer/data/labelled.py gives the cut points).
 
   python launch.py --experiment=vader_binary
 
-Measured: not yet (see the README's task table when it is).
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01): 800 steps in
+3.7 minutes; test split (1,927 texts): accuracy 0.776, macro-F1 0.776, log
+loss 0.539, ROC-AUC 0.860. (2,000 steps overfit: train accuracy 0.96, test
+0.772, log loss 0.882.) Baselines on the same splits (`python -m
+transformer.baselines --experiment=vader_binary`): majority class accuracy
+0.522; TF-IDF + logistic regression (C=3 chosen on valid) accuracy 0.807,
+log loss 0.447, ROC-AUC 0.882. The small encoder trained from scratch on
+16k texts stays below the bag of n-grams.
 """
 
 from transformer.config import CPU_ENCODER, Config, DataConfig, EvalConfig, TrainConfig
@@ -18,9 +25,9 @@ def get_config() -> Config:
       model=CPU_ENCODER,
       data=DataConfig(source='vader', sentiment_classes=2, max_length=64,
                       batch_size=64, eval_max_length=128),
-      train=TrainConfig(loss='log_loss', steps=2000, schedule='cosine',
+      train=TrainConfig(loss='log_loss', steps=800, schedule='cosine',
                         learning_rate=1e-3, warmup_steps=100,
                         label_smoothing=0.0, checkpoint_every=500,
                         log_every=100),
-      eval=EvalConfig(every=500, split='valid'),
+      eval=EvalConfig(every=200, split='valid'),
   )
