@@ -3,6 +3,10 @@
 Each text is 4-12 words; its class is the marker word that occurs most
 often (transformer/data/labelled.py, 'toy'): perfectly separable.
   python launch.py --experiment=tiny_classify --workdir=/tmp/tiny_classify
+
+Measured on a 2-core AMD EPYC CPU (2026-12-01): 300 steps in 0.2 minutes,
+test accuracy 0.986 (500 texts; 600 steps: 0.982). The rule needs counting,
+so this 2-layer model stays just short of 100%.
 """
 
 from transformer.config import Config, DataConfig, EvalConfig, ModelConfig, TrainConfig
