@@ -1,4 +1,5 @@
-"""SentencePiece tokenizer: one joint source+target vocabulary.
+"""Tokenizers: SentencePiece (one joint source+target vocabulary), or
+characters (data.tokenizer='char', for language models).
 
 Fixed ids, the same in every model this codebase trains (see config.py):
 
@@ -11,19 +12,22 @@ Fixed ids, the same in every model this codebase trains (see config.py):
 at the first EOS and ignores PAD and BOS. The vocabulary size always equals
 `model.vocab_size` exactly (no soft limit), so the embedding table fits.
 
-`load_or_train(config, directory)` loads `directory/tokenizer.model`, or
-trains it on the training split (up to `data.tokenizer_sentences` lines,
-sampled with `config.seed`) and writes it atomically.
+`load_or_train(config, directory)` loads `directory/tokenizer.model` (or
+`tokenizer.chars.json` for characters), or trains it on the training split
+(up to `data.tokenizer_sentences` lines, sampled with `config.seed`) and
+writes it atomically.
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import sentencepiece as spm
@@ -33,6 +37,13 @@ from transformer.data import sources
 from transformer.data.sources import DataError
 
 MODEL_FILENAME = 'tokenizer.model'
+CHARS_FILENAME = 'tokenizer.chars.json'
+CHARS_FORMAT = 'transformer-char-tokenizer'
+CHARS_VERSION = 1
+SPECIAL_PIECES = ('<pad>', '<unk>', '<s>', '</s>')  # ids 0-3, as SentencePiece
+# What CharTokenizer.decode shows for UNK and for ids no character has.
+REPLACEMENT_CHAR = '\ufffd'
+UNUSED_PIECE = '<unused>'
 # SentencePiece skips longer training sentences (bytes); verses and news
 # sentences are far shorter.
 MAX_SENTENCE_BYTES = 8192
@@ -89,6 +100,116 @@ class Tokenizer:
 
   def __repr__(self) -> str:
     return f'Tokenizer({self.path!r}, vocab_size={self.vocab_size})'
+
+
+class CharTokenizer:
+  """One id per character (Unicode code point), after the fixed specials.
+
+  Ids 4.. are the training text's most frequent characters, most frequent
+  first (ties by code point). Ids past the last character, up to
+  vocab_size, belong to no character: the vocabulary is still exactly
+  model.vocab_size, like SentencePiece's. Characters outside it encode as
+  UNK_ID. No normalisation: newlines, tabs and any other character are
+  kept as they are, so decode(encode(text)) == text when every character
+  is in the vocabulary; UNK and unused ids decode as U+FFFD.
+  """
+
+  def __init__(self, chars: Sequence[str], vocab_size: int, path: str = ''):
+    if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
+      raise ValueError('chars must be distinct single characters')
+    if len(SPECIAL_PIECES) + len(chars) > vocab_size:
+      raise ValueError(f'{len(chars)} characters and {len(SPECIAL_PIECES)} '
+                       f'specials do not fit in vocab_size={vocab_size}')
+    self.path = path
+    self.training_seconds: float | None = None  # set by load_or_train
+    self._pieces = list(SPECIAL_PIECES) + list(chars)
+    self._vocab_size = vocab_size
+    self._ids = {c: i for i, c in enumerate(chars, len(SPECIAL_PIECES))}
+
+  @property
+  def vocab_size(self) -> int:
+    return self._vocab_size
+
+  @property
+  def chars(self) -> list[str]:
+    """The characters in id order, from id 4."""
+    return self._pieces[len(SPECIAL_PIECES):]
+
+  def encode(self, text: str) -> list[int]:
+    """Token ids of `text`, one per character, without BOS or EOS."""
+    return [self._ids.get(c, UNK_ID) for c in text]
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return [self.encode(text) for text in texts]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Text of `ids` up to the first EOS; PAD and BOS are ignored, UNK and
+    unused ids show as U+FFFD. Raises IndexError outside the vocabulary."""
+    ids = [int(i) for i in np.asarray(ids).reshape(-1)]
+    if EOS_ID in ids:
+      ids = ids[:ids.index(EOS_ID)]
+    return ''.join(self._char(i) for i in ids if i not in (PAD_ID, BOS_ID))
+
+  def _char(self, i: int) -> str:
+    self._check_id(i)
+    if i == UNK_ID or i >= len(self._pieces):
+      return REPLACEMENT_CHAR
+    return self._pieces[i]
+
+  def _check_id(self, i: int) -> None:
+    if not 0 <= i < self._vocab_size:
+      raise IndexError(f'id {i} is outside the vocabulary of '
+                       f'{self._vocab_size}')
+
+  def normalize(self, text: str) -> str:
+    """`text` as the tokenizer sees it: unchanged (no normalisation)."""
+    return text
+
+  def id_to_piece(self, i: int) -> str:
+    i = int(i)
+    self._check_id(i)
+    return self._pieces[i] if i < len(self._pieces) else UNUSED_PIECE
+
+  def save(self, path: str) -> None:
+    """Writes the vocabulary to `path` as JSON, atomically."""
+    state = {'format': CHARS_FORMAT, 'version': CHARS_VERSION,
+             'vocab_size': self._vocab_size, 'chars': self.chars}
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.tokenizer-tmp-', dir=directory)
+    try:
+      with os.fdopen(fd, 'w', encoding='ascii') as f:
+        # ASCII escapes: any character (even a lone surrogate) survives.
+        json.dump(state, f, ensure_ascii=True, indent=1)
+      os.replace(tmp, path)
+    except BaseException:
+      os.remove(tmp)
+      raise
+    self.path = path
+
+  @classmethod
+  def load(cls, path: str) -> CharTokenizer:
+    """The tokenizer `save` wrote to `path`; DataError if it is damaged."""
+    try:
+      with open(path, encoding='ascii') as f:
+        state = json.load(f)
+      if (state['format'], state['version']) != (CHARS_FORMAT, CHARS_VERSION):
+        raise ValueError(f"format {state['format']!r} version "
+                         f"{state['version']!r}, expected {CHARS_FORMAT!r} "
+                         f'version {CHARS_VERSION}')
+      if not isinstance(state['vocab_size'], int) or not isinstance(
+          state['chars'], list) or not all(
+              isinstance(c, str) for c in state['chars']):
+        raise ValueError('vocab_size must be an integer, chars a list of '
+                         'strings')
+      return cls(state['chars'], state['vocab_size'], path)
+    except (UnicodeError, ValueError, KeyError, TypeError) as error:
+      raise DataError(f'{path} is not a character tokenizer this code can '
+                      f'read ({error}); delete it to rebuild') from None
+
+  def __repr__(self) -> str:
+    return (f'CharTokenizer({self.path!r}, vocab_size={self.vocab_size}, '
+            f'chars={len(self.chars)})')
 
 
 def training_sentences(pairs: Sequence[tuple[str, ...]], max_sentences: int,
@@ -156,33 +277,72 @@ def train(pairs: Sequence[tuple[str, str]], path: str, *, vocab_size: int,
   return Tokenizer(path)
 
 
+def char_vocabulary(lines: Iterable[str], num_chars: int) -> list[str]:
+  """The `num_chars` most frequent characters of `lines`, most frequent
+  first; equal counts in code point order, so the result is deterministic."""
+  counts = collections.Counter()
+  for line in lines:
+    counts.update(line)
+  ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+  return [char for char, _ in ranked[:num_chars]]
+
+
+def train_chars(pairs: Sequence[tuple[str, ...]], path: str, *,
+                vocab_size: int, max_sentences: int = 2_000_000,
+                seed: int = 0) -> CharTokenizer:
+  """A CharTokenizer of the characters of `pairs` (the lines SentencePiece
+  would train on), written to `path`."""
+  num_chars = vocab_size - len(SPECIAL_PIECES)
+  if num_chars <= 0:
+    raise DataError(
+        f"model.vocab_size={vocab_size} leaves no ids for characters with "
+        f"data.tokenizer='char' (ids 0-3 are the special tokens): set it to "
+        f'{len(SPECIAL_PIECES) + 1} or more')
+  chars = char_vocabulary(training_sentences(pairs, max_sentences, seed),
+                          num_chars)
+  if not chars:
+    raise DataError('the training split has no non-empty lines to build the '
+                    'character vocabulary from')
+  tokenizer = CharTokenizer(chars, vocab_size)
+  tokenizer.save(path)
+  return tokenizer
+
+
 def load_or_train(config: Config, directory: str,
                   corpus: Callable[[], Sequence[tuple[str, ...]]] | None = None
-                  ) -> Tokenizer:
-  """`directory/tokenizer.model`, trained on the training split if missing.
+                  ) -> Tokenizer | CharTokenizer:
+  """`directory/tokenizer.model` (data.tokenizer='char':
+  `tokenizer.chars.json`), trained on the training split if missing.
 
   corpus: gives the texts to train on when needed, as tuples of strings
     (the task's `tokenizer_corpus`); default: the translation pairs of
     `sources.load_split(config.data, 'train')`.
   Training: every string of the corpus (source+target lines), at most
   data.tokenizer_sentences (sampled with config.seed), model type
-  data.tokenizer, exactly model.vocab_size pieces, data.character_coverage.
+  data.tokenizer, exactly model.vocab_size pieces, data.character_coverage
+  (SentencePiece only; characters keep the most frequent).
   Raises DataError if the vocabulary size does not match model.vocab_size.
   """
-  path = os.path.join(directory, MODEL_FILENAME)
+  chars = config.data.tokenizer == 'char'
+  path = os.path.join(directory, CHARS_FILENAME if chars else MODEL_FILENAME)
   if os.path.exists(path):
-    tokenizer = Tokenizer(path)
+    tokenizer = CharTokenizer.load(path) if chars else Tokenizer(path)
   else:
     pairs = (corpus or (lambda: sources.load_split(config.data, 'train')))()
     if len(pairs) == 0:
       raise DataError('the training split is empty: there is nothing to '
                       'train the tokenizer on')
     start = time.perf_counter()
-    tokenizer = train(
-        pairs, path, vocab_size=config.model.vocab_size,
-        model_type=config.data.tokenizer,
-        character_coverage=config.data.character_coverage,
-        max_sentences=config.data.tokenizer_sentences, seed=config.seed)
+    if chars:
+      tokenizer = train_chars(
+          pairs, path, vocab_size=config.model.vocab_size,
+          max_sentences=config.data.tokenizer_sentences, seed=config.seed)
+    else:
+      tokenizer = train(
+          pairs, path, vocab_size=config.model.vocab_size,
+          model_type=config.data.tokenizer,
+          character_coverage=config.data.character_coverage,
+          max_sentences=config.data.tokenizer_sentences, seed=config.seed)
     tokenizer.training_seconds = time.perf_counter() - start
   if tokenizer.vocab_size != config.model.vocab_size:
     raise DataError(
