@@ -6,11 +6,12 @@ import math
 import os
 import random
 
+import numpy as np
 import pytest
 
 from experiments import tiny_classify
 from transformer import baselines
-from transformer.config import Config, TrainConfig
+from transformer.config import Config, DataConfig, TrainConfig
 from transformer.data import labelled
 
 
@@ -131,3 +132,36 @@ def test_vader_loader_scores_obvious_sentences(tmp_path):
   # A second call finds the files and does not extract again.
   assert baselines.extract_vader(_SDIST, str(tmp_path / 'vader_code')) == (
       module)
+
+
+def test_multi_label_baselines_on_the_toy_task():
+  from sklearn import metrics as skm  # pylint: disable=import-outside-toplevel
+  config = Config(task='classification', data=DataConfig(
+      source='toy', multi_label=True))
+  splits = baselines.load_splits(config)
+  result = baselines.run(config, splits)
+  names = ['blue', 'green', 'red']
+  assert result['labels'] == names
+  train = np.array([[n in l for n in names] for l in splits['train'][1]])
+  test = np.array([[n in l for n in names] for l in splits['test'][1]])
+  majority = result['baselines']['majority']
+  prior = train.mean(0)
+  # Each label's training share is its probability; none is held by most.
+  assert majority['predicts'] == [n for n, p in zip(names, prior) if p > 0.5]
+  assert _finite(majority['test']['log_loss']) == pytest.approx(
+      skm.log_loss(test.ravel(), np.tile(prior, (len(test), 1)).ravel()))
+  predicted = np.array([n in majority['predicts'] for n in names])
+  assert majority['test']['accuracy'] == pytest.approx(
+      np.mean(np.all(test == predicted, axis=1)))
+  # One logistic regression per label sees each colour word: near perfect.
+  assert _finite(result['baselines']['tfidf_logistic']['test']['accuracy']) \
+      > 0.95
+
+
+def test_mean_baseline_of_several_targets():
+  splits = {s: (['a', 'b', 'c'], [(1.0, 10.0), (2.0, 20.0), (3.0, 60.0)])
+            for s in ('train', 'valid', 'test')}
+  result = baselines.mean_baseline(splits)
+  assert result['predicts'] == [2.0, 30.0]
+  # sklearn's uniform average of the two outputs' MSE: (2/3 + 1400/3) / 2.
+  assert _finite(result['test']['mse']) == pytest.approx((2 / 3 + 1400 / 3) / 2)

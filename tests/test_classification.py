@@ -123,7 +123,7 @@ def test_binary_log_loss_head_gives_class_probabilities():
 
 def test_regression_standardises_and_reports_original_units():
   task = labelled.Regression(dataclasses.replace(CONFIG, task='regression'),
-                             mean=1.5, std=2.0)
+                             mean=(1.5,), std=(2.0,))
   encoded = task.encode_label(4.5)
   np.testing.assert_allclose(encoded, [1.5])
   np.testing.assert_allclose(task.values(np.array([[1.5], [0.0]])), [4.5, 1.5])
@@ -185,6 +185,19 @@ def test_labelled_pipeline_is_resumable_with_oversampling():
   assert first[0]['inputs'].shape == (8, 16) and first[0]['inputs'].dtype == np.int32
 
 
+def train_steps(task, next_batch, steps: int):
+  """`steps` generic train steps on one device from seed 0: (state, the
+  last step's metrics)."""
+  mesh = train_lib.make_mesh(jax.devices()[:1])
+  init_fn, sharding = train_lib.jit_init_state(task, mesh)
+  state = init_fn(jax.random.key(0))
+  step = train_lib.jit_train_step(task, mesh, sharding)
+  dropout_rng = train_lib.seed_rngs(task.config)[1]
+  for _ in range(steps):
+    state, metrics = step(state, next_batch(), dropout_rng)
+  return state, metrics
+
+
 def test_a_separable_problem_is_learnt_to_100_percent():
   """Each row holds filler ids and one marker id (5, 6 or 7) somewhere: the
   marker is the class. The generic train step learns it exactly."""
@@ -198,14 +211,144 @@ def test_a_separable_problem_is_learnt_to_100_percent():
     inputs[:, 10:] = PAD_ID
     return {'inputs': inputs, 'labels': labels}
 
-  mesh = train_lib.make_mesh(jax.devices()[:1])
-  init_fn, sharding = train_lib.jit_init_state(task, mesh)
-  state = init_fn(jax.random.key(0))
-  step = train_lib.jit_train_step(task, mesh, sharding)
-  dropout_rng = train_lib.seed_rngs(task.config)[1]
-  for _ in range(150):
-    state, metrics = step(state, batch(32), dropout_rng)
+  state, metrics = train_steps(task, lambda: batch(32), 150)
   test = batch(512)
   scores = jax.jit(task.scores)(state.params, test['inputs'])
   assert_finite(scores, metrics['loss'])
   assert float(np.mean(np.argmax(scores, 1) == test['labels'])) == 1.0
+
+
+# ---------------------------------------------------------------------------
+# Several labels per text; several regression targets.
+# ---------------------------------------------------------------------------
+
+MULTI = dataclasses.replace(
+    CONFIG, data=dataclasses.replace(CONFIG.data, multi_label=True),
+    train=dataclasses.replace(CONFIG.train, loss='log_loss'))
+
+
+def test_multi_label_objective_equals_sklearn():
+  from sklearn import metrics as skm  # pylint: disable=import-outside-toplevel
+  task = classification(MULTI)
+  assert task.num_outputs == 3 and not task.sigmoid
+  sets = [('a', 'c'), (), ('b',), ('a', 'b', 'c'), ('c',)]
+  labels = np.stack([task.encode_label(s) for s in sets])
+  np.testing.assert_array_equal(
+      labels, [[1, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 1], [0, 0, 1]])
+  scores = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+  scores[3] = [2.0, 1.0, 3.0]  # all three right: counts for subset accuracy
+  loss, (weight, sums) = task.objective(jnp.asarray(scores),
+                                        jnp.asarray(labels), jnp.ones(5))
+  p = 1 / (1 + np.exp(-scores.astype(np.float64)))
+  want = skm.log_loss(labels.ravel(), p.ravel())
+  assert_finite(loss, weight, *sums['accuracy'], *sums['log_loss'])
+  np.testing.assert_allclose(loss / weight, want, rtol=1e-5)
+  np.testing.assert_allclose(np.divide(*sums['log_loss']), want, rtol=1e-5)
+  np.testing.assert_allclose(np.divide(*sums['accuracy']),
+                             skm.accuracy_score(labels, p > 0.5))
+  metrics = task.metrics(sets, scores)
+  assert metrics['accuracy'] == skm.accuracy_score(labels, p > 0.5)
+  assert metrics['macro_f1'] == pytest.approx(skm.f1_score(
+      labels, p > 0.5, average='macro', zero_division=0))
+  np.testing.assert_allclose(task.probabilities(scores), p)
+
+
+def test_multi_label_predictions_and_settings():
+  task = classification(MULTI)
+  assert task.format_prediction(np.array([2.0, -1.0, 0.5])) == \
+      'a,c\t0.8808,0.6225'
+  assert task.format_prediction(np.array([-2.0, -1.0, -0.5])) == '\t'
+  assert task.format_label(('a', 'c')) == 'a,c'
+  for change, match in [({'loss': 'cross_entropy'}, 'log_loss'),
+                        ({'class_weights': 'balanced'}, 'class_weights')]:
+    config = dataclasses.replace(MULTI, train=dataclasses.replace(
+        MULTI.train, **change))
+    with pytest.raises(ConfigError, match=f'multi_label.*{match}'):
+      labelled.prepare_classification(config, '', create=False)
+
+
+def test_multi_label_labels_json_counts_texts_per_label(tmp_path):
+  task = labelled.prepare_classification(MULTI, str(tmp_path), create=True)
+  examples = task.examples('train')
+  assert task.labels == ('blue', 'green', 'red')
+  saved = __import__('json').loads((tmp_path / 'labels.json').read_text())
+  assert saved['multi_label'] is True
+  assert saved['counts'] == [sum(name in label for _, label in examples)
+                             for name in task.labels]
+  with pytest.raises(ConfigError, match='multi_label=True.*--restart'):
+    labelled.prepare_classification(CONFIG, str(tmp_path), create=True)
+
+
+def test_multi_label_toy_is_learnt():
+  """The toy multi-label task (every colour word in the text) through the
+  generic train step and the labelled pipeline."""
+  task = classification(MULTI, ('blue', 'green', 'red'))
+  words = sorted({w for t, _ in task.examples('train') for w in t.split()})
+  tok = _WordTokenizer(words)
+  data = iter(labelled_pipeline.train_dataset(
+      task.config, tok, task.examples('train'), task.encode_label,
+      process_index=0, process_count=1))
+  state, metrics = train_steps(task, lambda: next(data), 200)
+  test = task.examples('test')
+  inputs = np.stack([labelled_pipeline._row(  # pylint: disable=protected-access
+      labelled_pipeline.encode_text(tok, t, 16, False), 16) for t, _ in test])
+  scores = np.asarray(jax.jit(task.scores)(state.params, inputs))
+  assert_finite(scores, metrics['loss'])
+  assert task.metrics([l for _, l in test], scores)['accuracy'] >= 0.97
+
+
+class _WordTokenizer:
+  """One id per word (ids from 4): enough for the toy texts."""
+
+  def __init__(self, words):
+    self.ids = {w: i + 4 for i, w in enumerate(words)}
+
+  def encode(self, text):
+    return [self.ids[w] for w in text.split()]
+
+
+def test_several_regression_targets_in_original_units():
+  from sklearn import metrics as skm  # pylint: disable=import-outside-toplevel
+  config = dataclasses.replace(CONFIG, task='regression')
+  task = labelled.Regression(config, ('x', 'y'), (1.0, -2.0), (2.0, 0.5))
+  assert task.num_outputs == 2
+  np.testing.assert_allclose(task.encode_label((3.0, -1.0)), [1.0, 2.0])
+  targets = [(3.0, -1.0), (0.0, -2.5), (1.0, -2.0)]
+  scores = np.array([[0.5, 1.0], [-1.0, 0.0], [0.2, -0.4]], np.float32)
+  values = task.values(scores)
+  np.testing.assert_allclose(values, scores * [2.0, 0.5] + [1.0, -2.0],
+                             rtol=1e-6)
+  encoded = np.stack([task.encode_label(t) for t in targets])
+  _, (_, sums) = task.objective(jnp.asarray(scores), jnp.asarray(encoded),
+                                jnp.ones(3))
+  assert_finite(*sums['mse'])
+  np.testing.assert_allclose(np.divide(*sums['mse']),
+                             skm.mean_squared_error(targets, values),
+                             rtol=1e-5)
+  metrics = task.metrics(targets, scores)
+  assert metrics['targets'] == ['x', 'y']
+  assert metrics['mse'] == pytest.approx(skm.mean_squared_error(targets,
+                                                                values))
+  assert task.format_prediction(scores[0]) == '2.0000\t-1.5000'
+  assert task.prediction_columns() == ('predicted x', 'predicted y')
+
+
+def test_targets_json_for_several_targets(tmp_path):
+  data = tmp_path / 'data'
+  data.mkdir()
+  rows = 'text\tx\ty\n' + ''.join(f'w{i}\t{i}\t{10 - 2 * i}\n'
+                                  for i in range(20))
+  (data / 'train.tsv').write_text(rows)
+  (data / 'valid.tsv').write_text(rows)
+  config = Config(task='regression', model=MODEL, train=TrainConfig(
+      loss='mse'), data=DataConfig(source='text', text_dir=str(data),
+                                   label_column='x,y'))
+  task = labelled.prepare_regression(config, str(tmp_path), create=True)
+  values = np.array([[i, 10 - 2 * i] for i in range(20)], np.float64)
+  assert task.names == ('x', 'y')
+  np.testing.assert_allclose(task.mean, values.mean(0))
+  np.testing.assert_allclose(task.std, values.std(0))
+  one = dataclasses.replace(config, data=dataclasses.replace(
+      config.data, label_column='x'))
+  with pytest.raises(ConfigError, match=r"2 target\(s\) \['x', 'y'\]"):
+    labelled.prepare_regression(one, str(tmp_path), create=True)

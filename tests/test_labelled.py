@@ -596,3 +596,138 @@ def test_describe_is_one_line(source):
 def test_examples_pickle():
   ds = labelled.load_split(config('toy'), 'test')
   assert list(pickle.loads(pickle.dumps(ds))) == list(ds)
+
+
+# ---------------------------------------------------------------------------
+# Several labels per text, several regression targets.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('fmt, content', [
+    ('tsv', 'text\tlabel\none\tb,a\ntwo\t\nthree\tc , a,a\n'),
+    ('csv', 'text,label\none,"b,a"\ntwo,\nthree,"c , a,a"\n'),
+    ('jsonl', '{"text": "one", "label": ["b", "a"]}\n'
+              '{"text": "two", "label": []}\n'
+              '{"text": "three", "label": "c , a,a"}\n'),
+])
+def test_multi_label_fields_are_sorted_sets(tmp_path, fmt, content):
+  write(tmp_path, f'train.{fmt}', content)
+  write(tmp_path, f'test.{fmt}', content)
+  cfg = text_config(tmp_path, multi_label=True)
+  assert list(labelled.load_split(cfg, 'test')) == [
+      ('one', ('a', 'b')), ('two', ()), ('three', ('a', 'c'))]
+
+
+def test_multi_label_separator_and_bad_fields(tmp_path):
+  write(tmp_path, 'train.tsv', 'text\tlabel\none\tx|y\n')
+  write(tmp_path, 'test.tsv', 'text\tlabel\none\tx|y\n')
+  cfg = text_config(tmp_path, multi_label=True, label_separator='|')
+  assert labelled.load_split(cfg, 'test')[0] == ('one', ('x', 'y'))
+  write(tmp_path, 'test.tsv', 'text\tlabel\none\tx||y\n')
+  with pytest.raises(DataError, match=r'test\.tsv: line 2: .*label_separator'):
+    labelled.load_split(cfg, 'test')
+  (tmp_path / 'j').mkdir()
+  write(tmp_path / 'j', 'train.jsonl', '{"text": "a", "label": [true]}\n')
+  with pytest.raises(DataError, match=r'train\.jsonl: line 1: .*JSON list'):
+    labelled.load_split(text_config(tmp_path / 'j', multi_label=True), 'train')
+
+
+def test_multi_label_is_refused_where_it_has_no_meaning(tmp_path):
+  with pytest.raises(DataError, match='multi_label.*classification'):
+    labelled.load_split(config('toy', 'regression', multi_label=True), 'test')
+  with pytest.raises(DataError, match='multi_label.*vader, text, toy'):
+    labelled.load_split(config('bible_genre', multi_label=True), 'test')
+  with pytest.raises(DataError, match='sentiment_classes 2 or 3'):
+    labelled.load_split(config('vader', multi_label=True, sentiment_classes=5,
+                               data_dir=str(tmp_path)), 'test')
+  with pytest.raises(ValueError, match='label_separator'):
+    DataConfig(label_separator='\t')
+
+
+def test_toy_multi_label_holds_every_colour_of_the_text():
+  single = labelled.toy_examples('valid', 'classification')
+  multi = labelled.toy_examples('valid', 'classification', multi_label=True)
+  assert [t for t, _ in single] == [t for t, _ in multi]
+  for (text, label), (_, labels) in zip(single, multi):
+    assert labels == tuple(sorted({w for w in text.split()} &
+                                  {'red', 'green', 'blue'}))
+    assert label in labels
+  assert sum(len(labels) > 1 for _, labels in multi) > 100
+
+
+@pytest.mark.parametrize('fmt', ['tsv', 'csv', 'jsonl'])
+def test_several_regression_targets(tmp_path, fmt):
+  rows = [('a', 1.5, -2), ('b', 0, 3.25)]
+  if fmt == 'jsonl':
+    content = ''.join(json.dumps({'text': t, 'x': x, 'y': y}) + '\n'
+                      for t, x, y in rows)
+  else:
+    sep = '\t' if fmt == 'tsv' else ','
+    content = f'y{sep}text{sep}x\n' + ''.join(
+        f'{y}{sep}{t}{sep}{x}\n' for t, x, y in rows)
+  write(tmp_path, f'train.{fmt}', content)
+  write(tmp_path, f'test.{fmt}', content)
+  cfg = text_config(tmp_path, 'regression', label_column='x, y')
+  assert list(labelled.load_split(cfg, 'test')) == [
+      ('a', (1.5, -2.0)), ('b', (0.0, 3.25))]
+  missing = text_config(tmp_path, 'regression', label_column='x,z')
+  with pytest.raises(DataError, match=r"no (column|key) 'z'"):
+    labelled.load_split(missing, 'test')
+  with pytest.raises(DataError, match='several separated by commas'):
+    labelled.load_split(text_config(tmp_path, label_column='x,y'), 'test')
+
+
+@pytest.fixture(scope='module')
+def raw_rater_ratings():
+  """{(corpus file stem, id): [ratings]} of the *_anonDataRatings.txt
+  files, parsed here with ast.literal_eval."""
+  import ast  # pylint: disable=import-outside-toplevel
+  inner_name = ('vaderSentiment-3.3.2/additional_resources/'
+                'hutto_ICWSM_2014.tar.gz')
+  ratings = {}
+  with tarfile.open(VADER_SDIST) as outer:
+    with tarfile.open(fileobj=outer.extractfile(inner_name)) as inner:
+      for member in inner.getmembers():
+        if member.name.endswith('_anonDataRatings.txt'):
+          stem = os.path.basename(member.name).split('_')[0]
+          for line in inner.extractfile(member).read().decode(
+              'utf-8-sig').splitlines():
+            if line.strip():
+              item_id, _, std, values = line.split('\t')
+              ratings[stem, item_id] = (float(std),
+                                        ast.literal_eval(values))
+  return ratings
+
+
+STEMS = {'tweets': 'tweets', 'movie_reviews': 'movieReviewSnippets',
+         'amazon_reviews': 'amazonReviewSnippets',
+         'nyt_editorials': 'nytEditorialSnippets'}
+
+
+@needs_vader
+def test_vader_rater_spread_and_perceived_sentiments(vader_root,
+                                                     raw_rater_ratings):
+  spread = labelled.load_split(
+      config('vader', 'regression', data_dir=vader_root, rater_spread=True),
+      'valid')
+  perceived = labelled.load_split(
+      config('vader', data_dir=vader_root, multi_label=True,
+             sentiment_classes=3), 'valid')
+  assert [t for t, _ in spread] == [t for t, _ in perceived]
+  checked = 0
+  for i, ((_, (_, std)), (_, labels)) in enumerate(zip(spread, perceived)):
+    corpora, ids = (x.split(',') for x in spread.origin(i))
+    if len(ids) > 1:
+      continue  # merged duplicates pool their raters; checked below
+    file_std, ratings = raw_rater_ratings[STEMS[corpora[0]], ids[0]]
+    assert abs(std - file_std) < 1e-5  # the file's population deviation
+    n = len(ratings)
+    want = tuple(name for name, share in (
+        ('negative', sum(r < 0 for r in ratings) / n),
+        ('neutral', sum(r == 0 for r in ratings) / n),
+        ('positive', sum(r > 0 for r in ratings) / n)) if share >= 0.25)
+    assert labels == want
+    checked += 1
+  assert checked > 2000
+  counts = collections.Counter(len(labels) for _, labels in perceived)
+  assert counts[2] + counts[3] > 0.15 * len(perceived)  # sets, not classes

@@ -12,11 +12,16 @@ with the training class frequencies as probabilities (so log loss is
 defined); 'tfidf_logistic' is TF-IDF of word 1-2 grams (sublinear tf,
 min_df=2, fitted on train) and multinomial logistic regression (sklearn,
 newton-cg), with class_weight from train.class_weights ('balanced' as in
-bible_genre_balanced).
+bible_genre_balanced). Multi-label (data.multi_label): 'majority' gives each
+label its training frequency as its probability (so it predicts the labels
+held by most training texts), 'tfidf_logistic' one binary logistic
+regression per label (sklearn's OneVsRestClassifier).
 Regression: 'mean' predicts the training mean; 'tfidf_ridge' is the same
-features and sklearn's Ridge; for data.source='vader' also 'vader_lexicon',
-VADER's own rule-based compound score (vaderSentiment 3.3.2, read from the
-source archive that .ci/setup fetches; nothing is downloaded).
+features and sklearn's Ridge (several targets: one multi-output Ridge); for
+data.source='vader' with the rating as the only target also
+'vader_lexicon', VADER's own rule-based compound score (vaderSentiment
+3.3.2, read from the source archive that .ci/setup fetches; nothing is
+downloaded).
 
 No choice looks at the test split: every model is fitted on train, the
 regularisation strength (C or alpha, a 5-point grid) is the one with the best
@@ -42,6 +47,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.multiclass import OneVsRestClassifier
 from threadpoolctl import threadpool_limits
 
 from transformer import metrics as metrics_lib
@@ -89,7 +95,21 @@ def tfidf_features(splits: Splits) -> dict[str, Any]:
   return features
 
 
-def label_ids(labels: Sequence[str], names: Sequence[str]) -> np.ndarray:
+def label_names(labels: Sequence) -> list[str]:
+  """The sorted class names of a split's labels (sets for multi-label), as
+  the Transformer's labels.json lists them."""
+  return sorted({name for label in labels for name in
+                 (label if isinstance(label, tuple) else (label,))})
+
+
+def label_ids(labels: Sequence, names: Sequence[str]) -> np.ndarray:
+  """[N] class ids, or for multi-label sets the [N, K] indicator matrix."""
+  if labels and isinstance(labels[0], tuple):
+    unknown = sorted(set(label_names(labels)) - set(names))
+    if unknown:
+      raise ValueError(f'labels {unknown} are not in the training split')
+    return np.asarray([[n in label for n in names] for label in labels],
+                      np.int64)
   """Class ids in `names` order; a class unseen in training is an error
   (the Transformer's task refuses it too)."""
   index = {name: i for i, name in enumerate(names)}
@@ -127,15 +147,23 @@ def _grid_note(value: float, grid: Sequence[float]) -> str | None:
 
 def majority(splits: Splits, names: Sequence[str]) -> dict:
   """The training split's most frequent class, with the training class
-  frequencies as every example's probabilities."""
-  counts = np.bincount(label_ids(splits['train'][1], names),
-                       minlength=len(names))
-  prior = counts / counts.sum()
-  result = {'predicts': names[int(prior.argmax())]}
+  frequencies as every example's probabilities. Multi-label: each label's
+  share of the training texts as its probability."""
+  train = label_ids(splits['train'][1], names)
+  multi_label = train.ndim == 2
+  if multi_label:
+    prior = train.mean(axis=0)
+    predicts = [n for n, p in zip(names, prior)
+                if p > metrics_lib.MULTI_LABEL_THRESHOLD]
+  else:
+    counts = np.bincount(train, minlength=len(names))
+    prior = counts / counts.sum()
+    predicts = names[int(prior.argmax())]
+  result = {'predicts': predicts}
   for split in ('valid', 'test'):
     y = label_ids(splits[split][1], names)
     result[split] = metrics_lib.classification_metrics(
-        y, np.tile(prior, (len(y), 1)), names)
+        y, np.tile(prior, (len(y), 1)), names, multi_label=multi_label)
   return result
 
 
@@ -157,20 +185,24 @@ def tfidf_logistic(features: dict, splits: Splits, names: Sequence[str],
   when classes are weighted: what the weighting is for), ties broken by the
   lower valid log loss."""
   y = {s: label_ids(splits[s][1], names) for s in SPLITS}
+  multi_label = y['train'].ndim == 2
   weights = class_weight(weight_setting, len(names))
   key = 'accuracy' if weights is None else 'macro_f1'
 
-  def fit(c: float) -> LogisticRegression:
+  def fit(c: float):
     # Multinomial (softmax) for K > 2. newton-cg, not the default lbfgs:
     # on bible_genre at C=10-100 lbfgs took 180-210 iterations and 2-5x the
     # time and stopped at a higher valid log loss (less converged).
-    return LogisticRegression(C=c, class_weight=weights, solver='newton-cg',
-                              max_iter=MAX_ITER
-                              ).fit(features['train'], y['train'])
+    model = LogisticRegression(C=c, class_weight=weights, solver='newton-cg',
+                               max_iter=MAX_ITER)
+    if multi_label:  # one binary model per label: its column's probability
+      model = OneVsRestClassifier(model)
+    return model.fit(features['train'], y['train'])
 
   def evaluate(model, split: str) -> dict:
     return metrics_lib.classification_metrics(
-        y[split], model.predict_proba(features[split]), names)
+        y[split], model.predict_proba(features[split]), names,
+        multi_label=multi_label)
 
   def score(model) -> tuple:
     m = evaluate(model, 'valid')
@@ -180,7 +212,8 @@ def tfidf_logistic(features: dict, splits: Splits, names: Sequence[str],
   return {'C': c, 'selected_by': f'valid {key}, then log_loss',
           'valid_scores': {k: v[0] for k, v in scores.items()},
           'class_weight': weight_setting, 'note': _grid_note(c, C_GRID),
-          'iterations': int(np.max(model.n_iter_)),
+          'iterations': int(max(np.max(m.n_iter_) for m in
+                                getattr(model, 'estimators_', [model]))),
           'valid': evaluate(model, 'valid'), 'test': evaluate(model, 'test')}
 
 
@@ -190,15 +223,17 @@ def tfidf_logistic(features: dict, splits: Splits, names: Sequence[str],
 
 
 def _targets(splits: Splits) -> dict[str, np.ndarray]:
+  """{split: [N] targets, or [N, D] for several}."""
   return {s: np.asarray(splits[s][1], np.float64) for s in SPLITS}
 
 
 def mean_baseline(splits: Splits) -> dict:
-  """The training mean for every example (correlations are undefined)."""
+  """The training mean (of each target) for every example (correlations
+  are undefined)."""
   t = _targets(splits)
-  mean = float(t['train'].mean())
-  return {'predicts': mean, **{
-      s: metrics_lib.regression_metrics(t[s], np.full_like(t[s], mean))
+  mean = t['train'].mean(axis=0)
+  return {'predicts': mean.tolist(), **{
+      s: metrics_lib.regression_metrics(t[s], np.broadcast_to(mean, t[s].shape))
       for s in ('valid', 'test')}}
 
 
@@ -326,7 +361,7 @@ def _run(config: Config, splits: Splits) -> dict:
             'tfidf_seconds': features['seconds']}
   matrices = features['matrices']
   if config.task == 'classification':
-    names = sorted(set(splits['train'][1]))  # the Transformer's labels.json
+    names = label_names(splits['train'][1])  # the Transformer's labels.json
     result['labels'] = names
     result['baselines'] = {
         'majority': _timed(majority, splits, names),
@@ -336,7 +371,8 @@ def _run(config: Config, splits: Splits) -> dict:
     result['baselines'] = {'mean': _timed(mean_baseline, splits),
                            'tfidf_ridge': _timed(tfidf_ridge, matrices,
                                                  splits)}
-    if config.data.source == 'vader':  # a sentiment lexicon: VADER data only
+    # A sentiment lexicon: VADER's rating only.
+    if config.data.source == 'vader' and not config.data.rater_spread:
       result['baselines']['vader_lexicon'] = _timed(vader_lexicon, config,
                                                     splits)
   else:

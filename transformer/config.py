@@ -128,8 +128,9 @@ class DataConfig:
   # Root of prepared corpora: the Bible goes to DATA_DIR/bible_es_en/;
   # '' = ~/.cache/transformer.
   data_dir: str = ''
-  # SentencePiece: one joint vocabulary of model.vocab_size pieces.
-  tokenizer: Literal['unigram', 'bpe'] = 'unigram'
+  # SentencePiece ('unigram', 'bpe'): one joint vocabulary of
+  # model.vocab_size pieces; 'char': one id per character (language models).
+  tokenizer: Literal['unigram', 'bpe', 'char'] = 'unigram'
   character_coverage: float = 1.0
   tokenizer_sentences: int = 2_000_000  # at most this many training lines
   max_length: int = 128  # tokens per row (source and target each)
@@ -146,11 +147,24 @@ class DataConfig:
   shards: int = 0
   # Labelled text (classification, regression).
   text_column: str = 'text'  # users' files: the column of the text
-  label_column: str = 'label'  # ... and of the label (class name or number)
+  # ... and of the label: a class name, or a number for regression. Several
+  # columns separated by commas ('valence,arousal') give one regression
+  # output each.
+  label_column: str = 'label'
+  # Classification with any number of labels per text (zero included): K
+  # independent sigmoids trained with train.loss='log_loss'. Users' files
+  # hold the names separated by label_separator (a JSON list in JSON Lines).
+  # 'vader' with sentiment_classes 2 or 3: the sentiments that at least a
+  # quarter of the raters gave (transformer/data/labelled.py).
+  multi_label: bool = False
+  label_separator: str = ','
   # data.source='vader': 0 = the mean rating (-4..4) as a regression target;
   # 2 = negative/positive (|rating| >= 0.5; the rest dropped); 3 = negative,
   # neutral, positive; 5 = five bins of the rating.
   sentiment_classes: int = 0
+  # data.source='vader', regression: a second output, the standard deviation
+  # of the raters' ratings (their disagreement), beside the mean.
+  rater_spread: bool = False
   # Training-stream re-sampling against class imbalance (the other remedy
   # beside train.class_weights): 'oversample' repeats the small classes,
   # 'undersample' drops from the large ones, both to equal counts per epoch.
@@ -172,6 +186,10 @@ class DataConfig:
       if getattr(self, name) <= 0:
         raise ValueError(f'data.{name} must be positive, got '
                          f'{getattr(self, name)}')
+    if len(self.label_separator) != 1 or self.label_separator.isspace():
+      raise ValueError(f'data.label_separator={self.label_separator!r} must '
+                       "be one character other than whitespace, e.g. ',' or "
+                       "'|'")
     if len(self.direction.split('-')) != 2:
       raise ValueError(f'data.direction={self.direction!r} must look like '
                        "'es-en' (source-target)")

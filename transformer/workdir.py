@@ -23,8 +23,8 @@ from transformer.config import Config
 LOCK_FILE = '.lock'
 # What `set_aside_run` moves: everything a training run writes.
 RUN_FILES = ('checkpoints', 'config.json', 'metrics.jsonl', 'tensorboard',
-             'eval', 'tokenizer.model', 'tokenizer.vocab', 'labels.json',
-             'targets.json')
+             'eval', 'tokenizer.model', 'tokenizer.vocab',
+             'tokenizer.chars.json', 'labels.json', 'targets.json')
 
 
 class RunError(Exception):
@@ -127,7 +127,8 @@ def has_saved_state(workdir: str) -> bool:
   from the training data (class names) in `workdir`."""
   checkpoints = os.path.join(workdir, 'checkpoints')
   return any(os.path.exists(os.path.join(workdir, name)) for name in (
-      'tokenizer.model', 'labels.json', 'targets.json')) or (
+      'tokenizer.model', 'tokenizer.chars.json', 'labels.json',
+      'targets.json')) or (
           os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
 
 

@@ -2,8 +2,10 @@
 
 Every source returns a random-access, picklable sequence (`len`, `[i]`) of
 `(text, label)` pairs: the label is the class name (str) for
-`config.task='classification'` and a float for `'regression'`. The caller
-builds the label vocabulary from the training split. `data.source` picks:
+`config.task='classification'`, a sorted tuple of names with
+data.multi_label, a float for `'regression'` and a tuple of floats for
+several regression targets. The caller builds the label vocabulary from the
+training split. `data.source` picks:
 
 'vader'  The human-rated sentences of VADER (Hutto & Gilbert, "VADER: A
     Parsimonious Rule-based Model for Sentiment Analysis of Social Media
@@ -33,6 +35,14 @@ builds the label vocabulary from the training split. `data.source` picks:
       3: 'negative' r < -0.5, 'neutral' -0.5 <= r <= 0.5, 'positive' r > 0.5;
       5: 'very negative' r <= -2, 'negative' -2 < r < -0.5, 'neutral'
          -0.5 <= r <= 0.5, 'positive' 0.5 < r < 2, 'very positive' r >= 2.
+    The archive also holds every rater's own rating (`*_anonDataRatings.txt`,
+    15-99 raters per item; merged duplicates pool their raters), which give
+    data.rater_spread (regression: a second target, the population standard
+    deviation of the ratings, i.e. how much people disagree) and
+    data.multi_label with 2 or 3 classes: the set of sentiments that at least
+    a quarter of the raters gave by the sign of their rating (negative < 0,
+    neutral = 0, positive > 0), e.g. both negative and positive for a
+    sarcastic tweet.
 
 'bible_genre'  English Bible verses (World English Bible, the engWEB2015eb
     SWORD module that transformer/data/bible.py reads with diatheke) labelled
@@ -55,7 +65,11 @@ builds the label vocabulary from the training split. `data.source` picks:
     (Python's csv module: a quoted field may hold commas, quotes as "" and
     newlines); JSON Lines hold one object per line. The text is in column
     data.text_column, the label in data.label_column: a class name, or a
-    number for regression. Files are never loaded whole: one pass checks
+    number for regression; data.label_column='a,b' names several numeric
+    columns, one regression output each. With data.multi_label the label
+    field holds any number of class names separated by data.label_separator
+    (',' by default; empty = no label), or a JSON list in JSON Lines.
+    Files are never loaded whole: one pass checks
     every record (UTF-8, field count, label) and records where it starts, and
     records are then read by byte offset. Without valid.*, the training
     records whose text hashes to bucket 0 of 10 (~10%, deterministic,
@@ -75,7 +89,8 @@ builds the label vocabulary from the training split. `data.source` picks:
 'toy'  A generated task for tests, deterministic per split (5,000 / 500 /
     500 items of 4-12 words). Classification: 3 classes 'red', 'green',
     'blue'; the label is the class whose word occurs most often in the text,
-    and it is a strict majority of the colour words there. Regression: the
+    and it is a strict majority of the colour words there. Multi-label: the
+    colours whose words occur in the text. Regression: the
     target is the number of 'up' minus the number of 'down' in the text.
 
 Every problem the user can fix raises `DataError`, naming the file, line,
@@ -106,7 +121,9 @@ from transformer.config import Config
 from transformer.data import sources
 from transformer.data.sources import DataError, _check_split
 
-Label = Union[str, float]
+# A class name (str), a set of them (multi-label: a sorted tuple of str), a
+# regression target (float) or several (a tuple of float).
+Label = Union[str, float, tuple[str, ...], tuple[float, ...]]
 Example = tuple[str, Label]
 
 TASKS = ('classification', 'regression')
@@ -224,9 +241,14 @@ VADER_CORPORA = {
     'amazon_reviews': 'hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt',
     'nyt_editorials': 'hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt',
 }
+# ... and the raters' individual ratings of each item (id, mean, standard
+# deviation, [ratings]), for the spread and the perceived sentiments.
+VADER_RATINGS = {corpus: path.replace('_GroundTruth', '_anonDataRatings')
+                 for corpus, path in VADER_CORPORA.items()}
 VADER_SUBDIR = 'vader_sentiment'
 # Bump when the reading, merging or split changes: the cache is rebuilt.
-VADER_FORMAT_VERSION = 1
+# 2: the raters' individual ratings kept (the split is unchanged).
+VADER_FORMAT_VERSION = 2
 _VADER_SALT = 'vader-split-v1'
 _VADER_MIN_TEST = 1000
 SENTIMENT_CLASSES = {
@@ -262,15 +284,19 @@ def sentiment_label(rating: float, classes: int) -> str | None:
   raise ValueError(f'no sentiment classes for {classes}')
 
 
-def read_vader(sdist: str) -> list[tuple[str, str, str, float]]:
-  """(sub-corpus, id, text, mean rating) of every rated item, in file order,
-  read from the vaderSentiment source archive without extracting it."""
+def read_vader(sdist: str
+               ) -> list[tuple[str, str, str, float, tuple[int, ...]]]:
+  """(sub-corpus, id, text, mean rating, the raters' ratings) of every rated
+  item, in file order, read from the vaderSentiment source archive without
+  extracting it."""
   try:
     with tarfile.open(sdist, 'r:gz') as outer:
       inner_file = outer.extractfile(VADER_MEMBER)
       with tarfile.open(fileobj=inner_file, mode='r:gz') as inner:
         raw = {name: inner.extractfile(member).read()
                for name, member in VADER_CORPORA.items()}
+        raw_ratings = {name: inner.extractfile(member).read()
+                       for name, member in VADER_RATINGS.items()}
   except (tarfile.TarError, KeyError, OSError, EOFError, zlib.error) as error:
     raise DataError(
         f"data.source='vader': {sdist} is not a readable vaderSentiment "
@@ -279,36 +305,79 @@ def read_vader(sdist: str) -> list[tuple[str, str, str, float]]:
         f'{vader_fetch_command(os.path.dirname(sdist))}') from None
   items = []
   for corpus, data in raw.items():
+    ratings = _rater_ratings(raw_ratings[corpus],
+                             f'{sdist}: {VADER_MEMBER}: {VADER_RATINGS[corpus]}')
     where = f'{sdist}: {VADER_MEMBER}: {VADER_CORPORA[corpus]}'
-    for number, line in enumerate(data.decode('utf-8-sig').split('\n'), 1):
-      line = line.rstrip('\r')
-      if not line.strip():
-        continue
-      fields = line.split('\t')
+    for number, fields in _tab_lines(data):
       try:
         items.append((corpus, fields[0], ' '.join(fields[2].split()),
-                      float(fields[1])))
-      except (IndexError, ValueError):
+                      float(fields[1]), ratings[fields[0]]))
+      except (IndexError, ValueError, KeyError):
         raise DataError(f'{where}: line {number}: expected id, rating and '
-                        f'text separated by tabs, got {line[:80]!r}; the '
-                        'archive is not the published one') from None
+                        f'text separated by tabs, an id with individual '
+                        f'ratings, got {fields[:3]!r}; the archive is not the '
+                        'published one') from None
   return items
 
 
-def _merge_duplicates(items) -> list[tuple[str, float, str, str]]:
-  """One (text, mean rating, sub-corpora, ids) per distinct text, in order
-  of first occurrence. Texts are compared as read_vader returns them
+def _tab_lines(data: bytes) -> Iterator[tuple[int, list[str]]]:
+  """(line number, tab-separated fields) of the non-empty lines."""
+  for number, line in enumerate(data.decode('utf-8-sig').split('\n'), 1):
+    if line.strip():
+      yield number, line.rstrip('\r').split('\t')
+
+
+def _rater_ratings(data: bytes, where: str) -> dict[str, tuple[int, ...]]:
+  """id -> the individual ratings of an *_anonDataRatings.txt file, whose
+  lines are: id, mean, standard deviation, [r1, r2, ...]."""
+  ratings = {}
+  for number, fields in _tab_lines(data):
+    try:
+      ratings[fields[0]] = tuple(json.loads(fields[3]))
+      if not ratings[fields[0]] or not all(
+          isinstance(r, int) and -4 <= r <= 4 for r in ratings[fields[0]]):
+        raise ValueError
+    except (IndexError, ValueError):
+      raise DataError(f'{where}: line {number}: expected id, mean, standard '
+                      'deviation and a list of integer ratings in -4..4, got '
+                      f'{fields[:4]!r}; the archive is not the published one'
+                      ) from None
+  return ratings
+
+
+def _merge_duplicates(items) -> list[tuple[str, float, str, str, tuple]]:
+  """One (text, mean rating, sub-corpora, ids, ratings) per distinct text,
+  in order of first occurrence: the mean of the groups' means, all their
+  raters' ratings. Texts are compared as read_vader returns them
   (whitespace collapsed), case kept: capitals change the ratings."""
   groups: dict[str, list] = {}
-  for corpus, item_id, text, rating in items:
-    groups.setdefault(text, []).append((corpus, item_id, text, rating))
+  for item in items:
+    groups.setdefault(item[2], []).append(item)
   merged = []
   for group in groups.values():
     rating = group[0][3] if len(group) == 1 else statistics.fmean(
         g[3] for g in group)
     merged.append((group[0][2], rating, ','.join(g[0] for g in group),
-                   ','.join(g[1] for g in group)))
+                   ','.join(g[1] for g in group),
+                   tuple(r for g in group for r in g[4])))
   return merged
+
+
+# data.multi_label on 'vader': a sentiment counts as perceived when at least
+# this share of the raters gave it (the sign of their rating).
+PERCEIVED_SHARE = 0.25
+
+
+def perceived_sentiments(ratings: Sequence[int], classes: int
+                         ) -> tuple[str, ...]:
+  """The sentiments that at least PERCEIVED_SHARE of the raters gave:
+  'negative' (rating < 0), 'neutral' (0; 3 classes only), 'positive' (> 0),
+  in that order."""
+  signs = {'negative': sum(r < 0 for r in ratings),
+           'neutral': sum(r == 0 for r in ratings),
+           'positive': sum(r > 0 for r in ratings)}
+  return tuple(name for name in SENTIMENT_CLASSES[classes]
+               if signs[name] >= PERCEIVED_SHARE * len(ratings))
 
 
 def vader_split_of(text: str) -> str:
@@ -333,8 +402,9 @@ def prepare_vader(sdist: str, directory: str) -> dict:
   items = read_vader(sdist)
   merged = _merge_duplicates(items)
   tables: dict[str, list[tuple]] = {s: [] for s in sources.SPLITS}
-  for text, rating, corpora, ids in merged:
-    tables[vader_split_of(text)].append((text, repr(rating), corpora, ids))
+  for text, rating, corpora, ids, ratings in merged:
+    tables[vader_split_of(text)].append(
+        (text, repr(rating), corpora, ids, ' '.join(map(str, ratings))))
   # A fixed property of the published data and the salt, checked anyway.
   if len(tables['test']) < _VADER_MIN_TEST:
     raise RuntimeError(f'VADER test split has {len(tables["test"])} items, '
@@ -346,12 +416,14 @@ def prepare_vader(sdist: str, directory: str) -> dict:
       'merged_duplicates': len(items) - len(merged),
       'splits': {s: len(rows) for s, rows in tables.items()},
   }
-  _write_prepared(directory, ('text', 'rating', 'corpus', 'id'), tables, meta)
+  _write_prepared(directory, ('text', 'rating', 'corpus', 'id', 'ratings'),
+                  tables, meta)
   return meta
 
 
-def _vader(config: Config, split: str) -> Examples:
-  classes = config.data.sentiment_classes
+def _check_vader(config: Config) -> None:
+  data = config.data
+  classes = data.sentiment_classes
   if classes != 0 and classes not in SENTIMENT_CLASSES:
     raise DataError(f'data.sentiment_classes={classes}: expected 0 (the '
                     'rating as a regression target), 2, 3 or 5 classes')
@@ -360,12 +432,36 @@ def _vader(config: Config, split: str) -> Examples:
         f'task={config.task!r} does not match data.sentiment_classes='
         f'{classes}: regression on the rating needs sentiment_classes=0, '
         'classification needs 2, 3 or 5')
+  if data.multi_label and classes not in (2, 3):
+    raise DataError(
+        f'data.multi_label=true on data.source=vader needs '
+        f'data.sentiment_classes 2 or 3 (the perceived sentiments), not '
+        f'{classes}')
+  if data.rater_spread and config.task != 'regression':
+    raise DataError('data.rater_spread=true is a second regression output: '
+                    'it needs task=regression (data.sentiment_classes=0)')
+
+
+def _vader_label(rating: float, ratings: Sequence[int], config: Config
+                 ) -> Label | None:
+  data = config.data
+  if config.task == 'regression':
+    return ((rating, statistics.pstdev(ratings)) if data.rater_spread
+            else rating)
+  if data.multi_label:
+    return perceived_sentiments(ratings, data.sentiment_classes)
+  return sentiment_label(rating, data.sentiment_classes)
+
+
+def _vader(config: Config, split: str) -> Examples:
+  _check_vader(config)
   directory = os.path.join(sources.data_root(config.data), VADER_SUBDIR)
   prepare_vader(vader_sdist_path(config), directory)
   texts, labels, origins = [], [], []
-  for text, rating, corpus, item_id in _read_prepared(directory, split):
-    label = float(rating) if classes == 0 else sentiment_label(
-        float(rating), classes)
+  for text, rating, corpus, item_id, ratings in _read_prepared(directory,
+                                                               split):
+    label = _vader_label(float(rating), [int(r) for r in ratings.split()],
+                         config)
     if label is not None:
       texts.append(text)
       labels.append(label)
@@ -450,12 +546,35 @@ _announced: set[str] = set()  # directories whose hold-out was printed
 
 
 @dataclasses.dataclass(frozen=True)
+class LabelSpec:
+  """What a label field holds: a class name, a set of class names
+  (multi_label, separated by `separator`; a JSON list in JSON Lines), or
+  numbers (regression), one per column of `columns`."""
+  columns: tuple[str, ...]
+  regression: bool = False
+  multi_label: bool = False
+  separator: str = ','
+
+  @classmethod
+  def of(cls, config: Config) -> 'LabelSpec':
+    data = config.data
+    columns = tuple(c.strip() for c in data.label_column.split(','))
+    if not all(columns) or (len(columns) > 1 and config.task != 'regression'):
+      raise DataError(
+          f'data.label_column={data.label_column!r}: expected one column '
+          'name, or for task=regression several separated by commas (one '
+          'output each)')
+    return cls(columns, config.task == 'regression', data.multi_label,
+               data.label_separator)
+
+
+@dataclasses.dataclass(frozen=True)
 class Layout:
-  """Where text and label are in a file's records: column positions (TSV,
+  """Where text and labels are in a file's records: column positions (TSV,
   CSV; `width` fields per row) or object keys (JSON Lines)."""
   fmt: str
   text: int | str
-  label: int | str
+  labels: tuple[int | str, ...]
   width: int = 0
 
 
@@ -561,12 +680,13 @@ def _scan(path: str, fmt: str) -> Iterator[tuple[int, int, int, Any]]:
 
 
 def _layout(path: str, fmt: str, header: list[str] | None,
-            text_column: str, label_column: str) -> Layout:
+            text_column: str, label_columns: tuple[str, ...]) -> Layout:
   if fmt == 'jsonl':
-    return Layout(fmt, text_column, label_column)
+    return Layout(fmt, text_column, label_columns)
   names = [name.strip() for name in header]
   missing = [f'{name!r} (data.{key})' for name, key in
-             ((text_column, 'text_column'), (label_column, 'label_column'))
+             ((text_column, 'text_column'),
+              *((c, 'label_column') for c in label_columns))
              if name not in names]
   if missing:
     other = {'tsv': (',', 'CSV', 'csv'), 'csv': ('\t', 'TSV', 'tsv')}[fmt]
@@ -577,12 +697,12 @@ def _layout(path: str, fmt: str, header: list[str] | None,
         f'; its columns are {", ".join(map(repr, names))}. Name the columns '
         'with --set=data.text_column=NAME and --set=data.label_column=NAME.'
         + hint)
-  return Layout(fmt, names.index(text_column), names.index(label_column),
-                len(names))
+  return Layout(fmt, names.index(text_column),
+                tuple(names.index(c) for c in label_columns), len(names))
 
 
-def _label(value: Any, regression: bool, where: str, column: str) -> Label:
-  if regression:
+def _label(value: Any, spec: LabelSpec, where: str, column: str) -> Label:
+  if spec.regression:
     try:
       if isinstance(value, bool):
         raise ValueError
@@ -593,6 +713,8 @@ def _label(value: Any, regression: bool, where: str, column: str) -> Label:
     except (TypeError, ValueError):
       raise DataError(f'{where}: label {value!r} (column {column!r}) is not a '
                       'finite number, which task=regression needs') from None
+  if spec.multi_label:
+    return _label_set(value, spec.separator, where, column)
   if isinstance(value, (str, int)) and not isinstance(value, bool):
     if str(value).strip():
       return str(value).strip()
@@ -601,20 +723,40 @@ def _label(value: Any, regression: bool, where: str, column: str) -> Label:
                   'an integer) per record')
 
 
-def _example(record: Any, layout: Layout, regression: bool,
+def _label_set(value: Any, separator: str, where: str, column: str
+               ) -> tuple[str, ...]:
+  """A multi-label field -> its sorted distinct names; '' or [] is none."""
+  if isinstance(value, str):
+    names = [n.strip() for n in value.split(separator)] if value.strip() else []
+  elif isinstance(value, list) and all(
+      isinstance(n, (str, int)) and not isinstance(n, bool) for n in value):
+    names = [str(n).strip() for n in value]
+  else:
+    names = None
+  if names is None or not all(names):
+    raise DataError(
+        f'{where}: label {value!r} (column {column!r}) is not a set of class '
+        f'names: data.multi_label=true needs names separated by '
+        f'{separator!r} (data.label_separator), or a JSON list of names in '
+        'JSON Lines; an empty field means no label')
+  return tuple(sorted(set(names)))
+
+
+def _example(record: Any, layout: Layout, spec: LabelSpec,
              where: str) -> Example:
   """(text, label) of one parsed record; DataError if it does not fit."""
   if layout.fmt == 'jsonl':
     if not isinstance(record, dict):
       raise DataError(f'{where}: expected a JSON object, got '
                       f'{type(record).__name__}')
-    missing = [repr(k) for k in (layout.text, layout.label)
+    missing = [repr(k) for k in (layout.text, *layout.labels)
                if k not in record]
     if missing:
       raise DataError(
           f'{where}: the object has no key {" and no ".join(missing)}'
           f' (data.text_column={layout.text!r}, data.label_column='
-          f'{layout.label!r}); its keys are {", ".join(map(repr, record))}')
+          f'{",".join(layout.labels)!r}); its keys are '
+          f'{", ".join(map(repr, record))}')
   elif len(record) != layout.width:
     quoting = ('fields are separated by tabs, with no quoting, so a text '
                'may not hold a tab' if layout.fmt == 'tsv' else
@@ -626,8 +768,9 @@ def _example(record: Any, layout: Layout, regression: bool,
     raise DataError(f'{where}: the text (column {layout.text!r}) is '
                     f'{"empty" if isinstance(text, str) else repr(text)}: '
                     'every record needs a non-empty text')
-  return text, _label(record[layout.label], regression, where,
-                      str(layout.label))
+  labels = tuple(_label(record[key], spec, where, column)
+                 for key, column in zip(layout.labels, spec.columns))
+  return text, labels[0] if len(labels) == 1 else labels
 
 
 @dataclasses.dataclass
@@ -640,8 +783,8 @@ class FileIndex:
   held_out: np.ndarray  # bool
 
 
-def index_file(path: str, fmt: str, text_column: str, label_column: str,
-               regression: bool) -> FileIndex:
+def index_file(path: str, fmt: str, text_column: str, spec: LabelSpec
+               ) -> FileIndex:
   """One pass over the file: checks every record, records its bytes."""
   records = _scan(path, fmt)
   header = None
@@ -649,13 +792,13 @@ def index_file(path: str, fmt: str, text_column: str, label_column: str,
     first = next(records, None)
     if first is None:
       raise DataError(f'{path}: empty file: expected a header row naming the '
-                      f'columns ({text_column!r}, {label_column!r}, ...) and '
+                      f'columns ({text_column!r}, {spec.columns[0]!r}, ...) and '
                       'then one row per example')
     header = first[3]
-  layout = _layout(path, fmt, header, text_column, label_column)
+  layout = _layout(path, fmt, header, text_column, spec.columns)
   starts, ends, held_out = array.array('q'), array.array('q'), bytearray()
   for line, start, end, record in records:
-    text, _ = _example(record, layout, regression, f'{path}: line {line}')
+    text, _ = _example(record, layout, spec, f'{path}: line {line}')
     starts.append(start)
     ends.append(end)
     held_out.append(_bucket(_HOLD_OUT_SALT, normalise(text),
@@ -671,23 +814,22 @@ def index_file(path: str, fmt: str, text_column: str, label_column: str,
 
 @functools.lru_cache(maxsize=8)
 def _cached_index(path: str, size: int, mtime_ns: int, fmt: str,
-                  text_column: str, label_column: str,
-                  regression: bool) -> FileIndex:
+                  text_column: str, spec: LabelSpec) -> FileIndex:
   """index_file, once per process for train and the valid slice held out of
   it; size and mtime in the key, so a changed file is indexed again."""
   del size, mtime_ns  # only the cache key
-  return index_file(path, fmt, text_column, label_column, regression)
+  return index_file(path, fmt, text_column, spec)
 
 
 class LabelledFile(Sequence[Example]):
   """Some records of an indexed file, read by byte offset with os.pread
   (thread-safe); picklable (the file is reopened after unpickling)."""
 
-  def __init__(self, path: str, index: FileIndex, regression: bool,
+  def __init__(self, path: str, index: FileIndex, spec: LabelSpec,
                keep: np.ndarray | None = None):
     self.path = path
     self.layout = index.layout
-    self.regression = regression
+    self.spec = spec
     self._starts = index.starts if keep is None else index.starts[keep]
     self._ends = index.ends if keep is None else index.ends[keep]
     self._file = sources.ByteRanges(path)
@@ -705,7 +847,7 @@ class LabelledFile(Sequence[Example]):
     data = self._file.read(start, end).decode('utf-8')
     where = f'{self.path}: byte {start} (changed since it was indexed?)'
     return _example(_parse(data, self.layout.fmt), self.layout,
-                    self.regression, where)
+                    self.spec, where)
 
 
 
@@ -737,7 +879,7 @@ def _text_files(config: Config) -> tuple[str, dict[str, tuple[str, str]]]:
 
 def _text(config: Config, split: str) -> LabelledFile:
   directory, files = _text_files(config)
-  regression = config.task == 'regression'
+  spec = LabelSpec.of(config)
   train_fmt = files['train'][1]
   if split == 'test' and 'test' not in files:
     raise DataError(
@@ -749,10 +891,9 @@ def _text(config: Config, split: str) -> LabelledFile:
   path, fmt = files['train' if holding_out else split]
   stat = os.stat(path)
   index = _cached_index(path, stat.st_size, stat.st_mtime_ns, fmt,
-                        config.data.text_column, config.data.label_column,
-                        regression)
+                        config.data.text_column, spec)
   if not holding_out:
-    return LabelledFile(path, index, regression)
+    return LabelledFile(path, index, spec)
   held = int(index.held_out.sum())
   if held == 0 or held == len(index.held_out):
     raise DataError(
@@ -764,7 +905,7 @@ def _text(config: Config, split: str) -> LabelledFile:
           f'{len(index.held_out):,} records of train.{fmt} for validation '
           '(~10%, by a hash of the text); training uses the others')
   keep = index.held_out if split == 'valid' else ~index.held_out
-  return LabelledFile(path, index, regression, keep)
+  return LabelledFile(path, index, spec, keep)
 
 
 # ---------------------------------------------------------------------------
@@ -914,8 +1055,10 @@ def _toy_regression(rng: np.random.Generator, length: int
   return words, float(words.count(TOY_UP) - words.count(TOY_DOWN))
 
 
-def toy_examples(split: str, task: str, size: int | None = None) -> Examples:
-  """The toy task's items of one split: the same on every call."""
+def toy_examples(split: str, task: str, size: int | None = None, *,
+                 multi_label: bool = False) -> Examples:
+  """The toy task's items of one split: the same on every call. Multi-label:
+  the same texts, labelled with every colour they hold."""
   rng = np.random.default_rng([20_240_602, _TOY_TASK_SEEDS[task],
                                _TOY_SEEDS[split]])
   make = _toy_classification if task == 'classification' else _toy_regression
@@ -924,7 +1067,8 @@ def toy_examples(split: str, task: str, size: int | None = None) -> Examples:
     words, label = make(rng, int(rng.integers(TOY_MIN_WORDS,
                                               TOY_MAX_WORDS + 1)))
     texts.append(' '.join(words))
-    labels.append(label)
+    labels.append(tuple(c for c in sorted(TOY_CLASSES) if c in words)
+                  if multi_label else label)
   return Examples(texts, labels)
 
 
@@ -937,8 +1081,11 @@ _LOADERS = {
     'bible_genre': _bible_genre,
     'text': _text,
     'tfds': _tfds,
-    'toy': lambda config, split: toy_examples(split, config.task),
+    'toy': lambda config, split: toy_examples(
+        split, config.task, multi_label=config.data.multi_label),
 }
+# The sources whose labels may be sets (data.multi_label).
+MULTI_LABEL_SOURCES = ('vader', 'text', 'toy')
 
 
 def load_split(config: Config, split: str) -> Sequence[Example]:
@@ -962,6 +1109,13 @@ def load_split(config: Config, split: str) -> Sequence[Example]:
     raise DataError(
         f'data.source={config.data.source!r} is not a source of labelled '
         f'text: expected one of {", ".join(_LOADERS)}')
+  if config.data.multi_label and (config.task != 'classification' or
+                                  config.data.source not in
+                                  MULTI_LABEL_SOURCES):
+    raise DataError(
+        f'data.multi_label=true (task={config.task}, data.source='
+        f'{config.data.source}): sets of labels are for task=classification '
+        f'with data.source {", ".join(MULTI_LABEL_SOURCES)}')
   return _LOADERS[config.data.source](config, split)
 
 
@@ -971,6 +1125,11 @@ def describe(config: Config) -> str:
   if data.source == 'vader':
     labels = ('the mean rating (-4..4)' if data.sentiment_classes == 0 else
               f'{data.sentiment_classes} classes of the mean rating')
+    if data.rater_spread:
+      labels += " and the raters' standard deviation"
+    if data.multi_label:
+      labels = (f'the sentiments that at least {PERCEIVED_SHARE:.0%} of the '
+                'raters gave (multi-label)')
     return ('VADER human-rated sentiment (Hutto & Gilbert, ICWSM 2014; '
             f'tweets, movie and Amazon reviews, NYT editorials): {labels}')
   if data.source == 'bible_genre':
@@ -984,6 +1143,8 @@ def describe(config: Config) -> str:
     test = f', test = its {spec.test} split' if spec else ''
     return (f'TFDS {data.tfds_name} (valid = ~10% held out of train{test})')
   if data.source == 'toy':
+    if data.multi_label:
+      return 'toy multi-label: the colour words (of 3) in the text'
     return ('toy classification: the majority colour word of 3' if
             config.task == 'classification' else
             'toy regression: count of "up" minus count of "down"')

@@ -3,10 +3,12 @@
 `config.task='classification'`: K class names learnt from the training split
 (saved as WORKDIR/labels.json with their counts); the head gives K logits
 (softmax losses: cross_entropy, focal, hinge), or one logit for two classes
-with train.loss='log_loss' (sigmoid). `config.task='regression'`: one output
-trained on targets standardised with the training split's mean and standard
-deviation (WORKDIR/targets.json); predictions are reported in the original
-units. Losses are in transformer/losses.py, metrics (scikit-learn, scipy) in
+with train.loss='log_loss' (sigmoid), or, with data.multi_label, K
+independent sigmoid logits (log_loss; any number of labels per text).
+`config.task='regression'`: one output per target (data.label_column, or
+data.rater_spread), trained on targets standardised with the training
+split's means and standard deviations (WORKDIR/targets.json); predictions
+are reported in the original units. Losses are in transformer/losses.py, metrics (scikit-learn, scipy) in
 transformer/metrics.py.
 """
 
@@ -137,8 +139,13 @@ class Classification(_Labelled):
     return 1 if self.sigmoid else len(self.labels)
 
   @property
+  def multi_label(self) -> bool:
+    return self.config.data.multi_label
+
+  @property
   def sigmoid(self) -> bool:
-    return self.config.train.loss == 'log_loss'
+    """Two classes, one logit: P(class 1) = sigmoid(logit)."""
+    return self.config.train.loss == 'log_loss' and not self.multi_label
 
   def objective(self, scores: Array, labels: Array, weights: Array):
     """(loss_sum, (weight_sum, {metric: (sum, count)})) of [B, outputs]
@@ -147,7 +154,12 @@ class Classification(_Labelled):
     t = self.config.train
     cw = (None if self.class_weights is None else
           jnp.asarray(self.class_weights, jnp.float32))
-    if self.sigmoid:  # two classes, one logit: P(class 1) = sigmoid
+    if self.multi_label:  # labels [B, K] in {0, 1}: K independent sigmoids
+      loss = log_loss = losses.binary_log_loss(scores, labels, weights)
+      exact = jnp.all((scores > 0) == (labels > 0.5), axis=-1)
+      correct = jnp.sum(exact * weights), jnp.sum(weights)
+      return loss[0], (loss[1], {'accuracy': correct, 'log_loss': log_loss})
+    if self.sigmoid:
       y = labels.astype(jnp.float32)
       loss = losses.binary_log_loss(
           scores[:, 0], y, weights if cw is None else weights * cw[labels])
@@ -171,32 +183,66 @@ class Classification(_Labelled):
     index = {name: i for i, name in enumerate(self.labels)}
     return np.asarray([index[label] for label in labels], np.int32)
 
-  def encode_label(self, label: str) -> np.ndarray:
+  def encode_label(self, label) -> np.ndarray:
+    """A class id, or multi-label: the [K] float32 indicator of the set."""
+    if self.multi_label:
+      return np.asarray([name in label for name in self.labels], np.float32)
     return np.int32(self.labels.index(label))
 
   def probabilities(self, scores: np.ndarray) -> np.ndarray:
-    """[N, num_outputs] scores -> [N, K] class probabilities."""
-    if self.sigmoid:
-      p = 1.0 / (1.0 + np.exp(-scores[:, 0].astype(np.float64)))
-      return np.stack([1.0 - p, p], axis=1)
+    """[N, num_outputs] scores -> [N, K] class probabilities (multi-label:
+    each label's own)."""
     x = scores.astype(np.float64)
+    if self.multi_label:
+      return 1.0 / (1.0 + np.exp(-x))
+    if self.sigmoid:
+      p = 1.0 / (1.0 + np.exp(-x[:, 0]))
+      return np.stack([1.0 - p, p], axis=1)
     x = np.exp(x - x.max(axis=1, keepdims=True))
     return x / x.sum(axis=1, keepdims=True)
 
+  def format_label(self, label) -> str:
+    """The label as one TSV field (a set joined by data.label_separator)."""
+    text = (self.config.data.label_separator.join(label) if self.multi_label
+            else str(label))
+    return text.replace('\t', ' ').replace('\n', ' ')
+
+  def label_columns(self) -> tuple[str, ...]:
+    return ('label',)
+
   def format_prediction(self, scores: np.ndarray) -> str:
+    """'label<TAB>probability'; multi-label: the labels with probability >
+    0.5 and their probabilities, each list joined by data.label_separator
+    (both empty when none is)."""
     p = self.probabilities(scores[None])[0]
+    if self.multi_label:
+      chosen = np.flatnonzero(p > metrics_lib.MULTI_LABEL_THRESHOLD)
+      sep = self.config.data.label_separator
+      return (sep.join(self.labels[i] for i in chosen) + '\t' +
+              sep.join(f'{p[i]:.4f}' for i in chosen))
     return f'{self.labels[int(np.argmax(p))]}\t{float(np.max(p)):.4f}'
 
+  def prediction_columns(self) -> tuple[str, ...]:
+    return ('prediction', 'probability')
+
   def metrics(self, targets: list, scores: np.ndarray) -> dict[str, Any]:
+    labels = (np.stack([self.encode_label(t) for t in targets])
+              if self.multi_label else self.class_ids(targets))
     return metrics_lib.classification_metrics(
-        self.class_ids(targets), self.probabilities(scores), self.labels)
+        labels, self.probabilities(scores), self.labels,
+        multi_label=self.multi_label)
 
 
 @dataclasses.dataclass(frozen=True)
 class Regression(_Labelled):
-  """config.task='regression': one standardised target."""
-  mean: float = 0.0
-  std: float = 1.0
+  """config.task='regression': D standardised targets, named."""
+  names: tuple[str, ...] = ('value',)
+  mean: tuple[float, ...] = (0.0,)
+  std: tuple[float, ...] = (1.0,)
+
+  @property
+  def num_outputs(self) -> int:
+    return len(self.names)
 
   def objective(self, scores: Array, labels: Array, weights: Array):
     t = self.config.train
@@ -204,23 +250,44 @@ class Regression(_Labelled):
       loss = losses.huber(scores, labels, weights, delta=t.huber_delta)
     else:
       loss = losses.mean_squared_error(scores, labels, weights)
-    # MSE in the original units: the standardised error times std^2.
-    mse = losses.mean_squared_error(scores, labels, weights)
-    return loss[0], (loss[1], {'mse': (mse[0] * self.std**2, mse[1])})
+    # MSE in the original units: each output's error times its std.
+    std = jnp.asarray(self.std, jnp.float32)
+    mse = losses.mean_squared_error(scores * std, labels * std, weights)
+    return loss[0], (loss[1], {'mse': mse})
 
-  def encode_label(self, value: float) -> np.ndarray:
-    return np.asarray([(value - self.mean) / self.std], np.float32)
+  def encode_label(self, value) -> np.ndarray:
+    """A float (one target) or a tuple of D floats -> [D] standardised."""
+    return ((np.atleast_1d(np.asarray(value, np.float64)) - self.mean) /
+            self.std).astype(np.float32)
 
   def values(self, scores: np.ndarray) -> np.ndarray:
-    """Standardised outputs [N, 1] -> predictions in the original units [N]."""
-    return scores[:, 0].astype(np.float64) * self.std + self.mean
+    """Standardised outputs [N, D] -> predictions in the original units:
+    [N] for one target, else [N, D]."""
+    values = scores.astype(np.float64) * self.std + np.asarray(self.mean)
+    return values[:, 0] if self.num_outputs == 1 else values
+
+  def format_label(self, value) -> str:
+    """The target(s) as TSV fields, one per target."""
+    return '\t'.join(str(v) for v in np.atleast_1d(value))
+
+  def label_columns(self) -> tuple[str, ...]:
+    return ('label',) if self.num_outputs == 1 else self.names
 
   def format_prediction(self, scores: np.ndarray) -> str:
-    return f'{float(self.values(scores[None])[0]):.4f}'
+    """The predicted values, tab-separated in the order of the targets."""
+    return '\t'.join(f'{v:.4f}' for v in
+                     np.atleast_1d(self.values(scores[None])[0]))
+
+  def prediction_columns(self) -> tuple[str, ...]:
+    return (('prediction',) if self.num_outputs == 1 else
+            tuple(f'predicted {name}' for name in self.names))
 
   def metrics(self, targets: list, scores: np.ndarray) -> dict[str, Any]:
-    return metrics_lib.regression_metrics(np.asarray(targets, np.float64),
-                                          self.values(scores))
+    result = metrics_lib.regression_metrics(np.asarray(targets, np.float64),
+                                            self.values(scores))
+    if self.num_outputs > 1:
+      result['targets'] = list(self.names)
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -238,8 +305,9 @@ class Evaluator:
     self.task, self.mesh, self.split = task, mesh, split
     examples = task.examples(split)
     if isinstance(task, Classification):
-      unknown = sorted({str(label) for _, label in examples} -
-                       set(task.labels))
+      seen = {name for _, label in examples for name in
+              (label if task.multi_label else (str(label),))}
+      unknown = sorted(seen - set(task.labels))
       if unknown:
         from transformer.data.sources import DataError  # pylint: disable=g-import-not-at-top
         raise DataError(
@@ -293,20 +361,25 @@ class Evaluator:
              f'{base}.json']
     examples = [e for b in self.batches for e in b.examples]
     for (text, label), prediction in list(zip(examples, predictions))[:samples]:
-      lines.append(f'  {label!s:>12}  ->  {prediction}   {text[:70]}')
+      lines.append(f'  {self.task.format_label(label):>12}  ->  '
+                   f'{prediction}   {text[:70]}')
     return '\n'.join(lines)
 
   def write(self, directory: str, name: str, predictions: list[str],
             metrics: dict[str, Any]) -> str:
-    """NAME.tsv (text, label, prediction...) and NAME.json (the metrics)."""
+    """NAME.tsv (text, label(s), prediction columns) and NAME.json (the
+    metrics)."""
     os.makedirs(directory, exist_ok=True)
     base = os.path.join(directory, name)
     examples = [e for b in self.batches for e in b.examples]
     clean = lambda text: str(text).replace('\t', ' ').replace('\n', ' ')
+    task = self.task
     with open(f'{base}.tsv', 'w', encoding='utf-8') as f:
-      f.write('text\tlabel\tprediction\n')
+      f.write('\t'.join(('text', *task.label_columns(),
+                         *task.prediction_columns())) + '\n')
       for (text, label), prediction in zip(examples, predictions):
-        f.write(f'{clean(text)}\t{clean(label)}\t{prediction}\n')
+        f.write(f'{clean(text)}\t{task.format_label(label)}\t'
+                f'{prediction}\n')
     with open(f'{base}.json', 'w') as f:
       json.dump(metrics, f, indent=2)
     return base
@@ -356,38 +429,96 @@ def class_weights(setting: str, counts: list[int]) -> tuple[float, ...] | None:
   return weights
 
 
+def _check_multi_label(config: Config) -> None:
+  """The settings that single-label classification has and multi-label
+  does not."""
+  t, data = config.train, config.data
+  wrong = [(f'train.loss={t.loss!r}', "train.loss='log_loss' (one sigmoid "
+            'per label)')] if t.loss != 'log_loss' else []
+  if t.class_weights != 'none':
+    wrong.append((f'train.class_weights={t.class_weights!r}',
+                  "train.class_weights='none'"))
+  if data.class_sampling != 'none':
+    wrong.append((f'data.class_sampling={data.class_sampling!r}',
+                  "data.class_sampling='none' (a text may hold several "
+                  'classes)'))
+  if wrong:
+    raise ConfigError(
+        'data.multi_label=true does not fit ' +
+        ', '.join(w for w, _ in wrong) + ': use ' +
+        ', '.join(u for _, u in wrong))
+
+
 def prepare_classification(config: Config, workdir: str, *, create: bool
                            ) -> Classification:
+  """The run's classes; labels.json holds their names and training counts
+  (multi-label: the training texts holding each)."""
   _check_loss(config, SOFTMAX_LOSSES + ('log_loss',))
+  if config.data.multi_label:
+    _check_multi_label(config)
 
   def compute():
     counts: dict[str, int] = {}
     for _, label in Classification(config).examples('train'):
-      counts[str(label)] = counts.get(str(label), 0) + 1
+      for name in (label if config.data.multi_label else (str(label),)):
+        counts[name] = counts.get(name, 0) + 1
     names = sorted(counts)
-    return {'labels': names, 'counts': [counts[n] for n in names]}
+    return {'labels': names, 'counts': [counts[n] for n in names],
+            'multi_label': config.data.multi_label}
   saved = _read_or_create(os.path.join(workdir, LABELS_FILE), create, compute)
-  if len(saved['labels']) < 2:
+  if saved.get('multi_label', False) != config.data.multi_label:
+    raise ConfigError(
+        f'{os.path.join(workdir, LABELS_FILE)} was written with '
+        f'data.multi_label={saved.get("multi_label", False)}; this run asks '
+        f'for {config.data.multi_label}: use the saved setting, a new '
+        '--workdir, or --restart')
+  if len(saved['labels']) < 2 and not config.data.multi_label:
     raise ConfigError(f'the training split has one class only '
                       f'({saved["labels"]}): nothing to classify')
-  if config.train.loss == 'log_loss' and len(saved['labels']) != 2:
+  if (config.train.loss == 'log_loss' and len(saved['labels']) != 2 and
+      not config.data.multi_label):
     raise ConfigError(
         f'train.loss=log_loss (one sigmoid output) is for two classes; the '
-        f'training split has {len(saved["labels"])}: use cross_entropy')
+        f'training split has {len(saved["labels"])}: use cross_entropy, or '
+        'data.multi_label=true for any number of labels per text')
   return Classification(config, tuple(saved['labels']),
                         class_weights(config.train.class_weights,
                                       saved['counts']))
 
 
+def target_names(config: Config) -> tuple[str, ...]:
+  """The regression targets: the columns of data.label_column (users'
+  files), or 'rating' (and 'spread') for VADER."""
+  if config.data.source == 'vader':
+    return ('rating', 'spread') if config.data.rater_spread else ('rating',)
+  if config.data.source == 'text':
+    return tuple(c.strip() for c in config.data.label_column.split(','))
+  return ('value',)
+
+
 def prepare_regression(config: Config, workdir: str, *, create: bool
                        ) -> Regression:
+  """The run's targets; targets.json holds their names, training means and
+  standard deviations (a constant target gets std 1)."""
   _check_loss(config, REGRESSION_LOSSES)
+  names = target_names(config)
 
   def compute():
     values = np.asarray([v for _, v in Regression(config).examples('train')],
-                        np.float64)
-    return {'mean': float(values.mean()), 'std': float(values.std()) or 1.0,
-            'examples': int(values.size)}
+                        np.float64).reshape(-1, len(names))
+    return {'names': list(names),
+            'mean': values.mean(axis=0).tolist(),
+            'std': [s or 1.0 for s in values.std(axis=0).tolist()],
+            'examples': len(values)}
   saved = _read_or_create(os.path.join(workdir, TARGETS_FILE), create,
                           compute)
-  return Regression(config, saved['mean'], saved['std'])
+  # Runs before several targets existed saved one mean and std as floats.
+  saved_names = tuple(saved.get('names', ('value',)))
+  if len(saved_names) != len(names):
+    raise ConfigError(
+        f'{os.path.join(workdir, TARGETS_FILE)} holds {len(saved_names)} '
+        f'target(s) {list(saved_names)}; this run asks for {list(names)}: '
+        'use the saved targets, a new --workdir, or --restart')
+  return Regression(config, names,
+                    tuple(np.atleast_1d(saved['mean']).tolist()),
+                    tuple(np.atleast_1d(saved['std']).tolist()))
