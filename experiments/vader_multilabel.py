@@ -11,7 +11,17 @@ labels and the mean binary log loss.
 
   python launch.py --experiment=vader_multilabel
 
-Measured: see the closing numbers below (filled in from the run).
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01), 800 steps in
+9.2 minutes while three other jobs shared the machine (vader_3way, the same
+model and steps, takes 3.9 minutes alone); test split (2,337 texts): subset
+accuracy 0.555, macro-F1 0.701, log loss 0.514; recall negative 0.750,
+neutral 0.630, positive 0.692. Baselines on the same splits (`python -m
+transformer.baselines --experiment=vader_multilabel`): each label's training
+share as its probability: subset accuracy 0.363, macro-F1 0.226, log loss
+0.659; TF-IDF + one logistic regression per label (C=3 chosen on valid):
+subset accuracy 0.561, macro-F1 0.700, log loss 0.468, neutral recall
+0.501. The encoder ties the bag of n-grams on macro-F1 and finds the
+neutral readings more often; its probabilities are less well calibrated.
 """
 
 import dataclasses
