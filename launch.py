@@ -25,8 +25,8 @@ flags.DEFINE_string('workdir', None,
                     'Directory for checkpoints, logs and the tokenizer; '
                     'default workdirs/EXPERIMENT.')
 flags.DEFINE_enum('mode', 'train',
-                  ['train', 'evaluate', 'translate', 'predict', 'visualize',
-                   'benchmark'],
+                  ['train', 'evaluate', 'translate', 'predict', 'generate',
+                   'visualize', 'benchmark'],
                   'What to do.')
 flags.DEFINE_multi_string('set', [], 'Config override KEY=VALUE, e.g. '
                           '--set=train.steps=100; may repeat.')
@@ -39,6 +39,9 @@ flags.DEFINE_string('split', 'test', 'evaluate: the split to decode.')
 flags.DEFINE_string('input', None, 'translate/predict: read lines from this '
                     'file instead of stdin.')
 flags.DEFINE_string('sentence', None, 'visualize: the source sentence.')
+flags.DEFINE_string('prompt', None, 'generate: the text to continue (printed '
+                    'as generated); without it, prompts are read one per '
+                    'line from stdin or --input and answered as JSON lines.')
 flags.DEFINE_list('layers', None, 'visualize: layer indices (negative count '
                   'from the end); default first and last.')
 flags.DEFINE_list('heads', None, 'visualize: head indices; default all.')
@@ -133,10 +136,11 @@ def setup_for_workdir(config, workdir: str):
   """(task, tokenizer, mesh) for a trained workdir; errors if there is none."""
   from transformer import tasks, train, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
-  if not os.path.exists(os.path.join(workdir, 'tokenizer.model')):
+  tokenizer_file = tokenizer_lib.filename(config)
+  if not os.path.exists(os.path.join(workdir, tokenizer_file)):
     raise workdir_lib.RunError(
         f'--mode={FLAGS.mode} needs a trained workdir, and {workdir} has no '
-        f'tokenizer.model. Train first: python launch.py '
+        f'{tokenizer_file}. Train first: python launch.py '
         f'--experiment={FLAGS.experiment} --workdir={workdir}')
   workdir_lib.check_config(config, workdir, save=False)
   mesh = train.make_mesh()
@@ -179,6 +183,37 @@ def predict(config, workdir: str, step: int | None) -> None:
     if lead:
       print(f'warning: {message}', file=sys.stderr)
 
+  with (open(FLAGS.input, encoding='utf-8') if FLAGS.input else
+        sys.stdin) as lines:
+    for line in task.predict_lines(params, tokenizer, lines, mesh, warn=warn):
+      if lead:
+        print(line, file=out, flush=True)
+
+
+def generate(config, workdir: str, step: int | None) -> None:
+  """Continues --prompt (the continuation on stdout, as is), or each line of
+  stdin / --input ({"prompt": ..., "continuation": ...} per line)."""
+  from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  if config.task != 'language_model':
+    raise ConfigError(f'--mode=generate is for task=language_model; this '
+                      f'experiment is task={config.task}: use --mode=predict')
+  out = stdout_for_data_only()
+  task, tokenizer, mesh = setup_for_workdir(config, workdir)
+  params, _ = evaluate_lib.restore_params(
+      task, workdir, mesh, step=step,
+      average=config.eval.average_checkpoints)
+  lead = is_lead_process()
+
+  def warn(message: str) -> None:
+    if lead:
+      print(f'warning: {message}', file=sys.stderr)
+
+  if FLAGS.prompt is not None:
+    (_, continuation), = task.generate_texts(params, tokenizer,
+                                             [FLAGS.prompt], mesh, warn=warn)
+    if lead:
+      print(continuation, file=out, flush=True)
+    return
   with (open(FLAGS.input, encoding='utf-8') if FLAGS.input else
         sys.stdin) as lines:
     for line in task.predict_lines(params, tokenizer, lines, mesh, warn=warn):
@@ -286,6 +321,8 @@ def main(argv):
       predict(config, workdir, FLAGS.step)
     elif FLAGS.mode == 'predict':
       predict(config, workdir, FLAGS.step)
+    elif FLAGS.mode == 'generate':
+      generate(config, workdir, FLAGS.step)
     elif FLAGS.mode == 'visualize':
       visualize(config, workdir)
     elif FLAGS.mode == 'benchmark':

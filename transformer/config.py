@@ -162,6 +162,14 @@ class DataConfig:
   # 2 = negative/positive (|rating| >= 0.5; the rest dropped); 3 = negative,
   # neutral, positive; 5 = five bins of the rating.
   sentiment_classes: int = 0
+  # Language models: what one document is in the users' train.txt (and
+  # valid.txt, test.txt). 'stream': the whole file is one running text cut
+  # into rows (nanoGPT, most character-level work); 'paragraphs': separated
+  # by blank lines; 'lines': one per line. Documents are packed into rows
+  # with masks that keep them apart; 'bible' documents are chapters.
+  documents: Literal['stream', 'paragraphs', 'lines'] = 'stream'
+  # Language models on 'bible': the language of the text, 'en' or 'es'.
+  language: str = 'en'
   # data.source='vader', regression: a second output, the standard deviation
   # of the raters' ratings (their disagreement), beside the mean.
   rater_spread: bool = False
@@ -282,16 +290,44 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+  """Sampling from a language model (--mode=generate; transformer/sampling.py)."""
+  # 0 = greedy (argmax); else logits / temperature before sampling.
+  temperature: float = 1.0
+  top_k: int = 0  # keep the k most likely tokens; 0 = all
+  # Nucleus sampling (Holtzman et al. 2019): keep the smallest set of the
+  # most likely tokens whose probability reaches top_p; 1.0 = all.
+  top_p: float = 1.0
+  max_new_tokens: int = 200  # per prompt; generation also stops at EOS
+  seed: int = 0  # the same seed and prompts give the same continuations
+
+  CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...] | str] = 'all'
+
+  def __post_init__(self):
+    if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+      raise ValueError(
+          f'generate: temperature={self.temperature} must be >= 0 (0 = '
+          f'greedy), top_k={self.top_k} >= 0 (0 = off), top_p={self.top_p} '
+          'in (0, 1] (1 = off)')
+    if self.max_new_tokens <= 0:
+      raise ValueError(f'generate.max_new_tokens must be positive, got '
+                       f'{self.max_new_tokens}')
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
   """Everything a run needs; saved as config.json in the workdir."""
   seed: int = 0
   # What is learnt (transformer/tasks/): 'translation' (encoder-decoder),
-  # 'classification' or 'regression' (encoder, pooling and a head).
-  task: Literal['translation', 'classification', 'regression'] = 'translation'
+  # 'classification' or 'regression' (encoder, pooling and a head),
+  # 'language_model' (decoder only, next-token prediction).
+  task: Literal['translation', 'classification', 'regression',
+                'language_model'] = 'translation'
   model: ModelConfig = ModelConfig()
   data: DataConfig = DataConfig()
   train: TrainConfig = TrainConfig()
   eval: EvalConfig = EvalConfig()
+  generate: GenerateConfig = GenerateConfig()
 
   # The seed fixes the data order and dropout masks of the whole run.
   CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...]] = ()

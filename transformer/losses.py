@@ -304,6 +304,20 @@ def _elementwise_loss(loss_fn: Callable[[Array, Array], Array],
   return jnp.sum(loss * weights), jnp.sum(weights)
 
 
+def next_token_loss(logits: Array, targets: Array, weights: Array, *,
+                    label_smoothing: float = 0.0, z_loss: float = 0.0):
+  """The objective of a model trained on next tokens (translation, language
+  models) as (loss_sum, (weight_sum, {'nll': (sum, weight_sum)})): the
+  training loss (label-smoothed, with z-loss) and the plain negative
+  log-likelihood, whose exponentiated mean is the perplexity."""
+  loss, weight = cross_entropy(logits, targets, weights,
+                               label_smoothing=label_smoothing, z_loss=z_loss)
+  nll = loss
+  if label_smoothing or z_loss:
+    nll, _ = cross_entropy(logits, targets, weights)
+  return loss, (weight, {'nll': (nll, weight)})
+
+
 def token_accuracy(logits: Array, targets: Array,
                    weights: Array | None = None) -> tuple[Array, Array]:
   """Share of tokens whose argmax is the target: (correct sum, weight sum)."""

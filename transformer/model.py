@@ -134,30 +134,36 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-  """Masked self-attention, encoder-decoder attention, feed-forward (sec. 3.1)."""
+  """Masked self-attention, encoder-decoder attention, feed-forward (sec. 3.1).
+
+  Without an encoder (`encoded` None: a decoder-only language model, GPT's
+  layer) the encoder-decoder attention sub-layer is left out.
+  """
   config: ModelConfig
   sow_weights: bool = False
   dropout_impl: str = 'hash'
 
   @nn.compact
-  def __call__(self, y: Array, encoded: Array, self_mask: Array | None,
-               cross_mask: Array | None, *, deterministic: bool,
-               decode: bool = False, cache_length: int | None = None) -> Array:
-    """y: [B, T, d_model]; encoded: [B, S, d_model] -> [B, T, d_model]."""
+  def __call__(self, y: Array, encoded: Array | None,
+               self_mask: Array | None, cross_mask: Array | None, *,
+               deterministic: bool, decode: bool = False,
+               cache_length: int | None = None) -> Array:
+    """y: [B, T, d_model]; encoded: [B, S, d_model] or None -> [B, T, d_model]."""
     c = self.config
     self_attention = attention_sublayer(c, self.dropout_impl, 'self_attention',
                                         causal=True)
-    cross_attention = attention_sublayer(c, self.dropout_impl,
-                                         'cross_attention', cross=True)
     sublayer = functools.partial(residual, c, deterministic=deterministic,
                                  dropout_impl=self.dropout_impl)
     y = sublayer(y, lambda h: self_attention(
         h, h, self_mask, deterministic=deterministic, decode=decode,
         cache_length=cache_length, sow_weights=self.sow_weights),
                  name='self_attention')
-    y = sublayer(y, lambda h: cross_attention(
-        h, encoded, cross_mask, deterministic=deterministic, decode=decode,
-        sow_weights=self.sow_weights), name='cross_attention')
+    if encoded is not None:
+      cross_attention = attention_sublayer(c, self.dropout_impl,
+                                           'cross_attention', cross=True)
+      y = sublayer(y, lambda h: cross_attention(
+          h, encoded, cross_mask, deterministic=deterministic, decode=decode,
+          sow_weights=self.sow_weights), name='cross_attention')
     ffn = FeedForward(c, name='ffn')
     return sublayer(y, lambda h: ffn(h, deterministic=deterministic),
                     name='ffn')
@@ -252,7 +258,9 @@ class Transformer(nn.Module):
     """Logits of the next token at every decoder position.
 
     Args:
-      encoded: [B, S, d_model] from `encode`.
+      encoded: [B, S, d_model] from `encode`; None for a decoder-only model
+        (no encoder-decoder attention; `inputs` and `inputs_segmentation`
+        unused).
       inputs: [B, S] source ids (for the cross-attention padding mask).
       decoder_inputs: [B, T] ids fed to the decoder (`shift_right(targets)`);
         with decode=True, T = 1: the previous token of each sequence, and
@@ -267,12 +275,14 @@ class Transformer(nn.Module):
       [B, T, vocab_size] float32 logits.
     """
     c = self.config
+    cross_mask = None
     if decode:
       if targets_positions is None:
         raise ValueError('decode=True needs targets_positions: [B, 1] filled '
                          'with the index of the step being decoded')
       self_mask = None  # causality comes from the cache
-      cross_mask = attention.padding_mask(inputs, PAD_ID)
+      if encoded is not None:
+        cross_mask = attention.padding_mask(inputs, PAD_ID)
     else:
       if targets_positions is None:
         targets_positions = default_positions(decoder_inputs)
@@ -281,6 +291,9 @@ class Transformer(nn.Module):
         self_mask = attention.combine_masks(
             self_mask,
             attention.segment_mask(targets_segmentation, targets_segmentation))
+      if encoded is None:
+        pass  # decoder only: no encoder-decoder attention
+      elif targets_segmentation is not None:
         cross_mask = attention.segment_mask(targets_segmentation,
                                             inputs_segmentation)
       else:
@@ -393,3 +406,48 @@ class EncoderClassifier(nn.Module):
     pooled = pool(encoded, inputs != PAD_ID, self.config.pooling)  # [B, d]
     pooled = self.dropout(pooled, deterministic=deterministic)
     return self.head(pooled)
+
+
+class LanguageModel(nn.Module):
+  """A decoder-only Transformer (GPT; Radford et al. 2018): the decoder
+  layers of `Transformer` without encoder-decoder attention, predicting each
+  next token. [B, L] token ids -> [B, L, vocab_size] float32 logits.
+
+  The decoder is `Transformer.decode` itself (no encoder layers), so its
+  parameters sit under 'decoder' with the translation model's names, and
+  the options (pre-/post-LN, sinusoidal or learned positions, tied output
+  embedding, attention_impl) are the same switches.
+  """
+  config: ModelConfig
+  sow_weights: bool = False
+  dropout_impl: str = 'hash'
+
+  def setup(self):
+    decoder_only = dataclasses.replace(self.config, num_encoder_layers=0)
+    self.decoder = Transformer(decoder_only, self.sow_weights,
+                               self.dropout_impl, name='decoder')
+
+  def __call__(self, targets: Array, targets_positions: Array | None = None,
+               targets_segmentation: Array | None = None, *,
+               deterministic: bool = True) -> Array:
+    """Teacher-forced logits; logits[:, t] predicts targets[:, t].
+
+    Args:
+      targets: [B, L] ids (each document ends in EOS; PAD_ID after the
+        last); the model reads BOS, then the targets delayed by one,
+        restarting with BOS where a packed document starts (position 0).
+      targets_positions, targets_segmentation: [B, L] for packed rows.
+    """
+    decoder_inputs = shift_right(targets, targets_positions)
+    return self.decoder.decode(None, None, decoder_inputs, targets_positions,
+                               None, targets_segmentation,
+                               deterministic=deterministic)
+
+  def step(self, tokens: Array, positions: Array, *,
+           cache_length: int | None = None) -> Array:
+    """One cached decoding step: [B, 1] previous tokens at [B, 1] positions
+    -> [B, 1, vocab] logits of the next ones. Apply with mutable=['cache'];
+    the first call (with cache_length) allocates the cache and its output is
+    thrown away (see `Transformer.init_cache`)."""
+    return self.decoder.decode(None, None, tokens, positions, decode=True,
+                               cache_length=cache_length)

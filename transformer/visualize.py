@@ -951,9 +951,9 @@ def run(config: Config, workdir: str, *, sentence: str,
   resolve_heads(heads, m.num_heads)
   out_dir = out_dir or os.path.join(workdir, 'pictures')
 
-  if not os.path.exists(os.path.join(workdir, tokenizer_lib.MODEL_FILENAME)):
+  if not os.path.exists(os.path.join(workdir, tokenizer_lib.filename(config))):
     raise evaluate_lib.NoCheckpointError(
-        f'{workdir} has no {tokenizer_lib.MODEL_FILENAME}. Train first: '
+        f'{workdir} has no {tokenizer_lib.filename(config)}. Train first: '
         f'python launch.py --experiment=NAME --workdir={workdir}')
   mesh = train_lib.make_mesh()
   # Averaged as for --mode=translate / predict, so that all show one model.

@@ -308,6 +308,11 @@ def train_chars(pairs: Sequence[tuple[str, ...]], path: str, *,
   return tokenizer
 
 
+def filename(config: Config) -> str:
+  """The tokenizer's file in a workdir, by data.tokenizer."""
+  return CHARS_FILENAME if config.data.tokenizer == 'char' else MODEL_FILENAME
+
+
 def load_or_train(config: Config, directory: str,
                   corpus: Callable[[], Sequence[tuple[str, ...]]] | None = None
                   ) -> Tokenizer | CharTokenizer:
@@ -324,7 +329,7 @@ def load_or_train(config: Config, directory: str,
   Raises DataError if the vocabulary size does not match model.vocab_size.
   """
   chars = config.data.tokenizer == 'char'
-  path = os.path.join(directory, CHARS_FILENAME if chars else MODEL_FILENAME)
+  path = os.path.join(directory, filename(config))
   if os.path.exists(path):
     tokenizer = CharTokenizer.load(path) if chars else Tokenizer(path)
   else:

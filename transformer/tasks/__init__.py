@@ -25,12 +25,13 @@ micro-batches, whatever the task.
 from __future__ import annotations
 
 from transformer.config import Config
-from transformer.tasks import labelled, translation
+from transformer.tasks import labelled, language_model, translation
 
 # config.task -> prepare(config, workdir, create=) -> task.
 _PREPARE = {'translation': translation.prepare,
             'classification': labelled.prepare_classification,
-            'regression': labelled.prepare_regression}
+            'regression': labelled.prepare_regression,
+            'language_model': language_model.prepare}
 
 
 def for_run(config: Config, workdir: str, *, create: bool = False):

@@ -63,13 +63,9 @@ class Translation:
     train = self.config.train
     logits = self.forward(params, batch, rng=rng)
     weights = (batch['targets'] != PAD_ID).astype(jnp.float32)
-    loss, weight = losses.cross_entropy(
+    return losses.next_token_loss(
         logits, batch['targets'], weights,
         label_smoothing=train.label_smoothing, z_loss=train.z_loss)
-    nll = loss
-    if train.label_smoothing or train.z_loss:
-      nll, _ = losses.cross_entropy(logits, batch['targets'], weights)
-    return loss, (weight, {'nll': (nll, weight)})
 
   def eval_sums(self, params, batch: Batch) -> dict[str, Array]:
     """Sums over one batch: smoothed loss, NLL, correct tokens, token count."""
