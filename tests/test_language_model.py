@@ -179,3 +179,15 @@ def test_prepare_needs_decoder_layers():
       MODEL, num_decoder_layers=0))
   with pytest.raises(ValueError, match='num_decoder_layers'):
     language_model.prepare(config, '', create=False)
+
+
+def test_gpt2_small_preset_has_gpt2_small_parameter_count():
+  """124,439,808 parameters with GPT-2's vocabulary of 50,257 (the count of
+  the released checkpoint: tied embedding, 1024 learned positions, 12
+  pre-LN layers, a final LayerNorm)."""
+  from transformer.config import PRESETS  # pylint: disable=import-outside-toplevel
+  config = dataclasses.replace(PRESETS['gpt2_small'], vocab_size=50_257)
+  shapes = jax.eval_shape(LanguageModel(config).init, jax.random.key(0),
+                          jnp.ones((1, 8), jnp.int32))
+  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  assert count == 124_439_808

@@ -359,6 +359,10 @@ def test_eight_devices_give_the_same_losses_as_one():
   assert result['classify_one'][0] != result['classify_one'][-1]  # it learns
   for key in ('classify_all', 'classify_all_fsdp'):
     np.testing.assert_allclose(result[key], result['classify_one'], rtol=1e-5)
+  assert np.all(np.isfinite(result['lm_one']))
+  assert result['lm_one'][0] != result['lm_one'][-1]
+  for key in ('lm_all', 'lm_all_fsdp'):
+    np.testing.assert_allclose(result[key], result['lm_one'], rtol=1e-5)
   # The default dropout masks ('hash') and both jax.random ones.
   for impl in ('threefry', 'rbg'):
     np.testing.assert_allclose(result[f'all_{impl}'], result[f'one_{impl}'],

@@ -102,7 +102,20 @@ BIG = ModelConfig(d_model=1024, d_ff=4096, num_heads=16, dropout_rate=0.3)
 CPU_ENCODER = ModelConfig(vocab_size=8000, d_model=128, d_ff=512, num_heads=4,
                           num_encoder_layers=3, num_decoder_layers=0,
                           norm_position='pre', max_length=128)
-PRESETS = {'base': BASE, 'big': BIG, 'cpu_encoder': CPU_ENCODER}
+# Decoder-only language models: a CPU shape (4 pre-LN layers of d_model 256,
+# the bench_lm_cpu shape) and GPT-2 small's (Radford et al. 2019: 12 layers
+# of 768, 12 heads, 1024 learned positions, GELU, pre-LN).
+CPU_DECODER = ModelConfig(vocab_size=4000, d_model=256, d_ff=1024, num_heads=4,
+                          num_encoder_layers=0, num_decoder_layers=4,
+                          norm_position='pre', max_length=256,
+                          dropout_rate=0.0)
+GPT2_SMALL = ModelConfig(vocab_size=32_000, d_model=768, d_ff=3072,
+                         num_heads=12, num_encoder_layers=0,
+                         num_decoder_layers=12, norm_position='pre',
+                         positions='learned', activation='gelu',
+                         max_length=1024, dropout_rate=0.1)
+PRESETS = {'base': BASE, 'big': BIG, 'cpu_encoder': CPU_ENCODER,
+           'cpu_decoder': CPU_DECODER, 'gpt2_small': GPT2_SMALL}
 
 
 @dataclasses.dataclass(frozen=True)

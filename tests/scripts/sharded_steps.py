@@ -37,6 +37,23 @@ def synthetic_labelled_batch(step: int, batch: int = 16, length: int = 12,
           'labels': rng.integers(0, classes, batch).astype(np.int32)}
 
 
+def synthetic_lm_batch(step: int, batch: int = 16, length: int = 12,
+                       vocab: int = 50):
+  """Packed rows of two documents each (positions restart, segments 1 and
+  2), then padding: what transformer/data/lm.py's packer emits."""
+  rng = np.random.default_rng(step)
+  targets = rng.integers(4, vocab, (batch, length)).astype(np.int32)
+  cut = rng.integers(2, length - 3, batch)  # first document's length
+  end = rng.integers(cut + 2, length + 1)  # the second's end
+  columns = np.arange(length)[None]
+  first, second = columns < cut[:, None], columns < end[:, None]
+  targets[~second] = 0
+  positions = np.where(first, columns, columns - cut[:, None]) * second
+  segments = np.where(first, 1, 2) * second
+  return {'targets': targets, 'targets_positions': positions.astype(np.int32),
+          'targets_segmentation': segments.astype(np.int32)}
+
+
 def classification_task(config: Config):
   """A classification task with three classes, weighted against imbalance."""
   from transformer.tasks import labelled  # pylint: disable=g-import-not-at-top
@@ -88,6 +105,16 @@ def main():
     out[f'classify_{name}'] = run(config, devices, 4,
                                   classification_task(config),
                                   synthetic_labelled_batch)
+  # Language model (decoder only, packed rows, dropout on).
+  lm = dataclasses.replace(base, task='language_model',
+                           model=dataclasses.replace(
+                               base.model, num_encoder_layers=0,
+                               dropout_rate=0.1))
+  lm_fsdp = dataclasses.replace(lm, train=fsdp.train)
+  for name, devices, config in (('one', jax.devices()[:1], lm),
+                                ('all', jax.devices(), lm),
+                                ('all_fsdp', jax.devices(), lm_fsdp)):
+    out[f'lm_{name}'] = run(config, devices, 4, batches=synthetic_lm_batch)
   json.dump(out, sys.stdout)
 
 
