@@ -37,6 +37,12 @@ prediction (as --mode=predict prints it; in every title) and the attention:
                            the row-normalised fraction. Without an
                            evaluation a note says how to make one.
 
+Language models. The text is run once through `LanguageModel(
+sow_weights=True)` (no BOS/EOS added beyond the BOS it reads first):
+
+  decoder_self_layerL.png  causal self-attention, rows the token each
+                           position predicts, columns the token it is fed
+
 Layers are 0-based; negative indices count from the end, resolved in each
 stack (encoder, decoder) separately. Default: the first and the last layer,
 every head.
@@ -872,6 +878,43 @@ def _encoder_pictures(run: _Run) -> list[str]:
                      column_label='token (key)', note=note)
 
 
+def decoder_only_attention(task: Any, params: Any, ids: Sequence[int]
+                           ) -> list[np.ndarray]:
+  """A language model's self-attention of one text: [heads, n, n] per
+  layer, position t fed BOS, s_0 .. s_{t-1} and predicting s_t."""
+  import jax  # pylint: disable=g-import-not-at-top
+  model = task.model(sow_weights=True)
+  row = np.asarray([ids], np.int32)
+  _, state = jax.jit(lambda p, r: model.apply(
+      {'params': p}, r, mutable=['intermediates']))(params, row)
+  found = jax.device_get(state['intermediates']['decoder'])
+  return [np.asarray(found[f'decoder_{i}']['self_attention'][
+      'attention_weights'][0][0], np.float32)
+          for i in range(task.config.model.num_decoder_layers)]
+
+
+def _language_model_pictures(run: _Run) -> list[str]:
+  """The text's causal self-attention, rows the tokens predicted, columns
+  the tokens fed (as for the translation decoder)."""
+  ids = [int(i) for i in run.tokenizer.encode(run.sentence.strip())]
+  if not ids:
+    raise ValueError(f'the sentence {run.sentence!r} has no tokens')
+  ids = ids[:run.config.model.max_length]
+  weights = decoder_only_attention(run.task, run.params, ids)
+  if not run.lead:
+    return []
+  pieces = [run.tokenizer.id_to_piece(i) for i in ids]
+  fed = [run.tokenizer.id_to_piece(BOS_ID)] + pieces[:-1]
+  print(f'{run.checkpoint()}\n  text:   {run.sentence.strip()}\n'
+        f'  pieces: {" ".join(pieces)}', flush=True)
+  m = run.config.model
+  chosen = resolve_layers(run.layers, 0, m.num_decoder_layers)['decoder']
+  return draw_layers('decoder_self', weights, chosen,
+                     resolve_heads(run.heads, m.num_heads), pieces, fed,
+                     run.out_dir, row_label='token predicted (query)',
+                     column_label='token fed (key)')
+
+
 def _classification_pictures(run: _Run) -> list[str]:
   written = _encoder_pictures(run)
   if run.lead:
@@ -899,7 +942,7 @@ class _Family:
 
 def family(task: Any) -> _Family:
   """The pictures of `task` (transformer/tasks/), by its type."""
-  from transformer.tasks import labelled, translation  # pylint: disable=g-import-not-at-top
+  from transformer.tasks import labelled, language_model, translation  # pylint: disable=g-import-not-at-top
   families = ((translation.Translation,
                _Family(True, _translation_pictures, ('bleu',),
                        'to translate')),
@@ -907,7 +950,10 @@ def family(task: Any) -> _Family:
                _Family(False, _classification_pictures,
                        ('accuracy', 'macro_f1'))),
               (labelled.Regression,
-               _Family(False, _encoder_pictures, ('pearson', 'spearman'))))
+               _Family(False, _encoder_pictures, ('pearson', 'spearman'))),
+              (language_model.LanguageModelTask,
+               _Family(True, _language_model_pictures,
+                       ('bits_per_character',), 'to continue')))
   for kind, chosen in families:
     if isinstance(task, kind):
       return chosen
