@@ -222,6 +222,15 @@ def test_labelled_step_flops_hand_count(task_name, loss, outputs):
   assert family.train_flops() == train and family.eval_flops() == evaluation
 
 
+def xla_train_step_flops(task, batch) -> float:
+  """XLA's FLOPs of the task's train step, compiled as the benchmark does
+  (`compile_train_step`: forward, backward and the AdamW update)."""
+  mesh = train_lib.make_mesh()
+  _, _, _, report = benchmark.compile_train_step(
+      task, mesh, train_lib.global_batch(batch, mesh))
+  return report['xla_train_flops']
+
+
 # Matmuls dominate XLA's count here too; no dropout (its hash is counted).
 LABELLED_FLOPS_MODEL = dataclasses.replace(FLOPS_MODEL, num_decoder_layers=0)
 
@@ -239,11 +248,8 @@ def test_labelled_train_flops_match_xla_cost_analysis(task_name, loss, length,
                   data=DataConfig(batch_size=4, max_length=length),
                   train=TrainConfig(loss=loss, label_smoothing=0.0))
   task = benchmark.benchmark_task(config)
-  mesh = train_lib.make_mesh()
-  batch = benchmark.random_labelled_batch(task, np.random.default_rng(0), 4)
-  _, _, _, report = benchmark.compile_train_step(
-      task, mesh, train_lib.global_batch(batch, mesh))
-  want = report['xla_train_flops']
+  want = xla_train_step_flops(
+      task, benchmark.random_labelled_batch(task, np.random.default_rng(0), 4))
   got = benchmark.labelled_train_flops(task)
   assert_finite(got, want)
   assert got == 3 * hand_labelled_forward_flops(config.model, 4, length,
@@ -251,6 +257,151 @@ def test_labelled_train_flops_match_xla_cost_analysis(task_name, loss, length,
   # Matmuls only: a little below XLA's count (softmax, LayerNorm, AdamW...).
   assert got == pytest.approx(want, rel=0.10), (got, want, got / want)
   assert got < want
+
+
+# Language model (`LanguageModel`): the decoder's layers without
+# encoder-decoder attention, each masked self-attention over the whole row
+# (every one of the L x L query-key pairs, as computed: causal masking hides
+# half of them but the matmuls run in full) and the FFN, then the output
+# projection (tied: the embedding's transpose) at every position. The
+# encoder layers of the config are never built.
+
+
+def hand_lm_forward_flops(model: ModelConfig, b: int, length: int,
+                          **wrong: float) -> float:
+  """One forward pass of b rows of `length` tokens, sublayer by sublayer.
+
+  `wrong` scales a term (e.g. output=0, attention=2), for formulas that the
+  XLA check must reject."""
+  scale = {'projections': 1.0, 'attention': 1.0, 'ffn': 1.0, 'output': 1.0,
+           'encoder_layers': 0.0, **wrong}
+  attention = attention_flops(model, b, length, length)
+  scores = attention['scores Q K^T'] + attention['weighted values']
+  layer = (scale['projections'] * (sum(attention.values()) - scores)
+           + scale['attention'] * scores
+           + scale['ffn'] * sum(feed_forward_flops(model, b * length).values()))
+  layers = model.num_decoder_layers + scale['encoder_layers'] * (
+      model.num_encoder_layers)
+  return layers * layer + scale['output'] * matmul(b * length, model.d_model,
+                                                   model.vocab_size)
+
+
+@pytest.mark.parametrize('b,length', [(2, 5), (3, 9), (1, 1)])
+def test_lm_forward_flops_hand_count(b, length):
+  # HAND_MODEL's 2 encoder layers must not count, its 3 decoder layers must.
+  got = benchmark.lm_forward_flops(HAND_MODEL, b, length)
+  assert_finite(got)
+  assert got == hand_lm_forward_flops(HAND_MODEL, b, length)
+  d, f, h, d_k, v = 6, 10, 2, 3, 11  # HAND_MODEL's
+  per_layer = (4 * 2 * (b * length) * d * d  # Q, K, V, O projections
+               + 2 * b * h * (2 * length * d_k * length)  # scores, values
+               + 2 * 2 * (b * length) * d * f)  # FFN W1, W2
+  assert got == 3 * per_layer + 2 * (b * length) * d * v
+
+
+@pytest.mark.parametrize('tied', [True, False])
+def test_lm_step_flops_hand_count(tied):
+  model = dataclasses.replace(HAND_MODEL, tie_output_embedding=tied)
+  config = Config(task='language_model', model=model,
+                  data=DataConfig(batch_size=3, max_length=9))
+  forward = hand_lm_forward_flops(model, 3, 9)
+  family = benchmark.family_for(benchmark.benchmark_task(config))
+  assert isinstance(family, benchmark.LanguageModelFamily)
+  train, evaluation = family.train_flops(), family.eval_flops()
+  assert_finite(train, evaluation)
+  assert train == 3 * forward == benchmark.lm_train_flops(config)
+  assert evaluation == forward == benchmark.lm_eval_flops(config)
+
+
+def lm_config(model: ModelConfig, batch: int, length: int) -> Config:
+  return Config(task='language_model',
+                model=dataclasses.replace(model, dropout_rate=0.0),
+                data=DataConfig(batch_size=batch, max_length=length),
+                train=TrainConfig(label_smoothing=0.0))
+
+
+def xla_lm_forward_flops(config: Config) -> float:
+  """XLA's FLOPs of the compiled forward pass on a random LM batch."""
+  task = benchmark.benchmark_task(config)
+  params = jax.eval_shape(
+      lambda: train_lib.init_state(task, jax.random.key(0)).params)
+  batch = benchmark.random_lm_batch(config, np.random.default_rng(0),
+                                    config.data.batch_size)
+  forward = jax.jit(lambda p, b: task.forward(p, b, rng=None))
+  flops = benchmark.xla_flops(forward.lower(params, batch).compile())
+  assert flops is not None, 'this backend gives no cost analysis'
+  return flops
+
+
+# FLOPS_MODEL's widths as a language model (its encoder layers are never
+# built), and one where every term of the count weighs at least 1/6 (per
+# token: projections 8d^2 = 32k, attention 4Ld = 64k at L = 256, FFN 4df =
+# 64k, output 2dV = 64k), so that a count dropping or doubling any of them,
+# or halving attention for causality, falls outside the tolerance.
+LM_FLOPS_MODEL = FLOPS_MODEL
+BALANCED_LM_MODEL = ModelConfig(vocab_size=512, d_model=64, d_ff=256,
+                                num_heads=4, num_encoder_layers=2,
+                                num_decoder_layers=2, max_length=256)
+
+
+@pytest.mark.parametrize('model,batch,length', [
+    (LM_FLOPS_MODEL, 4, 32), (LM_FLOPS_MODEL, 4, 64),
+    (BALANCED_LM_MODEL, 2, 256)])
+def test_lm_forward_flops_match_xla_cost_analysis(model, batch, length):
+  config = lm_config(model, batch, length)
+  want = xla_lm_forward_flops(config)
+  got = benchmark.lm_forward_flops(config.model, batch, length)
+  assert_finite(got, want)
+  assert got == hand_lm_forward_flops(config.model, batch, length)
+  # Matmuls only: a little below XLA's count (softmax, masks, LayerNorm).
+  assert got == pytest.approx(want, rel=0.10), (got, want, got / want)
+  assert got < want
+
+
+@pytest.mark.parametrize('wrong', [
+    {'output': 0.0},  # forgets the output projection
+    {'attention': 2.0},  # scores and values counted twice
+    {'attention': 0.5},  # only the causal half of the L x L pairs
+    {'attention': 0.0},  # no scores and values
+    {'projections': 0.0},  # no Q, K, V, O
+    {'ffn': 0.0},  # no feed-forward
+    {'encoder_layers': 1.0},  # counts layers the model never builds
+])
+def test_wrong_lm_formulas_fail_the_xla_check(wrong):
+  config = lm_config(BALANCED_LM_MODEL, 2, 256)
+  want = xla_lm_forward_flops(config)
+  assert hand_lm_forward_flops(config.model, 2, 256) == pytest.approx(
+      want, rel=0.10)
+  bad = hand_lm_forward_flops(config.model, 2, 256, **wrong)
+  assert bad != pytest.approx(want, rel=0.10), (wrong, bad / want)
+
+
+def test_lm_train_flops_match_xla_cost_analysis():
+  """The analytic count against XLA's of the compiled train step itself
+  (`compile_train_step`: forward, backward and the AdamW update)."""
+  config = lm_config(LM_FLOPS_MODEL, 4, 64)
+  want = xla_train_step_flops(
+      benchmark.benchmark_task(config),
+      benchmark.random_lm_batch(config, np.random.default_rng(0), 4))
+  got = benchmark.lm_train_flops(config)
+  assert_finite(got, want)
+  assert got == 3 * hand_lm_forward_flops(config.model, 4, 64)
+  assert got == pytest.approx(want, rel=0.10), (got, want, got / want)
+  assert got < want
+
+
+def test_random_lm_batch_has_full_rows():
+  config = Config(task='language_model', model=ModelConfig(vocab_size=50),
+                  data=DataConfig(max_length=16))
+  batch = benchmark.random_lm_batch(config, np.random.default_rng(0), 3)
+  assert set(batch) == {'targets', 'targets_positions',
+                        'targets_segmentation'}
+  for value in batch.values():
+    assert value.shape == (3, 16) and value.dtype == np.int32
+  assert (batch['targets'][:, :-1] > 3).all()
+  assert (batch['targets'][:, -1] == 3).all()
+  assert (batch['targets_segmentation'] == 1).all()
+  np.testing.assert_array_equal(batch['targets_positions'][1], np.arange(16))
 
 
 def test_benchmark_task_needs_no_workdir():
@@ -354,11 +505,13 @@ def test_random_batch_has_the_pipeline_shape_and_no_padding():
     assert (batch[key][:, :-1] > 3).all() and (batch[key][:, -1] == 3).all()
 
 
-def _check_result(result, workdir):
+def _check_result(result, workdir, required=REQUIRED):
+  """The written benchmark.json, checked: `run`'s result, `required` keys
+  finite and positive."""
   with open(workdir / benchmark.RESULT_FILENAME, encoding='utf-8') as f:
     written = json.load(f)
   assert written == json.loads(json.dumps(result))
-  for key in REQUIRED:
+  for key in required:
     assert_finite(written[key])
     assert written[key] > 0, key
   assert written['jax_version'] == jax.__version__
@@ -390,12 +543,7 @@ def test_run_on_tiny_labelled(tmp_path, task_name, loss):
                                train=dataclasses.replace(config.train,
                                                          loss=loss))
   result = benchmark.run(config, str(tmp_path), repeats=2, verbose=False)
-  with open(tmp_path / benchmark.RESULT_FILENAME, encoding='utf-8') as f:
-    written = json.load(f)
-  assert written == json.loads(json.dumps(result))
-  for key in LABELLED_POSITIVE:
-    assert_finite(written[key])
-    assert written[key] > 0, key
+  written = _check_result(result, tmp_path, LABELLED_POSITIVE)
   assert_finite(written['final_loss'])
   for key in TRANSLATION_ONLY:
     assert key not in written, key
@@ -411,7 +559,6 @@ def test_run_on_tiny_labelled(tmp_path, task_name, loss):
   assert written['train_tokens_per_step'] == rows * length  # no padding
   assert written['train_examples_per_s'] == pytest.approx(
       rows / written['train_step_back_to_back_s'])
-  assert written['jax_version'] == jax.__version__
   table = benchmark.format_table(written)
   assert 'train examples/s' in table and 'greedy' not in table
   # A task passed in is measured as given.
@@ -422,6 +569,75 @@ def test_run_on_tiny_labelled(tmp_path, task_name, loss):
     assert again['num_outputs'] == 2
     assert_finite(again['train_examples_per_s'])
     assert again['train_examples_per_s'] > 0
+
+
+# Every number a language-model report has: each finite and positive.
+LM_POSITIVE = (
+    'decode_repeats', 'num_params', 'compile_s', 'first_step_s',
+    'train_step_s', 'train_step_back_to_back_s', 'train_steps_per_s',
+    'train_tokens_per_s', 'train_tokens_per_step', 'train_flops',
+    'xla_train_flops', 'train_flops_per_s', 'peak_flops_per_s', 'train_mfu',
+    'eval_compile_s', 'eval_step_s', 'eval_tokens_per_s', 'eval_mfu',
+    'generate_rows', 'generate_context', 'generate_prompt_length',
+    'generate_max_new_tokens', 'generate_greedy_first_call_s',
+    'generate_greedy_s', 'generate_greedy_tokens_per_s',
+    'generate_greedy_step_s', 'generate_greedy_mean_output_length',
+    'generate_sample_first_call_s', 'generate_sample_s',
+    'generate_sample_tokens_per_s', 'generate_sample_step_s',
+    'generate_uncached_first_call_s', 'generate_uncached_token_s',
+    'generate_uncached_tokens_per_s', 'generate_cached_speedup',
+    'peak_memory_bytes', 'benchmark_wall_s')
+
+
+@pytest.mark.slow
+def test_run_on_tiny_lm(tmp_path):
+  config = importlib.import_module('experiments.tiny_lm').get_config()
+  result = benchmark.run(config, str(tmp_path), repeats=2, decode_repeats=1,
+                         verbose=False)
+  written = _check_result(result, tmp_path, LM_POSITIVE)
+  assert_finite(written['final_loss'])
+  for key in TRANSLATION_ONLY:
+    if key != 'decode_repeats':
+      assert key not in written, key
+  assert written['task'] == 'language_model'
+  assert written['data'].startswith('real')  # the toy corpus is always there
+  assert written['train_flops'] == benchmark.lm_train_flops(config)
+  assert written['train_flops'] == pytest.approx(written['xla_train_flops'],
+                                                 rel=0.25)
+  assert written['train_tokens_per_step'] <= (config.data.batch_size
+                                              * config.data.max_length)
+  context = config.data.max_length
+  assert written['generate_context'] == context
+  assert written['generate_rows'] == config.data.eval_batch_size
+  new = written['generate_max_new_tokens']
+  assert written['generate_prompt_length'] + new == context
+  assert 'test document' in written['generate_prompts']
+  # Fresh weights with EOS suppressed: greedy runs every row to the limit.
+  assert written['generate_greedy_mean_output_length'] == new
+  assert written['generate_greedy_step_s'] == pytest.approx(
+      written['generate_greedy_s'] / context)
+  assert written['generate_sample_settings'] == {'temperature': 1.0,
+                                                 'top_p': 0.9}
+  assert written['generate_cached_speedup'] == pytest.approx(
+      written['generate_uncached_token_s']
+      / written['generate_greedy_step_s'])
+  table = benchmark.format_table(written)
+  assert 'cache speedup' in table and 'beam 4' not in table
+
+
+def test_random_lm_batches_when_the_data_is_missing(tmp_path):
+  config = importlib.import_module('experiments.tiny_lm').get_config()
+  config = dataclasses.replace(
+      config, data=dataclasses.replace(config.data, source='text'))
+  task = benchmark.benchmark_task(config)
+  tokenizer, batches, data, note = benchmark.train_batches(
+      config, str(tmp_path), 2, np.random.default_rng(0), task=task,
+      random=benchmark.random_lm_batch)
+  assert tokenizer is None and data == 'random' and 'text_dir' in note
+  assert set(batches[0]) == {'targets', 'targets_positions',
+                             'targets_segmentation'}
+  assert batches[0]['targets'].shape == (config.data.batch_size,
+                                         config.data.max_length)
 
 
 def test_random_batches_when_the_data_is_missing(tmp_path):

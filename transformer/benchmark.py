@@ -28,7 +28,28 @@ examples) and what only that family measures. Translation
                many times faster than the train step it produces them.
 
 Classification and regression (`LabelledFamily`) decode nothing and have no
-such pipeline measurement.
+such pipeline measurement. The language model (`LanguageModelFamily`)
+measures instead:
+
+  generation   `generate.generate` (the key/value cache) of one batch of
+               data.eval_batch_size prompts of P = min(16, max_length / 2)
+               tokens continued by up to N = data.max_length - P new ones,
+               so that the cache and the last step hold data.max_length
+               positions of context: greedy, and sampled with
+               SAMPLE_SETTINGS (temperature 1, top-p 0.9): seconds per
+               batch, new tokens/s, and seconds per step (the batch's time
+               over its P + longest continuation loop steps; every step is
+               one cached step over the whole buffer, whatever its
+               position, so this is also the time of a new token at the
+               full context);
+  no cache     one new token by re-running the whole prefix of
+               data.max_length tokens through the teacher-forced forward
+               pass (`uncached_next_token`, greedy), the way generation
+               without a cache does at that context, and the ratio of its
+               time to the greedy cached step (generate_cached_speedup).
+               Its forward pass also projects every position onto the
+               vocabulary, where only the last is needed: with a small
+               vocabulary (characters) a few percent.
 
 Translation batches: real ones (the workdir's tokenizer, trained with
 `load_or_train` if missing, and `pipeline.train_dataset`) when the data is
@@ -40,6 +61,15 @@ parameters, whose output lengths (and so decoding times) are not a trained
 model's: greedy tends to run to the length limit, beam search to stop at
 once on an early EOS. Mean output lengths are reported; the output says what
 was used.
+
+Language-model batches: like translation's, real ones (the workdir's
+tokenizer, trained with `load_or_train` on the task's corpus if missing, and
+the task's `lm.train_dataset`: packed documents) when the data is there,
+else random full rows (`random_lm_batch`: one document per row, random
+ordinary ids, the last EOS, no padding); the eval step's add 'weights' (1.0
+on the real tokens). Prompts are the first P tokens of the first test
+documents that have as many, or random ids. Generation uses a checkpoint or
+the fresh parameters with EOS suppressed, as decoding does.
 
 Classification and regression batches: always random, no workdir or data
 needed (`random_labelled_batch`): 'inputs' [batch_size, max_length] int32 in
@@ -71,19 +101,29 @@ outputs, per layer:
                                                               S long)
                   cross scores, values       2 * 2*B*T*S*d
                   feed-forward               2 * 2*B*T*d*f
-  output projection                          2*B*T*d*V
+  language-model layer: as an encoder layer over T positions (masked
+                  self-attention with the full T*T scores and values, as
+                  computed: causal masking hides half but XLA multiplies
+                  them all; no cross-attention; the FFN)
+  output projection                          2*B*T*d*V (tied or not)
   classifier head (on the pooled [B, d])     2*B*d*K
 
   translation (`forward_flops`):
     forward = L_enc * encoder + L_dec * decoder + output projection
+  language model (`lm_forward_flops`; LanguageModel builds no encoder,
+  whatever num_encoder_layers says):
+    forward = L_dec * language-model layer (T = data.max_length) + output
+              projection
   classification, regression (`labelled_forward_flops`; EncoderClassifier
   builds no decoder, whatever num_decoder_layers says):
     forward = L_enc * encoder (S = data.max_length) + classifier head
-  train step (`train_flops`, `labelled_train_flops`) = 3 * forward
+  train step (`train_flops`, `lm_train_flops`, `labelled_train_flops`)
+          = 3 * forward
           (backward = 2 * forward: the gradients with respect to both inputs
           of every matmul), over data.batch_size rows of data.max_length
           source (and target) positions.
-  eval step (`eval_flops`, `labelled_eval_flops`) = forward, on the same
+  eval step (`eval_flops`, `lm_eval_flops`, `labelled_eval_flops`)
+          = forward, on the same
           batch.
 
 `run` takes the model's FLOPs per step only from the family
@@ -92,7 +132,8 @@ brings its own pair.
 
 FLOPs count token slots, padding included: that is the work the step does.
 Token throughputs count real (non-PAD) tokens: translation's target tokens
-(and source tokens), classification's and regression's input tokens.
+(and source tokens), the language model's tokens, classification's and
+regression's input tokens.
 
 Peak FLOP/s: on GPU and TPU the chip's published dense peak for the compute
 dtype (`PEAK_FLOPS`, by `device_kind`) times the number of devices; an unknown
@@ -118,18 +159,30 @@ peak_memory_source, benchmark_wall_s.
 Translation adds: decode_repeats, train_tokens_per_s in real target tokens,
 train_source_tokens_per_s, train_target_tokens_per_step, greedy_s and
 beam4_s (seconds per batch; _min_s, _max_s, _sentences_per_s,
-_tokens_per_s, _mean_output_length, _first_call_s), beam4_over_greedy,
+_tokens_per_s, _mean_output_length, _max_output_length, _first_call_s),
+beam4_over_greedy,
 decode_inputs, decode_params, decode_input_shape, input_batches_per_s,
 input_tokens_per_s, input_packing_efficiency, input_over_train (input
 batches/s over train steps/s; None with random batches).
 Classification and regression add: task, num_outputs (the head's),
 train_examples_per_s, train_tokens_per_s in real input tokens,
 train_examples_per_step, train_tokens_per_step, eval_examples_per_s.
+The language model adds: task, decode_repeats, train_tokens_per_step (real
+tokens), generate_params, generate_prompts, generate_rows,
+generate_context, generate_prompt_length, generate_max_new_tokens,
+generate_sample_settings; generate_greedy_ and generate_sample_ s (seconds
+per batch), _min_s, _max_s, _first_call_s, _tokens_per_s (new tokens),
+_sentences_per_s (continuations), _mean_output_length and
+_max_output_length (new tokens, EOS included), _step_s;
+generate_uncached_first_call_s, generate_uncached_token_s (seconds per new
+token of all rows; _min_s, _max_s), generate_uncached_tokens_per_s,
+generate_cached_speedup.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import resource
@@ -149,6 +202,7 @@ from transformer import train as train_lib
 from transformer.config import (BOS_ID, EOS_ID, PAD_ID, Config, ConfigError,
                                 ModelConfig)
 from transformer.tasks import labelled as labelled_tasks
+from transformer.tasks import language_model as lm_tasks
 from transformer.tasks import translation as translation_tasks
 
 RESULT_FILENAME = 'benchmark.json'
@@ -245,6 +299,33 @@ def eval_flops(config: Config) -> float:
   """Model FLOPs of one eval step on a global training batch: one forward."""
   length = config.data.max_length
   return forward_flops(config.model, config.data.batch_size, length, length)
+
+
+def lm_forward_flops(model_config: ModelConfig, batch: int,
+                     length: int) -> float:
+  """Matmul FLOPs of `LanguageModel`'s forward pass over [batch, length]:
+  its decoder layers, which have no encoder-decoder attention (each one
+  counts as an encoder layer does: Q, K, V, O, the full length x length
+  scores and values as computed, though causal masking hides half; the
+  FFN), then the output projection. The encoder layers of the config are
+  never built."""
+  b, t = float(batch), float(length)
+  d, v = float(model_config.d_model), float(model_config.vocab_size)
+  output = 2 * b * t * d * v  # [B*T, d] @ [d, V], tied or not
+  return (model_config.num_decoder_layers
+          * encoder_layer_flops(model_config, batch, length) + output)
+
+
+def lm_train_flops(config: Config) -> float:
+  """Model FLOPs of one language-model train step on a global batch of
+  data.batch_size rows of data.max_length tokens: 3 * forward."""
+  return 3.0 * lm_eval_flops(config)
+
+
+def lm_eval_flops(config: Config) -> float:
+  """Model FLOPs of its eval step on the same batch: one forward."""
+  return lm_forward_flops(config.model, config.data.batch_size,
+                          config.data.max_length)
 
 
 def labelled_forward_flops(model_config: ModelConfig, batch: int, length: int,
@@ -427,17 +508,31 @@ def _data_errors() -> tuple[type[BaseException], ...]:
   return tuple(errors)
 
 
+def random_lm_batch(config: Config, rng: np.random.Generator, rows: int
+                    ) -> dict[str, np.ndarray]:
+  """A language-model batch of lm.BATCH_KEYS: one document per row, the
+  whole row (random ordinary ids, the last EOS), no PAD."""
+  batch = random_batch(config, rng, rows)
+  return {k: batch[k] for k in ('targets', 'targets_positions',
+                                'targets_segmentation')}
+
+
 def train_batches(config: Config, workdir: str, count: int,
-                  rng: np.random.Generator):
+                  rng: np.random.Generator, task=None,
+                  random: Callable[..., dict[str, np.ndarray]] = random_batch):
   """`count` host batches: real ones if the data is there, else random.
 
+  task: whose tokenizer corpus and training pipeline give the real batches
+    (default: translation's); random(config, rng, rows) the random ones.
   Returns (tokenizer or None, batches, what they are, why not real or '').
   """
+  task = translation_tasks.Translation(config) if task is None else task
   try:
-    from transformer.data import pipeline, tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
-    tokenizer = tokenizer_lib.load_or_train(config, workdir)
-    iterator = iter(pipeline.train_dataset(
-        config, tokenizer, process_index=jax.process_index(),
+    from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+    tokenizer = tokenizer_lib.load_or_train(config, workdir,
+                                            task.tokenizer_corpus)
+    iterator = iter(task.train_dataset(
+        tokenizer, process_index=jax.process_index(),
         process_count=jax.process_count()))
     batches = [next(iterator) for _ in range(count)]
     if hasattr(iterator, 'close'):
@@ -446,7 +541,7 @@ def train_batches(config: Config, workdir: str, count: int,
             f'real: data.source={config.data.source!r} train split', '')
   except _data_errors() + (ImportError,) as error:
     rows = config.data.batch_size // jax.process_count()
-    return (None, [random_batch(config, rng, rows) for _ in range(count)],
+    return (None, [random(config, rng, rows) for _ in range(count)],
             'random', f'random token batches [{rows}, '
             f'{config.data.max_length}], no padding: the data is not '
             f'available ({error})')
@@ -486,8 +581,11 @@ def never_eos(params: dict, model: ModelConfig) -> dict:
   makes untrained decoding times meaningless. With the EOS row of the tied
   output embedding zeroed its logit is 0 while the maximum of the others is
   well above it (or, untied, its bias is -1e9), so every sentence runs to
-  its length limit, where decoding forces EOS.
+  its length limit, where decoding forces EOS. A language model's params
+  (`LanguageModel`: all under 'decoder') are changed the same way.
   """
+  if set(params) == {'decoder'}:
+    return {'decoder': never_eos(params['decoder'], model)}
   if model.tie_output_embedding:
     name = 'embedding' if model.share_embeddings else 'target_embedding'
     table = params[name]['embedding']
@@ -823,12 +921,14 @@ def time_decoder(name: str, decode: Callable[[], Any],
                  best: Callable[[Any], jax.Array], sentences: int,
                  repeats: int) -> dict[str, float]:
   """NAME_first_call_s (compiles), then the median of `repeats` decodes and
-  the rates it gives for the first `sentences` rows (the real ones)."""
+  the rates it gives for the first `sentences` rows (the real ones), and
+  the longest of their outputs."""
   start = time.perf_counter()
   output = jax.block_until_ready(decode())
   first_call_s = time.perf_counter() - start
   outputs = np.asarray(jax.device_get(best(output)))
-  generated = int(np.count_nonzero(outputs[:sentences] != PAD_ID))
+  lengths = np.count_nonzero(outputs[:sentences] != PAD_ID, axis=1)
+  generated = int(lengths.sum())
   summary = _summary(_time_calls(decode, repeats))
   seconds = summary['median']
   return {
@@ -839,6 +939,7 @@ def time_decoder(name: str, decode: Callable[[], Any],
       f'{name}_sentences_per_s': sentences / seconds,
       f'{name}_tokens_per_s': generated / seconds,
       f'{name}_mean_output_length': generated / max(sentences, 1),
+      f'{name}_max_output_length': int(lengths.max(initial=0)),
   }
 
 
@@ -878,6 +979,108 @@ def measure_input(config: Config, tokenizer, num_batches: int,
       'input_packing_efficiency': speed['packing_efficiency'],
       'input_over_train': speed['batches_per_second'] * train_step_s,
   }
+
+
+# Language-model generation (`measure_generation`): the sampling of
+# 'generate_sample', beside greedy's 'generate_greedy'.
+SAMPLE_SETTINGS = {'temperature': 1.0, 'top_p': 0.9}
+
+
+def generation_prompts(config: Config, tokenizer, rng: np.random.Generator,
+                       rows: int, width: int) -> tuple[np.ndarray, str]:
+  """([rows, width] int32 prompts of exactly `width` tokens, what they are):
+  the first `width` tokens of the first test documents that have as many
+  (cycled if too few), else random ordinary ids."""
+  note = ''
+  if tokenizer is not None:
+    from transformer.data import lm  # pylint: disable=g-import-not-at-top
+    try:
+      documents = lm.load_documents(config, 'test')
+      found = []
+      for i in range(min(len(documents), 64 * rows)):
+        ids = tokenizer.encode(documents[i])
+        if len(ids) >= width:
+          found.append(ids[:width])
+        if len(found) == rows:
+          break
+      if found:
+        prompts = np.asarray([found[i % len(found)] for i in range(rows)],
+                             np.int32)
+        return prompts, (f'the first {width} tokens of {len(found)} test '
+                         'document(s)')
+      note = f' (no test document has {width} tokens)'
+    except _data_errors() as error:
+      note = f' (test split unavailable: {error})'
+  return (rng.integers(EOS_ID + 1, config.model.vocab_size, (rows, width),
+                       dtype=np.int32),
+          f'random ids [{rows}, {width}]' + note)
+
+
+def uncached_next_token(task) -> Callable[[Any, jax.Array], jax.Array]:
+  """Jitted (params, [B, L] tokens) -> [B] greedy next tokens, re-running
+  the whole prefix through the teacher-forced forward pass (no cache), with
+  `generate`'s PAD and BOS exclusion."""
+  def next_token(params, tokens):
+    logits = task.forward(params, {'targets': tokens}, rng=None)[:, -1]
+    logits = logits.at[:, jnp.array([PAD_ID, BOS_ID])].set(-jnp.inf)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  return jax.jit(next_token)
+
+
+def measure_generation(task, workdir: str, mesh, train_params, tokenizer,
+                       rng: np.random.Generator, repeats: int,
+                       log: Callable[[str], None]) -> dict[str, Any]:
+  """Cached generation (`generate.generate`), greedy and sampled, of one
+  batch of prompts to data.max_length tokens of context; and one new token
+  by re-running the full prefix of that length without the cache."""
+  from transformer import generate as generate_lib  # pylint: disable=g-import-not-at-top
+  from transformer.config import GenerateConfig  # pylint: disable=g-import-not-at-top
+  config = task.config
+  params, params_note = _decode_params(config, workdir, mesh, train_params)
+  rows, context = config.data.eval_batch_size, config.data.max_length
+  width = min(lm_tasks.PROMPT_BUCKET, context // 2)
+  new = context - width
+  prompts, what = generation_prompts(config, tokenizer, rng, rows, width)
+  lengths = np.full(rows, width, np.int32)
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(
+      jax.random.key(config.generate.seed), jnp.arange(rows))
+  result: dict[str, Any] = {
+      'generate_params': params_note, 'generate_prompts': what,
+      'generate_rows': rows, 'generate_context': context,
+      'generate_prompt_length': width, 'generate_max_new_tokens': new,
+      'generate_sample_settings': SAMPLE_SETTINGS}
+  for name, settings in (
+      ('generate_greedy', GenerateConfig(temperature=0.0,
+                                         max_new_tokens=new)),
+      ('generate_sample', GenerateConfig(max_new_tokens=new,
+                                         seed=config.generate.seed,
+                                         **SAMPLE_SETTINGS))):
+    run_once = functools.partial(generate_lib.generate, params, config.model,
+                                 prompts, lengths, keys, settings)
+    result.update(time_decoder(name, run_once, lambda out: out, rows,
+                               repeats))
+    # Every step of the loop (prompt or new token) is one cached step over
+    # the whole buffer of `context` positions, until the longest row ends.
+    steps = width + result[f'{name}_max_output_length']
+    result[f'{name}_step_s'] = result[f'{name}_s'] / steps
+    log(f'  {name} timed ({repeats} batches)')
+  next_token = uncached_next_token(task)
+  tokens = _random_ids(rng, rows, context, config.model.vocab_size)
+  start = time.perf_counter()
+  jax.block_until_ready(next_token(params, tokens))
+  first_call_s = time.perf_counter() - start
+  uncached = _summary(_time_calls(lambda: next_token(params, tokens),
+                                  repeats))
+  log(f'  uncached next token timed ({repeats} batches)')
+  result.update(
+      generate_uncached_first_call_s=first_call_s,
+      generate_uncached_token_s=uncached['median'],
+      generate_uncached_token_min_s=uncached['min'],
+      generate_uncached_token_max_s=uncached['max'],
+      generate_uncached_tokens_per_s=rows / uncached['median'],
+      generate_cached_speedup=(uncached['median']
+                               / result['generate_greedy_step_s']))
+  return result
 
 
 def write_result(result: dict[str, Any], workdir: str) -> str:
@@ -1104,11 +1307,101 @@ class LabelledFamily(TaskFamily):
             f'{r["eval_tokens_per_s"]:,.0f} tokens/s')
 
 
+class LanguageModelFamily(TaskFamily):
+  """task='language_model' (`LanguageModel`, decoder only): real batches
+  when the data is there (the task's tokenizer and pipeline), else random
+  full rows; rates in real tokens; the decoder-only model's FLOPs; and
+  generation, cached (greedy and sampled) and uncached, measured too."""
+
+  def setup_keys(self, decode_repeats: int) -> dict[str, Any]:
+    return {'task': self.config.task, 'decode_repeats': decode_repeats}
+
+  def load_batches(self, workdir: str, mesh, count: int,
+                   rng: np.random.Generator) -> Batches:
+    """Real ones if the data is there, else random (`train_batches` with
+    `random_lm_batch`); the eval step's add 'weights' (1 on real tokens)."""
+    tokenizer, host_batches, data, note = train_batches(
+        self.config, workdir, count, rng, task=self.task,
+        random=random_lm_batch)
+    batches = [train_lib.global_batch(b, mesh) for b in host_batches]
+    weights = [train_lib.global_batch(
+        {'weights': (b['targets'] != PAD_ID).astype(np.float32)},
+        mesh)['weights'] for b in host_batches]
+    return Batches(batches, [{**b, 'weights': w}
+                             for b, w in zip(batches, weights)],
+                   {'tokens': real_tokens(host_batches, 'targets')},
+                   data, note, tokenizer)
+
+  def train_flops(self) -> float:
+    return lm_train_flops(self.config)
+
+  def eval_flops(self) -> float:
+    return lm_eval_flops(self.config)
+
+  def train_rates(self, data: Batches, step_s: float) -> dict[str, float]:
+    tokens = data.timed_mean('tokens')
+    return {'train_tokens_per_s': tokens / step_s,
+            'train_tokens_per_step': tokens}
+
+  def eval_rates(self, data: Batches, seconds: float) -> dict[str, float]:
+    return {'eval_tokens_per_s': data.timed_mean('tokens') / seconds}
+
+  def task_measurements(self, *, workdir: str, mesh, params, data: Batches,
+                        rng: np.random.Generator, step_s: float,
+                        decode_repeats: int, input_batches: int,
+                        log: Callable[[str], None]) -> dict[str, Any]:
+    """Cached generation (greedy, sampled) and the uncached next token."""
+    del step_s, input_batches
+    return measure_generation(self.task, workdir, mesh, params,
+                              data.tokenizer, rng, decode_repeats, log)
+
+  @staticmethod
+  def task_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    return [('task', f'{r["task"]}: decoder only (causal self-attention, '
+                     'no encoder-decoder attention)')]
+
+  @staticmethod
+  def train_rate_row(r: dict[str, Any]) -> tuple[str, str]:
+    return ('train tokens/s', f'{r["train_tokens_per_s"]:,.0f} '
+                              f'({r["train_tokens_per_step"]:,.0f} real '
+                              'tokens per step)')
+
+  eval_rate_text = staticmethod(TranslationFamily.eval_rate_text)
+
+  @staticmethod
+  def extra_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    sample = ', '.join(f'{k} {v:g}'
+                       for k, v in r['generate_sample_settings'].items())
+    return [
+        ('generate', f'{r["generate_rows"]} prompts of '
+                     f'{r["generate_prompt_length"]} tokens ('
+                     f'{r["generate_prompts"]}) + up to '
+                     f'{r["generate_max_new_tokens"]} new = '
+                     f'{r["generate_context"]} positions of context; '
+                     f'params: {r["generate_params"]}'),
+        ('greedy, cached', _generation_row(r, 'generate_greedy')),
+        ('sampled, cached', _generation_row(r, 'generate_sample')
+         + f' ({sample})'),
+        ('no cache', f'{_ms(r["generate_uncached_token_s"])} per new token '
+                     f'of {r["generate_rows"]} rows at '
+                     f'{r["generate_context"]} tokens of context, '
+                     f'{r["generate_uncached_tokens_per_s"]:,.0f} tokens/s'),
+        ('cache speedup', f'{_ratio(r["generate_cached_speedup"])} per new '
+                          'token (no cache / greedy cached step)'),
+    ]
+
+
 # Task class -> its family. Another task family brings its own entry.
 FAMILIES: dict[type, type[TaskFamily]] = {
     translation_tasks.Translation: TranslationFamily,
     labelled_tasks.Classification: LabelledFamily,
     labelled_tasks.Regression: LabelledFamily,
+    lm_tasks.LanguageModelTask: LanguageModelFamily,
+}
+# By a report's 'task' (translation's reports have none).
+FAMILY_BY_TASK_NAME: dict[str, type[TaskFamily]] = {
+    'classification': LabelledFamily, 'regression': LabelledFamily,
+    'language_model': LanguageModelFamily,
 }
 # The class count of the classification task `benchmark_task` builds.
 BENCHMARK_CLASSES = 4
@@ -1125,10 +1418,10 @@ def family_for(task) -> TaskFamily:
 
 def benchmark_task(config: Config):
   """The task `run` measures by default, from the config alone (no workdir,
-  no data): translation's; a classification of BENCHMARK_CLASSES classes
+  no data): translation's and the language model's; a classification of BENCHMARK_CLASSES classes
   (2 with train.loss='log_loss'), no class weights; a regression on
   standardised targets (mean 0, std 1)."""
-  if config.task == 'translation':
+  if config.task in ('translation', 'language_model'):
     return tasks.for_config(config)
   if config.task == 'regression':
     allowed = labelled_tasks.REGRESSION_LOSSES
@@ -1154,18 +1447,19 @@ def run(config: Config, workdir: str, *, task=None, repeats: int = 20,
         decode_repeats: int | None = None, input_batches: int = 50,
         verbose: bool = True) -> dict[str, Any]:
   """Measures the training and evaluation speed of `config`'s task, and
-  what its family adds (translation: decoding and input speed).
+  what its family adds (translation: decoding and input speed; language
+  model: generation with and without the cache).
 
   Args:
     config: the experiment.
-    workdir: benchmark.json is written here. Translation: holds (or
-      receives) tokenizer.model, and a checkpoint here, if any, supplies the
-      decoding parameters.
+    workdir: benchmark.json is written here. Translation and language
+      model: holds (or receives) the tokenizer, and a checkpoint here, if
+      any, supplies the decoding parameters.
     task: the task to measure (its config must be `config`); default
       `benchmark_task(config)`.
     repeats: timed train and eval steps (after compiling and warming up).
-    decode_repeats: translation: timed decodes of the batch; default
-      min(repeats, 5).
+    decode_repeats: translation and language model: timed decodes
+      (generations) of the batch; default min(repeats, 5).
     input_batches: translation: batches timed by the input-pipeline
       measurement.
     verbose: print the table.
@@ -1255,6 +1549,15 @@ def _decoding_row(r: dict[str, Any], name: str) -> str:
           f'{r[name + "_first_call_s"]:.2f} s')
 
 
+def _generation_row(r: dict[str, Any], name: str) -> str:
+  return (f'{r[name + "_s"]:.3f} s/batch '
+          f'({r[name + "_min_s"]:.3f} - {r[name + "_max_s"]:.3f}), '
+          f'{r[name + "_tokens_per_s"]:,.0f} new tokens/s, '
+          f'{_ms(r[name + "_step_s"])} per step, mean '
+          f'{r[name + "_mean_output_length"]:.1f} new tokens; first call '
+          f'{r[name + "_first_call_s"]:.2f} s')
+
+
 def _input_row(r: dict[str, Any]) -> str:
   if r['input_batches_per_s'] is None:
     return 'n/a (random batches)'
@@ -1270,9 +1573,7 @@ def format_table(r: dict[str, Any],
   r's 'task', which translation's reports do not have) gives the rows that
   differ by task family."""
   if family is None:
-    family = (LabelledFamily if r.get('task') in ('classification',
-                                                  'regression')
-              else TranslationFamily)
+    family = FAMILY_BY_TASK_NAME.get(r.get('task'), TranslationFamily)
   mfu = lambda x: 'n/a' if x is None else f'{100 * x:.1f}%'
   rows = [
       ('device', f'{r["device_kind"]} x {r["num_devices"]} '
