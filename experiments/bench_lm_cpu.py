@@ -50,16 +50,13 @@ suffers less:
   memory       peak RSS 3.63 GB
 """
 
-from transformer.config import Config, DataConfig, ModelConfig, TrainConfig
+from transformer.config import CPU_DECODER, Config, DataConfig, TrainConfig
 
 
 def get_config() -> Config:
   return Config(
       task='language_model',
-      model=ModelConfig(vocab_size=4000, d_model=256, d_ff=1024, num_heads=4,
-                        num_encoder_layers=0, num_decoder_layers=4,
-                        norm_position='pre', dropout_rate=0.0,
-                        dtype='float32', max_length=256),
+      model=CPU_DECODER,  # float32
       data=DataConfig(source='bible', language='en', max_length=256,
                       batch_size=32, eval_batch_size=32),
       train=TrainConfig(label_smoothing=0.0),
