@@ -20,3 +20,22 @@ TINY_MODEL = ModelConfig(vocab_size=37, d_model=32, d_ff=64, num_heads=4,
 @pytest.fixture(scope='session')
 def tiny_model_config() -> ModelConfig:
   return TINY_MODEL
+
+
+@pytest.fixture(scope='session')
+def compilation_cache_dir(tmp_path_factory) -> str:
+  """One persistent JAX compilation cache for the session's launch.py
+  processes (tests/scripts/launching.py), empty at the start."""
+  return str(tmp_path_factory.mktemp('jax_compilation_cache'))
+
+
+@pytest.fixture(scope='module')
+def shared_compilation_cache(compilation_cache_dir):
+  """The module's launch.py processes use the session's compilation cache;
+  other modules' processes and this process's JAX are left as they are."""
+  from scripts import launching  # pylint: disable=g-import-not-at-top
+  with pytest.MonkeyPatch.context() as patch:
+    for name, value in launching.cache_environment(
+        compilation_cache_dir).items():
+      patch.setenv(name, value)
+    yield compilation_cache_dir

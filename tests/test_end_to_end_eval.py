@@ -10,15 +10,15 @@ evaluations during training, from the same sentences decoded again by
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import sacrebleu
 
-pytestmark = pytest.mark.slow
+from scripts.launching import finish, start
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = [pytest.mark.slow,
+              pytest.mark.usefixtures('shared_compilation_cache')]
+
 STEPS, EVERY, EXAMPLES = 240, 80, 32
 # 240 steps: long enough for a BLEU well above 0 (about 3), so that the
 # comparisons below are not all of zeros. data.eval_max_length=32: the
@@ -31,19 +31,12 @@ COMMON = ['--experiment=tiny', f'--set=train.steps={STEPS}',
           '--set=data.eval_max_length=32']
 
 
-def environment():
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1')
-  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=1'
-  return env
+def start_launch(workdir, *extra):
+  return start([f'--workdir={workdir}', *COMMON, *extra])
 
 
 def launch(workdir, *extra):
-  out = subprocess.run(
-      [sys.executable, 'launch.py', f'--workdir={workdir}', *COMMON, *extra],
-      cwd=REPO, env=environment(), capture_output=True, text=True,
-      timeout=600)
-  assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-  return out
+  return finish(start_launch(workdir, *extra))
 
 
 def read_lines(path):
@@ -84,10 +77,13 @@ def run(tmp_path_factory):
   final = read_eval(eval_dir, name)  # read before evaluate overwrites it
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     records = [json.loads(line) for line in f]
-  evaluate = launch(workdir, '--mode=evaluate')
+  # Both evaluations at once: they read the workdir and write files of
+  # different names.
+  evaluate = start_launch(workdir, '--mode=evaluate')
+  valid_out = start_launch(workdir, '--mode=evaluate', '--split=valid',
+                           f'--step={2 * EVERY}')
+  evaluate, valid_out = finish(evaluate), finish(valid_out)
   latest = read_eval(eval_dir, name)
-  valid_out = launch(workdir, '--mode=evaluate', '--split=valid',
-                     f'--step={2 * EVERY}')
   valid = read_eval(eval_dir, f'valid_step{2 * EVERY}_beam4')
   return dict(workdir=workdir, train=train, final=final, records=records,
               evaluate=evaluate, latest=latest, valid_out=valid_out,

@@ -191,3 +191,57 @@ def test_gpt2_small_preset_has_gpt2_small_parameter_count():
                           jnp.ones((1, 8), jnp.int32))
   count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
   assert count == 124_439_808
+
+
+def lm_step(config: Config):
+  """(task, jitted generic train step) for a language-model config."""
+  from transformer import train as train_lib  # pylint: disable=import-outside-toplevel
+  task = language_model.LanguageModelTask(config)
+  return task, jax.jit(functools.partial(train_lib.train_step, task=task))
+
+
+def one_step(config: Config, batch):
+  from transformer import train as train_lib  # pylint: disable=import-outside-toplevel
+  task, step = lm_step(config)
+  return step(train_lib.init_state(task, jax.random.key(0)), batch,
+              jax.random.key(1))
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+  """4 micro-batches of packed rows give the update of the whole batch:
+  loss sums accumulate and are divided once by all real tokens."""
+  from scripts.sharded_steps import synthetic_lm_batch  # pylint: disable=import-outside-toplevel
+  batch = jax.tree.map(jnp.asarray, synthetic_lm_batch(3, batch=8,
+                                                       vocab=MODEL.vocab_size))
+  plain = Config(task='language_model', model=MODEL,
+                 train=TrainConfig(label_smoothing=0.0))
+  four = dataclasses.replace(plain, train=dataclasses.replace(
+      plain.train, grad_accum_steps=4))
+  (one, m_one), (acc, m_acc) = one_step(plain, batch), one_step(four, batch)
+  assert_finite(m_one['loss'], m_acc['loss'], m_acc['grad_norm'],
+                *jax.tree.leaves(acc.params))
+  np.testing.assert_allclose(m_acc['loss'], m_one['loss'], rtol=1e-5)
+  assert m_acc['tokens'] == m_one['tokens'] == np.sum(batch['targets'] != 0)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+               acc.params, one.params)
+
+
+def test_bfloat16_language_model_keeps_float32_params_and_close_loss(params):
+  from scripts.sharded_steps import synthetic_lm_batch  # pylint: disable=import-outside-toplevel
+  batch = synthetic_lm_batch(5, batch=4, vocab=MODEL.vocab_size)
+  low = dataclasses.replace(MODEL, dtype='bfloat16')
+  logits = jax.jit(lambda p, t: LanguageModel(low).apply({'params': p}, t))(
+      params, batch['targets'])
+  assert logits.dtype == jnp.float32
+  reference = forward(params, batch['targets'])
+  assert_finite(logits, reference)
+  np.testing.assert_allclose(logits, reference, atol=0.1)
+  config = Config(task='language_model', model=low,
+                  train=TrainConfig(label_smoothing=0.0))
+  state, metrics = one_step(config, jax.tree.map(jnp.asarray, batch))
+  assert {x.dtype for x in jax.tree.leaves(state.params)} == {
+      jnp.dtype('float32')}
+  _, want = one_step(dataclasses.replace(config, model=MODEL),
+                     jax.tree.map(jnp.asarray, batch))
+  assert_finite(metrics['loss'], want['loss'])
+  np.testing.assert_allclose(metrics['loss'], want['loss'], rtol=0.02)

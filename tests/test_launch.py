@@ -6,45 +6,49 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# tiny, with a step logged and a checkpoint every 4 steps.
-TINY = ['--experiment=tiny', '--set=train.steps=120', '--set=train.log_every=1',
-        '--set=train.checkpoint_every=4', '--set=eval.final=false',
-        '--set=eval.every=0']
+from scripts import launching
+from scripts.launching import finish, start
 
-pytestmark = pytest.mark.slow
+# tiny, with a step logged and a checkpoint every 20 steps: 6 checkpoints
+# (a save costs more than 20 steps), the last 5 kept
+# (train.keep_checkpoints), the oldest of them at step 40. 120 steps: the
+# translations of test_two_processes_translate_... are not all empty.
+STEPS, EVERY = 120, 20
+OLDEST_KEPT = STEPS - 4 * EVERY
+# Interrupted runs are stopped once this step is logged: two checkpoints
+# have been started, so at least one is complete.
+INTERRUPT_AFTER = 2 * EVERY + 2
+TINY = ['--experiment=tiny', f'--set=train.steps={STEPS}',
+        '--set=train.log_every=1', f'--set=train.checkpoint_every={EVERY}',
+        '--set=eval.final=false', '--set=eval.every=0']
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.usefixtures('shared_compilation_cache')]
 
 
 # tiny_classify likewise, for the classification task.
-CLASSIFY = ['--experiment=tiny_classify', '--set=train.steps=120',
-            '--set=train.log_every=1', '--set=train.checkpoint_every=4',
+CLASSIFY = ['--experiment=tiny_classify', f'--set=train.steps={STEPS}',
+            '--set=train.log_every=1', f'--set=train.checkpoint_every={EVERY}',
             '--set=eval.final=false', '--set=model.dropout_rate=0.1']
 
 
 def launch_args(workdir, *extra, base=TINY):
-  return [sys.executable, 'launch.py', f'--workdir={workdir}', *base, *extra]
+  return [f'--workdir={workdir}', *base, *extra]
 
 
-def environment(devices: int = 1):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1')
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
-  return env
+def launch(workdir, *extra, devices=1, base=TINY, cache=True):
+  """Starts launch.py on `workdir`, not waiting for it."""
+  return start(launch_args(workdir, *extra, base=base), devices, cache)
 
 
 def run(workdir, *extra, devices=1, check=True, base=TINY):
-  out = subprocess.run(launch_args(workdir, *extra, base=base), cwd=REPO,
-                       env=environment(devices), capture_output=True,
-                       text=True, timeout=600)
-  if check:
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-  return out
+  return finish(launch(workdir, *extra, devices=devices, base=base), check)
 
 
 def logged_losses(workdir) -> dict[int, float]:
@@ -68,10 +72,7 @@ def final_params(workdir, step):
 def interrupt(workdir, sig, after_step: int, base=TINY
               ) -> subprocess.CompletedProcess:
   """Starts a run and sends `sig` once `after_step` has been logged."""
-  process = subprocess.Popen(launch_args(workdir, base=base), cwd=REPO,
-                             env=environment(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+  process = launch(workdir, base=base)
   metrics = os.path.join(workdir, 'metrics.jsonl')
   deadline = time.time() + 300
   while time.time() < deadline and process.poll() is None:
@@ -79,24 +80,50 @@ def interrupt(workdir, sig, after_step: int, base=TINY
       process.send_signal(sig)
       break
     time.sleep(0.05)
-  stdout, stderr = process.communicate(timeout=300)
-  return subprocess.CompletedProcess(process.args, process.returncode, stdout,
-                                     stderr)
+  return finish(process, check=False)
+
+
+class Reference:
+  """An uninterrupted run, going on in the background from its first use:
+  the interrupted runs compared with it run meanwhile."""
+
+  def __init__(self, workdir, *extra, base=TINY):
+    self._workdir = workdir
+    self._process = launch(workdir, *extra, base=base)
+    self._out = None
+
+  def workdir(self) -> str:
+    """The workdir, once the run has finished; it must have succeeded."""
+    if self._out is None:
+      self._out = finish(self._process, check=False)
+    assert self._out.returncode == 0, (self._out.stdout[-2000:] +
+                                       self._out.stderr[-3000:])
+    return self._workdir
+
+  def stop(self):
+    if self._process.poll() is None:  # a test failed before waiting for it
+      self._process.kill()
+      self._process.communicate()
 
 
 @pytest.fixture(scope='module')
-def uninterrupted(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
-  run(workdir)
-  return workdir
+def reference(tmp_path_factory):
+  run_ = Reference(str(tmp_path_factory.mktemp('uninterrupted')))
+  yield run_
+  run_.stop()
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(reference):
+  return reference.workdir()
 
 
 def assert_same_run(workdir, reference, restarted_from):
   got, want = logged_losses(workdir), logged_losses(reference)
-  assert sorted(got) == sorted(want) == list(range(1, 121))
-  for step in range(restarted_from + 1, 121):
+  assert sorted(got) == sorted(want) == list(range(1, STEPS + 1))
+  for step in range(restarted_from + 1, STEPS + 1):
     assert got[step] == want[step], f'loss differs at step {step}'
-  a, b = final_params(workdir, 120), final_params(reference, 120)
+  a, b = final_params(workdir, STEPS), final_params(reference, STEPS)
   for x, y in zip(jax_leaves(a), jax_leaves(b)):
     np.testing.assert_array_equal(x, y)
 
@@ -111,32 +138,32 @@ def resumed_step(stdout: str) -> int:
   return int(line.split('step ')[1].rstrip('.'))
 
 
-def test_sigkill_then_restart_is_exact(uninterrupted, tmp_path):
+def test_sigkill_then_restart_is_exact(reference, tmp_path):
   workdir = str(tmp_path)
-  killed = interrupt(workdir, signal.SIGKILL, after_step=10)
+  killed = interrupt(workdir, signal.SIGKILL, after_step=INTERRUPT_AFTER)
   assert killed.returncode == -signal.SIGKILL
   resumed = run(workdir)
   step = resumed_step(resumed.stdout)
-  assert 4 <= step < 120 and step % 4 == 0
-  assert_same_run(workdir, uninterrupted, step)
+  assert EVERY <= step < STEPS and step % EVERY == 0
+  assert_same_run(workdir, reference.workdir(), step)
 
 
-def test_sigterm_saves_then_restart_is_exact(uninterrupted, tmp_path):
+def test_sigterm_saves_then_restart_is_exact(reference, tmp_path):
   workdir = str(tmp_path)
-  stopped = interrupt(workdir, signal.SIGTERM, after_step=10)
+  stopped = interrupt(workdir, signal.SIGTERM, after_step=INTERRUPT_AFTER)
   assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
   assert 'Stopped by SIGTERM' in stopped.stdout
   last = max(logged_losses(workdir))
   resumed = run(workdir)
   assert resumed_step(resumed.stdout) == last  # saved at the stopping step
-  assert_same_run(workdir, uninterrupted, last)
+  assert_same_run(workdir, reference.workdir(), last)
 
 
 def test_damaged_checkpoint_is_skipped(uninterrupted, tmp_path):
   workdir = str(tmp_path / 'run')
   shutil.copytree(uninterrupted, workdir)
   # Truncate every data file of the newest checkpoint's state.
-  state = os.path.join(workdir, 'checkpoints', '120', 'state')
+  state = os.path.join(workdir, 'checkpoints', str(STEPS), 'state')
   for root, _, files in os.walk(state):
     for name in files:
       path = os.path.join(root, name)
@@ -145,26 +172,45 @@ def test_damaged_checkpoint_is_skipped(uninterrupted, tmp_path):
           f.truncate(16)
   # And leave a half-written save behind, as a kill during a save would.
   os.makedirs(os.path.join(workdir, 'checkpoints',
-                           '124.orbax-checkpoint-tmp-1'), exist_ok=True)
-  out = run(workdir, '--set=train.steps=124')
+                           f'{STEPS + EVERY}.orbax-checkpoint-tmp-1'),
+              exist_ok=True)
+  out = run(workdir, f'--set=train.steps={STEPS + EVERY}')
   assert 'skipping damaged checkpoint' in out.stdout + out.stderr
-  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '120.damaged'))
-  assert resumed_step(out.stdout) == 116
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints',
+                                    f'{STEPS}.damaged'))
+  assert resumed_step(out.stdout) == STEPS - EVERY
 
 
-@pytest.mark.parametrize('args,message', [
+USER_ERRORS = [
     (['--experiment=nope'], 'no such experiment. Available:'),
     (['--set=train.step=5'], 'Did you mean train.steps'),
     (['--set=train.steps=many'], 'expected int'),
     (['--set=model.dtype=fp16'], 'must be one of float32, bfloat16'),
     (['--mode=evaluate'], 'needs a trained workdir'),
-])
-def test_user_errors_are_one_paragraph_without_traceback(tmp_path, args,
-                                                         message):
-  out = subprocess.run(
-      [sys.executable, 'launch.py', f'--workdir={tmp_path}/w',
-       '--experiment=tiny', *args], cwd=REPO, env=environment(),
-      capture_output=True, text=True, timeout=300)
+]
+
+
+def run_cases(cases, workdirs, base):
+  """launch.py with each case's args in its workdir, two at a time (they
+  end early): tuple(args) -> CompletedProcess."""
+  commands = [(launch_args(workdir, *args, base=base), 1)
+              for workdir, (args, _) in zip(workdirs, cases)]
+  return dict(zip([tuple(args) for args, _ in cases],
+                  launching.run_all(commands)))
+
+
+@pytest.fixture(scope='module')
+def user_error_outputs(tmp_path_factory):
+  """The commands of the test below, each in a workdir of its own."""
+  root = tmp_path_factory.mktemp('user_errors')
+  return run_cases(USER_ERRORS, [f'{root}/{i}/w' for i in range(
+      len(USER_ERRORS))], base=['--experiment=tiny'])
+
+
+@pytest.mark.parametrize('args,message', USER_ERRORS)
+def test_user_errors_are_one_paragraph_without_traceback(user_error_outputs,
+                                                         args, message):
+  out = user_error_outputs[tuple(args)]
   assert out.returncode == 2
   assert message in out.stderr
   assert 'Traceback' not in out.stderr + out.stdout
@@ -181,34 +227,34 @@ def test_incompatible_workdir_is_refused(uninterrupted, tmp_path):
   assert open(os.path.join(workdir, 'config.json')).read() == before
 
 
-def test_two_processes_match_one_process_with_all_devices(tmp_path):
-  """JAX's distributed runtime with CPU collectives: 2 processes x 4 devices
-  train like 1 process x 8 devices, each process reading only its shards."""
-  common = ['--experiment=tiny', '--set=train.steps=6',
-            '--set=train.log_every=1', '--set=train.checkpoint_every=6',
-            '--set=eval.final=false', '--set=eval.every=0',
-            '--set=data.shards=8']
+def losses_of_one_and_two_processes(tmp_path, common
+                                    ) -> tuple[dict, dict]:
+  """Trains `common` in 1 process x 8 devices and in 2 processes x 4 devices
+  (JAX's distributed runtime, CPU collectives), all three processes at once:
+  (losses of the one, losses of the two)."""
   single = str(tmp_path / 'single')
-  out = subprocess.run(
-      [sys.executable, 'launch.py', f'--workdir={single}', *common],
-      cwd=REPO, env=environment(8), capture_output=True, text=True,
-      timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-
+  multi = str(tmp_path / 'multi')
   import portpicker  # pylint: disable=g-import-not-at-top
   port = portpicker.pick_unused_port()
-  multi = str(tmp_path / 'multi')
-  processes = [subprocess.Popen(
-      [sys.executable, 'launch.py', f'--workdir={multi}', *common,
-       f'--coordinator_address=localhost:{port}', '--num_processes=2',
-       f'--process_id={i}'], cwd=REPO, env=environment(4),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i in range(2)]
+  processes = [start([f'--workdir={single}', *common], devices=8)] + [
+      start([f'--workdir={multi}', *common,
+             f'--coordinator_address=localhost:{port}', '--num_processes=2',
+             f'--process_id={i}'], devices=4, cache=False)
+      for i in range(2)]
   for process in processes:
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr[-3000:]
-  want, got = logged_losses(single), logged_losses(multi)
-  assert sorted(got) == list(range(1, 7))
+    finish(process)
+  return logged_losses(single), logged_losses(multi)
+
+
+def test_two_processes_match_one_process_with_all_devices(tmp_path):
+  """2 processes x 4 devices train like 1 process x 8 devices, each process
+  reading only its shards."""
+  want, got = losses_of_one_and_two_processes(tmp_path, [
+      '--experiment=tiny', '--set=train.steps=6', '--set=train.log_every=1',
+      '--set=train.checkpoint_every=6', '--set=eval.final=false',
+      '--set=eval.every=0', '--set=data.shards=8'])
+  assert sorted(got) == sorted(want) == list(range(1, 7))
+  assert all(np.isfinite(got[s]) for s in got)
   np.testing.assert_allclose([got[s] for s in sorted(got)],
                              [want[s] for s in sorted(want)], rtol=1e-5)
 
@@ -222,23 +268,21 @@ def test_two_processes_translate_like_one_and_only_process_0_prints(
                        'Y dijo Dios: Sea la luz; y fue la luz.\n'
                        'Jesús lloró.\n', encoding='utf-8')
   translate = ['--mode=translate', f'--input={sentences}']
-  single = run(uninterrupted, *translate, devices=8)
-  want = single.stdout.splitlines()
-  assert len(want) == 3 and any(want), single.stdout
-
   import portpicker  # pylint: disable=g-import-not-at-top
   port = portpicker.pick_unused_port()
-  processes = [subprocess.Popen(
-      [*launch_args(uninterrupted, *translate),
-       f'--coordinator_address=localhost:{port}', '--num_processes=2',
-       f'--process_id={i}'], cwd=REPO, env=environment(4),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  # The single process and the two at once: they only read the workdir.
+  single = launch(uninterrupted, *translate, devices=8)
+  processes = [start([*launch_args(uninterrupted, *translate),
+                      f'--coordinator_address=localhost:{port}',
+                      '--num_processes=2', f'--process_id={i}'],
+                     devices=4, cache=False)
                for i in range(2)]
-  outputs = [process.communicate(timeout=600) for process in processes]
-  for process, (_, stderr) in zip(processes, outputs):
-    assert process.returncode == 0, stderr[-3000:]
-  assert outputs[0][0].splitlines() == want
-  assert outputs[1][0] == ''
+  single = finish(single)
+  outputs = [finish(process) for process in processes]
+  want = single.stdout.splitlines()
+  assert len(want) == 3 and any(want), single.stdout
+  assert outputs[0].stdout.splitlines() == want
+  assert outputs[1].stdout == ''
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -271,7 +315,7 @@ def last_record(workdir) -> dict:
 
 def test_finished_run_records_why_it_stopped(uninterrupted):
   assert last_record(uninterrupted) == {
-      'step': 120, 'kind': 'stop', 'stop_reason': 'done',
+      'step': STEPS, 'kind': 'stop', 'stop_reason': 'done',
       'wall_s': last_record(uninterrupted)['wall_s']}
 
 
@@ -282,16 +326,17 @@ def test_resume_with_clipping_continues_from_the_checkpoint(uninterrupted,
   workdir = str(tmp_path / 'run')
   shutil.copytree(uninterrupted, workdir)
   before = checkpoint_names(workdir)
-  out = run(workdir, '--set=train.steps=124', '--set=train.grad_clip_norm=1.0',
-            '--set=train.learning_rate=1e-3')
-  assert resumed_step(out.stdout) == 120
+  end = STEPS + EVERY
+  out = run(workdir, f'--set=train.steps={end}',
+            '--set=train.grad_clip_norm=1.0', '--set=train.learning_rate=1e-3')
+  assert resumed_step(out.stdout) == STEPS
   assert 'damaged' not in out.stdout + out.stderr
   assert not any('damaged' in n for n in checkpoint_names(workdir))
-  assert '124' in checkpoint_names(workdir) and set(before) - {'104'} <= set(
-      checkpoint_names(workdir))
+  assert str(end) in checkpoint_names(workdir) and set(before) - {
+      str(OLDEST_KEPT)} <= set(checkpoint_names(workdir))
   losses = logged_losses(workdir)
-  assert sorted(losses)[-4:] == [121, 122, 123, 124]
-  assert all(np.isfinite(losses[s]) for s in range(121, 125))
+  assert sorted(losses)[-EVERY:] == list(range(STEPS + 1, end + 1))
+  assert all(np.isfinite(losses[s]) for s in range(STEPS + 1, end + 1))
   saved = json.load(open(os.path.join(workdir, 'config.json')))
   assert saved['train']['grad_clip_norm'] == 1.0
 
@@ -353,29 +398,40 @@ def test_all_checkpoints_damaged_stops_until_restart(uninterrupted, tmp_path):
   assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
 
 
+def saved_steps(workdir) -> list[int]:
+  """The steps of the complete checkpoints (Orbax renames a checkpoint's
+  temporary directory to its step when the save is done)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
 def test_one_training_run_per_workdir(tmp_path):
   workdir = str(tmp_path)
-  first = subprocess.Popen(
-      launch_args(workdir, '--set=train.steps=100000'), cwd=REPO,
-      env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
+  first = launch(workdir, '--set=train.steps=100000')
   try:
     deadline = time.time() + 300
-    metrics = os.path.join(workdir, 'metrics.jsonl')
-    while time.time() < deadline and not (
-        os.path.exists(metrics) and logged_losses(workdir)):
+    while time.time() < deadline and not saved_steps(workdir):
       assert first.poll() is None, first.communicate()[1][-2000:]
       time.sleep(0.1)
-    second = run(workdir, check=False)
+    # Paused with its lock held (the kernel keeps a stopped process's
+    # locks), it leaves the CPU to the runs below; it has a checkpoint for
+    # the evaluation to read.
+    first.send_signal(signal.SIGSTOP)
+    # A second training run and an evaluation (readers need no lock), at
+    # once.
+    second = launch(workdir)
+    evaluated = launch(workdir, '--mode=evaluate', '--set=eval.num_examples=8')
+    second, evaluated = finish(second, False), finish(evaluated, False)
     assert second.returncode == 2, second.stderr[-2000:]
     assert 'is in use by another training run' in second.stderr
     assert f'pid {first.pid}' in second.stderr
     assert 'Traceback' not in second.stderr
-    evaluated = run(workdir, '--mode=evaluate', '--set=eval.num_examples=8',
-                    check=False)  # readers need no lock
     assert 'in use' not in evaluated.stderr
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
   finally:
-    first.kill()  # SIGKILL: the kernel releases the lock
+    first.kill()  # SIGKILL, stopped or not: the kernel releases the lock
     first.communicate()
   resumed = run(workdir, '--set=train.steps=4', check=False)
   assert 'in use' not in resumed.stderr, resumed.stderr[-2000:]
@@ -399,7 +455,7 @@ def test_time_limit_saves_and_ends_like_a_finished_run(tmp_path):
             '--set=eval.num_examples=8')
   record = last_record(workdir)
   assert record['kind'] == 'stop' and record['stop_reason'] == 'time_limit'
-  assert 1 <= record['step'] < 120
+  assert 1 <= record['step'] < STEPS
   assert checkpoint_names(workdir) == [str(record['step'])]
   assert 'train.time_limit=0.0001 minutes reached' in out.stdout
   assert any(n.startswith('test_step') and n.endswith('.json')
@@ -412,26 +468,34 @@ def test_time_limit_saves_and_ends_like_a_finished_run(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def classified(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('classified'))
-  run(workdir, '--set=eval.final=true', base=CLASSIFY)
-  return workdir
+def classification_reference(tmp_path_factory):
+  run_ = Reference(str(tmp_path_factory.mktemp('classified')),
+                   '--set=eval.final=true', base=CLASSIFY)
+  yield run_
+  run_.stop()
 
 
-def test_classification_sigkill_then_restart_is_exact(classified, tmp_path):
+@pytest.fixture(scope='module')
+def classified(classification_reference):
+  return classification_reference.workdir()
+
+
+def test_classification_sigkill_then_restart_is_exact(classification_reference,
+                                                      tmp_path):
   workdir = str(tmp_path)
-  killed = interrupt(workdir, signal.SIGKILL, after_step=10, base=CLASSIFY)
+  killed = interrupt(workdir, signal.SIGKILL, after_step=INTERRUPT_AFTER,
+                     base=CLASSIFY)
   assert killed.returncode == -signal.SIGKILL
   step = resumed_step(run(workdir, base=CLASSIFY).stdout)
-  assert 4 <= step < 120
-  assert_same_run(workdir, classified, step)
+  assert EVERY <= step < STEPS
+  assert_same_run(workdir, classification_reference.workdir(), step)
 
 
 def test_classification_evaluation_matches_sklearn(classified):
   from sklearn import metrics  # pylint: disable=g-import-not-at-top
   out = run(classified, '--mode=evaluate', base=CLASSIFY)
   assert 'accuracy' in out.stdout and 'macro_f1' in out.stdout
-  base = os.path.join(classified, 'eval', 'test_step120')
+  base = os.path.join(classified, 'eval', f'test_step{STEPS}')
   reported = json.load(open(base + '.json'))
   rows = [line.rstrip('\n').split('\t') for line in
           open(base + '.tsv', encoding='utf-8')][1:]
@@ -462,18 +526,28 @@ def test_classification_predict_one_line_per_line(classified, tmp_path):
     assert label in names and 0 < float(probability) <= 1
 
 
-@pytest.mark.parametrize('args,message', [
+CLASSIFICATION_ERRORS = [
     (['--mode=translate'], 'use --mode=predict'),
     (['--set=train.loss=mse'], 'does not fit task=classification'),
     (['--set=train.class_weights=1,2'], 'train.class_weights=\'1,2\''),
     (['--set=task=nope'], 'must be one of translation'),
-])
-def test_classification_errors_are_one_paragraph(classified, tmp_path, args,
-                                                 message):
-  workdir = str(tmp_path / 'w')
-  if args[0] == '--mode=translate':
-    workdir = classified
-  out = run(workdir, *args, check=False, base=CLASSIFY)
+]
+
+
+@pytest.fixture(scope='module')
+def classification_error_outputs(classified, tmp_path_factory):
+  """The commands of the test below: --mode=translate in the trained
+  workdir, the others each in a new one."""
+  root = tmp_path_factory.mktemp('classification_errors')
+  workdirs = [classified if args[0] == '--mode=translate' else f'{root}/{i}/w'
+              for i, (args, _) in enumerate(CLASSIFICATION_ERRORS)]
+  return run_cases(CLASSIFICATION_ERRORS, workdirs, base=CLASSIFY)
+
+
+@pytest.mark.parametrize('args,message', CLASSIFICATION_ERRORS)
+def test_classification_errors_are_one_paragraph(classification_error_outputs,
+                                                 args, message):
+  out = classification_error_outputs[tuple(args)]
   assert out.returncode == 2, out.stderr[-2000:]
   assert message in out.stderr, out.stderr[-2000:]
   assert 'Traceback' not in out.stderr + out.stdout

@@ -93,3 +93,29 @@ def test_generate_is_for_language_models(tmp_path):
                     check=False, base=harness.CLASSIFY)
   assert out.returncode == 2 and 'task=language_model' in out.stderr
   assert 'Traceback' not in out.stderr
+
+
+def test_two_processes_match_one_process_with_all_devices(tmp_path):
+  """The language model's packed stream, split into 8 shards, trains alike
+  in 2 processes x 4 devices and 1 process x 8 devices."""
+  want, got = harness.losses_of_one_and_two_processes(tmp_path, [
+      *LM, '--set=train.steps=6', '--set=train.checkpoint_every=6',
+      '--set=eval.final=false', '--set=data.shards=8'])
+  assert sorted(got) == sorted(want) == list(range(1, 7))
+  assert all(np.isfinite(got[s]) for s in got)
+  np.testing.assert_allclose([got[s] for s in sorted(got)],
+                             [want[s] for s in sorted(want)], rtol=1e-5)
+
+
+def test_visualize_draws_the_causal_attention_and_the_curves(trained):
+  out = harness.run(trained, '--mode=visualize', '--sentence=one two',
+                    '--layers=0', base=LM)
+  pictures = os.path.join(trained, 'pictures')
+  written = sorted(os.listdir(pictures))
+  assert 'training_curves.png' in written, written
+  assert [n for n in written if n.startswith('decoder_self')] == [
+      'decoder_self_layer0.png'], written
+  for name in written:
+    with open(os.path.join(pictures, name), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n', name
+  assert 'pieces: o n e' in out.stdout, out.stdout

@@ -542,6 +542,59 @@ def test_encoder_only_layers(capsys):
     visualize.resolve_layers([2], 2, 0)
 
 
+
+# ---------------------------------------------------------------------------
+# The language model's attention.
+# ---------------------------------------------------------------------------
+
+LM_TEXT = [5, 6, 7, 8, 9, 10, 11]
+
+
+@pytest.fixture(scope='module')
+def lm_task_and_params():
+  from transformer.config import Config, DataConfig  # pylint: disable=g-import-not-at-top
+  from transformer.tasks import language_model  # pylint: disable=g-import-not-at-top
+  model = dataclasses.replace(TINY_MODEL, num_encoder_layers=0,
+                              norm_position='pre')
+  task = language_model.LanguageModelTask(Config(
+      task='language_model', model=model,
+      data=DataConfig(source='toy', tokenizer='char')))
+  return task, jax.jit(task.init_params)(jax.random.key(3))
+
+
+def np_layer_norm(x, norm):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean)**2).mean(-1, keepdims=True)
+  return ((x - mean) / np.sqrt(var + 1e-6) * np.asarray(norm['scale'])
+          + np.asarray(norm['bias']))
+
+
+def test_language_model_attention_is_causal_and_matches_numpy(
+    lm_task_and_params):
+  """decoder_only_attention (what --mode=visualize draws for task=
+  language_model): per layer [heads, n, n] distributions, causal, layer 0
+  recomputed from the embedding table through pre-LN's LayerNorm."""
+  task, params = lm_task_and_params
+  assert task.config.model.layer_norm_epsilon == 1e-6  # np_layer_norm's
+  weights = visualize.decoder_only_attention(task, params, LM_TEXT)
+  n, m = len(LM_TEXT), task.config.model
+  assert len(weights) == m.num_decoder_layers
+  above = np.triu(np.ones((n, n), bool), k=1)
+  for w in weights:
+    assert w.shape == (m.num_heads, n, n)
+    assert_finite(w)
+    np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
+    assert np.all(w[:, above] == 0.0)
+  decoder = params['decoder']
+  fed = [BOS_ID] + LM_TEXT[:-1]
+  x = np_embed(decoder, fed)
+  layer = decoder['decoder_0']
+  h = np_layer_norm(x, layer['self_attention_norm'])
+  expected = np_attention(layer['self_attention'], h, h,
+                          np.tril(np.ones((n, n), bool)))
+  assert_finite(expected)
+  np.testing.assert_allclose(weights[0], expected, atol=2e-5)
+
 # ---------------------------------------------------------------------------
 # The confusion matrix.
 # ---------------------------------------------------------------------------

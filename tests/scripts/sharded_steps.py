@@ -6,6 +6,7 @@ Run with XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests/test_train.py
 import dataclasses
 import json
 import sys
+import tempfile
 
 import jax
 import numpy as np
@@ -119,4 +120,11 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  with tempfile.TemporaryDirectory() as cache:
+    # A compilation cache for this process alone: runs that build the same
+    # program (initialisation under each train.dropout_rng, FSDP that
+    # shards none of these small arrays) have it compiled once. A program
+    # from the cache computes what a fresh compile of it does.
+    jax.config.update('jax_compilation_cache_dir', cache)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+    main()
