@@ -12,6 +12,7 @@ import logging as std_logging
 import os
 import pkgutil
 import sys
+from typing import Callable, Iterable, Iterator
 
 from absl import app, flags, logging
 
@@ -143,7 +144,7 @@ def setup_for_workdir(config, workdir: str):
         f'{tokenizer_file}. Train first: python launch.py '
         f'--experiment={FLAGS.experiment} --workdir={workdir}')
   workdir_lib.check_config(config, workdir, save=False)
-  mesh = train.make_mesh()
+  mesh = train.make_mesh(config=config)
   train.check_batch_sizes(config, mesh, training=False)
   task = tasks.for_run(config, workdir)
   return task, tokenizer_lib.load_or_train(config, workdir), mesh
@@ -168,24 +169,35 @@ def evaluate(config, workdir: str, split: str, step: int | None,
   return metrics
 
 
-def predict(config, workdir: str, step: int | None) -> None:
-  """stdin (or --input) -> one output line per input line on stdout: the
-  translation, or the label and its probability, or the value."""
-  out = stdout_for_data_only()
+def predictor(config, workdir: str, step: int | None = None
+              ) -> Callable[[Iterable[str]], Iterator[str]]:
+  """Restores the workdir's model once; returns a function from input lines
+  to one output line each, in order: the translation, or the label and its
+  probability, or the value. Every process computes; process 0 warns."""
   from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   task, tokenizer, mesh = setup_for_workdir(config, workdir)
   params, _ = evaluate_lib.restore_params(
       task, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
-  lead = is_lead_process()  # every process computes; one prints
+  lead = is_lead_process()
 
   def warn(message: str) -> None:
     if lead:
       print(f'warning: {message}', file=sys.stderr)
 
+  return lambda lines: task.predict_lines(params, tokenizer, lines, mesh,
+                                          warn=warn)
+
+
+def predict(config, workdir: str, step: int | None) -> None:
+  """stdin (or --input) -> one output line per input line on stdout: the
+  translation, or the label and its probability, or the value."""
+  out = stdout_for_data_only()
+  predict_lines = predictor(config, workdir, step)
+  lead = is_lead_process()  # every process computes; one prints
   with (open(FLAGS.input, encoding='utf-8') if FLAGS.input else
         sys.stdin) as lines:
-    for line in task.predict_lines(params, tokenizer, lines, mesh, warn=warn):
+    for line in predict_lines(lines):
       if lead:
         print(line, file=out, flush=True)
 

@@ -1,10 +1,19 @@
 """Shared test settings: small models, so that the whole suite stays fast."""
 
+import os
+
 import jax
 import pytest
 from absl import flags
 
+from scripts import launching
 from transformer.config import ModelConfig
+
+# XLA reads XLA_FLAGS when its CPU backend starts, on the first use of a
+# device, after this: compile as every test process does (launching.py).
+if launching.FAST_COMPILE_FLAGS not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' +
+                             launching.FAST_COMPILE_FLAGS).strip()
 
 # Tests compare float32 results against float64 NumPy references.
 jax.config.update('jax_default_matmul_precision', 'highest')
@@ -33,7 +42,6 @@ def compilation_cache_dir(tmp_path_factory) -> str:
 def shared_compilation_cache(compilation_cache_dir):
   """The module's launch.py processes use the session's compilation cache;
   other modules' processes and this process's JAX are left as they are."""
-  from scripts import launching  # pylint: disable=g-import-not-at-top
   with pytest.MonkeyPatch.context() as patch:
     for name, value in launching.cache_environment(
         compilation_cache_dir).items():

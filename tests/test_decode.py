@@ -23,6 +23,7 @@ from transformer.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ModelConfig
 from transformer.model import Transformer
 
 from conftest import TINY_MODEL
+from scripts import launching
 
 # The smallest vocabulary: PAD, UNK, BOS, EOS and two real tokens.
 MICRO_MODEL = ModelConfig(vocab_size=6, d_model=16, d_ff=32, num_heads=2,
@@ -403,7 +404,7 @@ def test_batch_sharded_over_two_devices_gives_the_same_outputs(tmp_path):
       np.savez({str(tmp_path / 'out.npz')!r}, greedy=greedy, seqs=seqs,
                scores=scores)
       """)
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+  env = dict(os.environ, XLA_FLAGS=launching.xla_flags(2),
              JAX_PLATFORMS='cpu')
   here = os.path.dirname(__file__)
   env['PYTHONPATH'] = os.pathsep.join(

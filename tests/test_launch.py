@@ -1,5 +1,8 @@
 """launch.py end to end, in real processes: resume, preemption, damaged
-checkpoints, multi-process training and the errors a user can make."""
+checkpoints, two processes translating, and the errors a user can make.
+
+Also the harness of the other end-to-end files (test_launch_runs.py,
+test_launch_classification.py, test_lm_launch.py)."""
 
 import json
 import os
@@ -246,19 +249,6 @@ def losses_of_one_and_two_processes(tmp_path, common
   return logged_losses(single), logged_losses(multi)
 
 
-def test_two_processes_match_one_process_with_all_devices(tmp_path):
-  """2 processes x 4 devices train like 1 process x 8 devices, each process
-  reading only its shards."""
-  want, got = losses_of_one_and_two_processes(tmp_path, [
-      '--experiment=tiny', '--set=train.steps=6', '--set=train.log_every=1',
-      '--set=train.checkpoint_every=6', '--set=eval.final=false',
-      '--set=eval.every=0', '--set=data.shards=8'])
-  assert sorted(got) == sorted(want) == list(range(1, 7))
-  assert all(np.isfinite(got[s]) for s in got)
-  np.testing.assert_allclose([got[s] for s in sorted(got)],
-                             [want[s] for s in sorted(want)], rtol=1e-5)
-
-
 def test_two_processes_translate_like_one_and_only_process_0_prints(
     uninterrupted, tmp_path):
   """stdout carries translations only, once: not one copy per process, and
@@ -283,25 +273,6 @@ def test_two_processes_translate_like_one_and_only_process_0_prints(
   assert len(want) == 3 and any(want), single.stdout
   assert outputs[0].stdout.splitlines() == want
   assert outputs[1].stdout == ''
-
-
-def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-  # Warm-up makes the first update 0, so step 1 is good; then lr ~1e27.
-  workdir = str(tmp_path)
-  out = run(workdir, '--set=train.schedule=constant',
-            '--set=train.learning_rate=1e30', '--set=train.warmup_steps=1000',
-            '--set=train.checkpoint_every=1', '--set=train.steps=10',
-            check=False)
-  assert out.returncode == 2, out.stderr[-2000:]
-  assert 'became NaN or Inf at step' in out.stderr
-  assert 'Traceback' not in out.stderr
-  bad_step = int(out.stderr.split('NaN or Inf at step ')[1].split(';')[0])
-  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir,
-                                                         'checkpoints'))
-                 if d.isdigit())
-  assert steps and max(steps) < bad_step
-  for leaf in jax_leaves(final_params(workdir, max(steps))):
-    assert np.all(np.isfinite(leaf))
 
 
 def checkpoint_names(workdir) -> list[str]:
@@ -396,158 +367,3 @@ def test_all_checkpoints_damaged_stops_until_restart(uninterrupted, tmp_path):
   assert len(kept) == 5 and all(n.endswith('.damaged') for n in kept)
   assert checkpoint_names(workdir) == ['4']
   assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
-
-
-def saved_steps(workdir) -> list[int]:
-  """The steps of the complete checkpoints (Orbax renames a checkpoint's
-  temporary directory to its step when the save is done)."""
-  directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory):
-    return []
-  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
-
-
-def test_one_training_run_per_workdir(tmp_path):
-  workdir = str(tmp_path)
-  first = launch(workdir, '--set=train.steps=100000')
-  try:
-    deadline = time.time() + 300
-    while time.time() < deadline and not saved_steps(workdir):
-      assert first.poll() is None, first.communicate()[1][-2000:]
-      time.sleep(0.1)
-    # Paused with its lock held (the kernel keeps a stopped process's
-    # locks), it leaves the CPU to the runs below; it has a checkpoint for
-    # the evaluation to read.
-    first.send_signal(signal.SIGSTOP)
-    # A second training run and an evaluation (readers need no lock), at
-    # once.
-    second = launch(workdir)
-    evaluated = launch(workdir, '--mode=evaluate', '--set=eval.num_examples=8')
-    second, evaluated = finish(second, False), finish(evaluated, False)
-    assert second.returncode == 2, second.stderr[-2000:]
-    assert 'is in use by another training run' in second.stderr
-    assert f'pid {first.pid}' in second.stderr
-    assert 'Traceback' not in second.stderr
-    assert 'in use' not in evaluated.stderr
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-  finally:
-    first.kill()  # SIGKILL, stopped or not: the kernel releases the lock
-    first.communicate()
-  resumed = run(workdir, '--set=train.steps=4', check=False)
-  assert 'in use' not in resumed.stderr, resumed.stderr[-2000:]
-
-
-def test_indivisible_batch_is_explained_before_compiling(tmp_path):
-  out = run(str(tmp_path), '--set=data.batch_size=6', devices=4, check=False)
-  assert out.returncode == 2
-  assert ('data.batch_size=6 must be a multiple of 4 (4 device(s) x '
-          'train.grad_accum_steps=1), e.g. 4 or 8') in out.stderr
-  assert 'Traceback' not in out.stderr + out.stdout
-  out = run(str(tmp_path), '--set=data.batch_size=8',
-            '--set=train.grad_accum_steps=4', devices=4, check=False)
-  assert out.returncode == 2 and 'multiple of 16' in out.stderr
-
-
-def test_time_limit_saves_and_ends_like_a_finished_run(tmp_path):
-  workdir = str(tmp_path)
-  out = run(workdir, '--set=train.time_limit=0.0001',
-            '--set=train.checkpoint_every=1000', '--set=eval.final=true',
-            '--set=eval.num_examples=8')
-  record = last_record(workdir)
-  assert record['kind'] == 'stop' and record['stop_reason'] == 'time_limit'
-  assert 1 <= record['step'] < STEPS
-  assert checkpoint_names(workdir) == [str(record['step'])]
-  assert 'train.time_limit=0.0001 minutes reached' in out.stdout
-  assert any(n.startswith('test_step') and n.endswith('.json')
-             for n in os.listdir(os.path.join(workdir, 'eval')))
-
-
-# ---------------------------------------------------------------------------
-# Classification: the same loop, checkpoints and modes behind the task layer.
-# ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope='module')
-def classification_reference(tmp_path_factory):
-  run_ = Reference(str(tmp_path_factory.mktemp('classified')),
-                   '--set=eval.final=true', base=CLASSIFY)
-  yield run_
-  run_.stop()
-
-
-@pytest.fixture(scope='module')
-def classified(classification_reference):
-  return classification_reference.workdir()
-
-
-def test_classification_sigkill_then_restart_is_exact(classification_reference,
-                                                      tmp_path):
-  workdir = str(tmp_path)
-  killed = interrupt(workdir, signal.SIGKILL, after_step=INTERRUPT_AFTER,
-                     base=CLASSIFY)
-  assert killed.returncode == -signal.SIGKILL
-  step = resumed_step(run(workdir, base=CLASSIFY).stdout)
-  assert EVERY <= step < STEPS
-  assert_same_run(workdir, classification_reference.workdir(), step)
-
-
-def test_classification_evaluation_matches_sklearn(classified):
-  from sklearn import metrics  # pylint: disable=g-import-not-at-top
-  out = run(classified, '--mode=evaluate', base=CLASSIFY)
-  assert 'accuracy' in out.stdout and 'macro_f1' in out.stdout
-  base = os.path.join(classified, 'eval', f'test_step{STEPS}')
-  reported = json.load(open(base + '.json'))
-  rows = [line.rstrip('\n').split('\t') for line in
-          open(base + '.tsv', encoding='utf-8')][1:]
-  labels, predicted = [r[1] for r in rows], [r[2] for r in rows]
-  assert len(rows) == reported['examples'] == 500
-  for key in ('accuracy', 'macro_f1', 'log_loss'):
-    assert np.isfinite(reported[key]), key
-  assert reported['accuracy'] == pytest.approx(
-      metrics.accuracy_score(labels, predicted), abs=1e-12)
-  assert reported['macro_f1'] == pytest.approx(
-      metrics.f1_score(labels, predicted, average='macro'), abs=1e-12)
-  assert reported['accuracy'] > 0.8  # it learnt the task
-  train = [json.loads(l) for l in open(os.path.join(classified,
-                                                    'metrics.jsonl'))]
-  assert {'accuracy', 'log_loss'} <= set(train[-2])  # the last train record
-  assert train[-1]['stop_reason'] == 'done'
-
-
-def test_classification_predict_one_line_per_line(classified, tmp_path):
-  lines = tmp_path / 'lines.txt'
-  lines.write_text('red red blue\n\nblue blue blue green\n', encoding='utf-8')
-  out = run(classified, '--mode=predict', f'--input={lines}', base=CLASSIFY)
-  got = out.stdout.split('\n')
-  assert got[1] == '' and got[3] == '' and len(got) == 4, out.stdout
-  names = json.load(open(os.path.join(classified, 'labels.json')))['labels']
-  for line in (got[0], got[2]):
-    label, probability = line.split('\t')
-    assert label in names and 0 < float(probability) <= 1
-
-
-CLASSIFICATION_ERRORS = [
-    (['--mode=translate'], 'use --mode=predict'),
-    (['--set=train.loss=mse'], 'does not fit task=classification'),
-    (['--set=train.class_weights=1,2'], 'train.class_weights=\'1,2\''),
-    (['--set=task=nope'], 'must be one of translation'),
-]
-
-
-@pytest.fixture(scope='module')
-def classification_error_outputs(classified, tmp_path_factory):
-  """The commands of the test below: --mode=translate in the trained
-  workdir, the others each in a new one."""
-  root = tmp_path_factory.mktemp('classification_errors')
-  workdirs = [classified if args[0] == '--mode=translate' else f'{root}/{i}/w'
-              for i, (args, _) in enumerate(CLASSIFICATION_ERRORS)]
-  return run_cases(CLASSIFICATION_ERRORS, workdirs, base=CLASSIFY)
-
-
-@pytest.mark.parametrize('args,message', CLASSIFICATION_ERRORS)
-def test_classification_errors_are_one_paragraph(classification_error_outputs,
-                                                 args, message):
-  out = classification_error_outputs[tuple(args)]
-  assert out.returncode == 2, out.stderr[-2000:]
-  assert message in out.stderr, out.stderr[-2000:]
-  assert 'Traceback' not in out.stderr + out.stdout

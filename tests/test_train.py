@@ -2,11 +2,7 @@
 
 import dataclasses
 import functools
-import json
 import math
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,13 +16,12 @@ from transformer import train as train_lib
 from transformer.config import Config, TrainConfig
 
 from conftest import TINY_MODEL
-from scripts import sharded_steps
+from scripts import launching, sharded_steps
 
 NO_DROPOUT = dataclasses.replace(TINY_MODEL, dropout_rate=0.0)
 CONFIG = Config(model=NO_DROPOUT,
                 train=TrainConfig(schedule='constant', learning_rate=1e-3,
                                   warmup_steps=1))
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def synthetic_batch(seed):
@@ -342,15 +337,7 @@ def test_fsdp_spec_splits_the_largest_divisible_dimension():
 
 
 def test_eight_devices_give_the_same_losses_as_one():
-  env = dict(os.environ,
-             XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
-  out = subprocess.run([sys.executable, 'tests/scripts/sharded_steps.py'],
-                       cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  result = json.loads(out.stdout)
-  assert result['device_count'] == 8
+  result = launching.run_script('sharded_steps.py', devices=8)
   for key in ('one', 'one_threefry', 'one_rbg'):
     assert np.all(np.isfinite(result[key])), key
   np.testing.assert_allclose(result['all'], result['one'], rtol=1e-5)

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from transformer import dropout as dropout_lib
-from transformer import linear
+from transformer import linear, partitioning
+from transformer.partitioning import EMBED, HEADS, KV
 
 Array = jax.Array
 
@@ -244,9 +245,14 @@ class MultiHeadAttention(nn.Module):
       raise ValueError(f'd_model={d_model} is not divisible by '
                        f'num_heads={self.num_heads}')
     head_dim = d_model // self.num_heads
+    # Split by heads over the 'model' axis, the output projection on its
+    # input: Megatron-LM's attention (partitioning.py).
     projection = lambda name: nn.DenseGeneral(
         (self.num_heads, head_dim), dtype=self.dtype, name=name,
-        kernel_init=self.kernel_init, dot_general=linear.dot_general)
+        kernel_init=partitioning.logical(self.kernel_init, EMBED, HEADS, KV),
+        bias_init=partitioning.logical(nn.initializers.zeros_init(), HEADS,
+                                       KV),
+        dot_general=linear.dot_general)
     query = projection('query')(inputs_q)  # [B, T, N, H]
     if decode:
       out, weights = self._decode(query, inputs_kv, mask, projection,
@@ -268,9 +274,11 @@ class MultiHeadAttention(nn.Module):
         out, weights = out
     if sow_weights:
       self.sow('intermediates', 'attention_weights', weights)
-    return nn.DenseGeneral(d_model, axis=(-2, -1), dtype=self.dtype,
-                           kernel_init=self.kernel_init,
-                           dot_general=linear.dot_general, name='out')(out)
+    return nn.DenseGeneral(
+        d_model, axis=(-2, -1), dtype=self.dtype,
+        kernel_init=partitioning.logical(self.kernel_init, HEADS, KV, EMBED),
+        bias_init=partitioning.logical(nn.initializers.zeros_init(), EMBED),
+        dot_general=linear.dot_general, name='out')(out)
 
   def _decode(self, query: Array, inputs_kv: Array, mask: Array | None,
               projection: Callable, cache_length: int | None):

@@ -14,7 +14,19 @@ What every task family shares:
   FLOPs, MFU   model FLOPs per step from the family's formula below, achieved
                FLOP/s = FLOPs / median step time, MFU = achieved / peak;
   memory       peak device memory (GPU/TPU) or the process's peak resident
-               memory (CPU).
+               memory (CPU); XLA's memory analysis of the compiled train
+               step (`step_memory`): its temporary buffers (activations
+               kept for the backward pass, gradients, workspace), arguments
+               and outputs, per device; and the bytes of activations JAX
+               saves for the backward pass (`step_residual_bytes`: what
+               model.remat trades for recomputation, on any backend --
+               XLA:CPU undoes remat of unrolled layers, so there only this
+               count shows it unless model.scan_layers is on);
+  remat        with `run(..., remat_memory=True)`, or alone with
+               `measure_remat_memory(config)`: for every model.remat, the
+               residuals and the train step compiled ahead of time from
+               abstract shapes (nothing allocated or run, so a model too
+               big for the host can be measured): its temporary memory.
 
 What differs by task family is asked of a `TaskFamily`, found by the task's
 class (`FAMILIES`): the batches, the FLOP counts, the rates (tokens,
@@ -145,17 +157,24 @@ before and after the train steps, the larger of the two.
 benchmark.json (what `run` returns): times in seconds, rates per second.
 Every task: jax_version, platform, device_kind, num_devices, process_count,
 allocator, batch_size, max_length, eval_batch_size, dtype, attention_impl,
-repeats, date, data and data_note, num_params, compile_s, first_step_s,
+remat, scan_layers, repeats, date, data and data_note, num_params,
+compile_s, step_temp_bytes, step_argument_bytes, step_output_bytes,
+step_alias_bytes (None without a memory analysis), step_residual_bytes,
+first_step_s,
 final_loss, train_step_s (median of steps each waited for; also _min_s,
 _max_s, _p25_s, _p75_s), train_step_back_to_back_s (the same steps run back
 to back, as training runs them, in BACK_TO_BACK_GROUPS groups: the median
 group's mean step; throughput and MFU use this), train_steps_per_s,
 train_tokens_per_s, train_flops, xla_train_flops (XLA's count, a
-cross-check), train_flops_per_s, matmul_flops_per_s (and on CPU
+cross-check; with model.scan_layers it counts the loop's body once),
+train_flops_per_s, matmul_flops_per_s (and on CPU
 matmul_flops_per_s_before_after), peak_flops_per_s and peak_source,
 train_mfu (None for an unknown accelerator), eval_compile_s, eval_step_s
 (also _min_s, _max_s), eval_tokens_per_s, eval_mfu, peak_memory_bytes and
-peak_memory_source, benchmark_wall_s.
+peak_memory_source, benchmark_wall_s; with remat_memory=True also, per
+model.remat MODE, step_residual_bytes_remat_MODE, step_temp_bytes_remat_MODE
+and compile_s_remat_MODE, and for 'full' and 'dots'
+step_residual_remat_MODE_over_none and step_temp_remat_MODE_over_none.
 Translation adds: decode_repeats, train_tokens_per_s in real target tokens,
 train_source_tokens_per_s, train_target_tokens_per_step, greedy_s and
 beam4_s (seconds per batch; _min_s, _max_s, _sentences_per_s,
@@ -181,6 +200,7 @@ generate_cached_speedup.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import json
@@ -663,6 +683,8 @@ def setup_report(config: Config, mesh, repeats: int,
       'eval_batch_size': config.data.eval_batch_size,
       'dtype': config.model.dtype,
       'attention_impl': training_attention(config.model, config.data.max_length),
+      'remat': config.model.remat,
+      'scan_layers': config.model.scan_layers,
       'repeats': repeats,
       **family_keys,
       'date': datetime.datetime.now().isoformat(timespec='seconds'),
@@ -708,8 +730,8 @@ def compile_train_step(task, mesh, batch: Batch
 
   Returns (state, its sharding, step, report): the step is `jit_train_step`
   with training's sharding and donated state, bound to the dropout key; the
-  report has num_params, compile_s (trace, lower and XLA-compile) and
-  xla_train_flops.
+  report has num_params, compile_s (trace, lower and XLA-compile),
+  xla_train_flops and XLA's memory analysis (`step_memory`).
   """
   init_fn, sharding = train_lib.jit_init_state(task, mesh)
   init_rng, dropout_rng = train_lib.seed_rngs(task.config)
@@ -722,7 +744,140 @@ def compile_train_step(task, mesh, batch: Batch
   step = lambda state, batch: compiled(state, batch, dropout_rng)
   return state, sharding, step, {'num_params': num_params,
                                  'compile_s': compile_s,
-                                 'xla_train_flops': xla_flops(compiled)}
+                                 'xla_train_flops': xla_flops(compiled),
+                                 **step_memory(compiled)}
+
+
+# XLA's memory analysis of a compiled step (`compiled.memory_analysis()`),
+# per device, as benchmark keys.
+STEP_MEMORY_KEYS = {
+    'step_temp_bytes': 'temp_size_in_bytes',  # activations, workspace
+    'step_argument_bytes': 'argument_size_in_bytes',  # state, batch, key
+    'step_output_bytes': 'output_size_in_bytes',  # new state, metrics
+    'step_alias_bytes': 'alias_size_in_bytes',  # outputs in donated inputs
+}
+
+
+def step_memory(compiled) -> dict[str, int | None]:
+  """XLA's memory analysis of a compiled computation, per device:
+  step_temp_bytes (the buffers that live only during the step: activations
+  kept for the backward pass, gradients, workspace -- what remat
+  shrinks), step_argument_bytes, step_output_bytes, step_alias_bytes
+  (outputs written into donated inputs). None where the backend gives no
+  analysis."""
+  try:
+    analysis = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    analysis = None  # not every backend implements it
+  if isinstance(analysis, (list, tuple)):  # older JAX: one per device
+    analysis = analysis[0] if analysis else None
+  return {key: (None if analysis is None else
+                int(getattr(analysis, field, None) or 0))
+          for key, field in STEP_MEMORY_KEYS.items()}
+
+
+def step_residual_bytes(task, batch: Batch) -> int | None:
+  """Bytes of what the forward pass of `task`'s loss keeps for the
+  backward pass, as JAX's autodiff saves it (the residuals that
+  `jax.ad_checkpoint.print_saved_residuals` lists), over the whole batch
+  (one micro-batch of all its rows), the parameters and the batch themselves
+  left out: the activations that model.remat trades for recomputation.
+
+  Traced only (abstract shapes), and the same on every backend, where
+  XLA's own analysis (`step_memory`) may not show remat: XLA:CPU drops the
+  optimization barriers that keep the recomputation apart and merges it back
+  into the forward pass, so with unrolled layers its temporary memory does
+  not change (with model.scan_layers it does: a loop's body keeps the
+  backward pass's recomputation to itself). None if this JAX lacks
+  `saved_residuals`.
+  """
+  try:
+    from jax._src.ad_checkpoint import saved_residuals  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  params = jax.eval_shape(
+      lambda: train_lib.init_state(task, jax.random.key(0)).params)
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in batch.items()}
+  _, rng = train_lib.seed_rngs(task.config)
+  residuals = saved_residuals(
+      lambda params, batch, rng: task.loss_sums(params, batch, rng)[0],
+      params, batch, rng)
+  return int(sum(aval.size * aval.dtype.itemsize for aval, source in residuals
+                 if not source.startswith('from the argument')))
+
+
+REMAT_MODES = ('none', 'full', 'dots')  # ModelConfig.remat's choices
+
+
+def abstract_train_batch(family: TaskFamily, mesh) -> Batch:
+  """A global train batch of `family`'s keys and shapes as
+  jax.ShapeDtypeStruct (random host rows give them; nothing goes to the
+  device)."""
+  rows = family.config.data.batch_size
+  host = family.random_host_batch(np.random.default_rng(0), rows)
+  sharding = train_lib.batch_sharding(mesh)
+  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding)
+          for k, v in host.items()}
+
+
+def compile_abstract_train_step(task, mesh) -> tuple[Any, float]:
+  """(compiled train step, seconds) for `task`, ahead of time from
+  abstract shapes (`train.abstract_state`, `abstract_train_batch`): no
+  parameter, optimizer state or batch is allocated, so any model size
+  compiles on a small host."""
+  state = train_lib.abstract_state(task, mesh)
+  sharding = jax.tree.map(lambda x: x.sharding, state)
+  batch = abstract_train_batch(family_for(task), mesh)
+  _, dropout_rng = train_lib.seed_rngs(task.config)
+  step_fn = train_lib.jit_train_step(task, mesh, sharding)
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, batch, dropout_rng).compile()
+  return compiled, time.perf_counter() - start
+
+
+def measure_remat_memory(config: Config, modes: tuple[str, ...] = REMAT_MODES,
+                         *, compile_steps: bool = True,
+                         log: Callable[[str], None] = lambda message: None
+                         ) -> dict[str, Any]:
+  """What each model.remat in `modes` keeps of `config`'s train step,
+  from abstract shapes (nothing allocated, nothing run). Per MODE:
+
+    step_residual_bytes_remat_MODE  JAX's residuals (`step_residual_bytes`,
+                                    traced only);
+    step_temp_bytes_remat_MODE      XLA's temporary memory of the compiled
+    compile_s_remat_MODE            step, per device, and its compile time
+                                    (`compile_abstract_train_step`; with
+                                    `compile_steps` only);
+
+  and for each MODE but 'none' its ratio to 'none''s:
+  step_residual_remat_MODE_over_none, step_temp_remat_MODE_over_none.
+  """
+  mesh = train_lib.make_mesh(config=config)
+  result: dict[str, Any] = {}
+  for mode in modes:
+    model = dataclasses.replace(config.model, remat=mode)
+    task = benchmark_task(dataclasses.replace(config, model=model))
+    batch = abstract_train_batch(family_for(task), mesh)
+    result[f'step_residual_bytes_remat_{mode}'] = step_residual_bytes(
+        task, batch)
+    line = (f'  remat={mode}: residuals '
+            f'{_si(result[f"step_residual_bytes_remat_{mode}"], "B")}')
+    if compile_steps:
+      compiled, seconds = compile_abstract_train_step(task, mesh)
+      result[f'step_temp_bytes_remat_{mode}'] = step_memory(compiled)[
+          'step_temp_bytes']
+      result[f'compile_s_remat_{mode}'] = seconds
+      line += (f', XLA temporary '
+               f'{_si(result[f"step_temp_bytes_remat_{mode}"], "B")}, '
+               f'compiled in {seconds:.1f}s')
+    log(line)
+  for kind in ('residual', 'temp'):
+    none = result.get(f'step_{kind}_bytes_remat_none')
+    for mode in modes:
+      value = result.get(f'step_{kind}_bytes_remat_{mode}')
+      if mode != 'none' and none and value is not None:
+        result[f'step_{kind}_remat_{mode}_over_none'] = value / none
+  return result
 
 
 def first_steps(step: Step, state: State, batches: list[Batch]
@@ -799,6 +954,8 @@ def measure_train_step(family: TaskFamily, mesh, data: Batches,
   """
   state, sharding, step, report = compile_train_step(family.task, mesh,
                                                      data.batches[0])
+  report['step_residual_bytes'] = step_residual_bytes(family.task,
+                                                      data.batches[0])
   state, report['first_step_s'] = first_steps(step, state, data.batches)
   log(f'  train step compiled in {report["compile_s"]:.1f}s')
   state, times = time_each_step(step, state, data.timed)
@@ -1124,6 +1281,12 @@ class TaskFamily:
     """`count` global batches for the train and eval steps."""
     raise NotImplementedError
 
+  def random_host_batch(self, rng: np.random.Generator, rows: int
+                        ) -> dict[str, np.ndarray]:
+    """A random train batch of `rows` rows of the family's keys and shapes
+    (what `abstract_train_batch` compiles for)."""
+    raise NotImplementedError
+
   def train_flops(self) -> float:
     """Model FLOPs of one train step on a global batch."""
     raise NotImplementedError
@@ -1189,6 +1352,10 @@ class TranslationFamily(TaskFamily):
                    {'target_tokens': real_tokens(host_batches, 'targets'),
                     'source_tokens': real_tokens(host_batches, 'inputs')},
                    data, note, tokenizer)
+
+  def random_host_batch(self, rng: np.random.Generator, rows: int
+                        ) -> dict[str, np.ndarray]:
+    return random_batch(self.config, rng, rows)
 
   def train_flops(self) -> float:
     return train_flops(self.config)
@@ -1274,6 +1441,10 @@ class LabelledFamily(TaskFamily):
         f'{self.config.task} is benchmarked on random batches, no data '
         'needed', None)
 
+  def random_host_batch(self, rng: np.random.Generator, rows: int
+                        ) -> dict[str, np.ndarray]:
+    return random_labelled_batch(self.task, rng, rows)
+
   def train_flops(self) -> float:
     return labelled_train_flops(self.task)
 
@@ -1331,6 +1502,10 @@ class LanguageModelFamily(TaskFamily):
                              for b, w in zip(batches, weights)],
                    {'tokens': real_tokens(host_batches, 'targets')},
                    data, note, tokenizer)
+
+  def random_host_batch(self, rng: np.random.Generator, rows: int
+                        ) -> dict[str, np.ndarray]:
+    return random_lm_batch(self.config, rng, rows)
 
   def train_flops(self) -> float:
     return lm_train_flops(self.config)
@@ -1445,7 +1620,7 @@ def benchmark_task(config: Config):
 
 def run(config: Config, workdir: str, *, task=None, repeats: int = 20,
         decode_repeats: int | None = None, input_batches: int = 50,
-        verbose: bool = True) -> dict[str, Any]:
+        remat_memory: bool = False, verbose: bool = True) -> dict[str, Any]:
   """Measures the training and evaluation speed of `config`'s task, and
   what its family adds (translation: decoding and input speed; language
   model: generation with and without the cache).
@@ -1462,6 +1637,9 @@ def run(config: Config, workdir: str, *, task=None, repeats: int = 20,
       (generations) of the batch; default min(repeats, 5).
     input_batches: translation: batches timed by the input-pipeline
       measurement.
+    remat_memory: also compile the train step with every model.remat
+      (`measure_remat_memory`: ahead of time, not run) and report each
+      one's temporary memory.
     verbose: print the table.
   Returns:
     The numbers written to WORKDIR/benchmark.json (module docstring).
@@ -1509,6 +1687,8 @@ def run(config: Config, workdir: str, *, task=None, repeats: int = 20,
       workdir=workdir, mesh=mesh, params=state.params, data=data, rng=rng,
       step_s=step_s, decode_repeats=decode_repeats,
       input_batches=input_batches, log=log))
+  if remat_memory:
+    result.update(measure_remat_memory(config, log=log))
   result['peak_memory_bytes'], result['peak_memory_source'] = peak_memory()
   result['benchmark_wall_s'] = time.perf_counter() - started
   path = write_result(result, workdir)
@@ -1558,6 +1738,26 @@ def _generation_row(r: dict[str, Any], name: str) -> str:
           f'{r[name + "_first_call_s"]:.2f} s')
 
 
+def _step_memory_row(r: dict[str, Any]) -> str:
+  """XLA's memory analysis of the train step, and of each remat mode
+  (`measure_remat_memory`) when measured."""
+  if r.get('step_temp_bytes') is None:
+    return 'n/a (no memory analysis from this backend)'
+  row = (f'{_si(r["step_temp_bytes"], "B")} temporary, '
+         f'{_si(r["step_argument_bytes"], "B")} arguments, '
+         f'{_si(r["step_output_bytes"], "B")} outputs (XLA, per device); '
+         f'{_si(r.get("step_residual_bytes"), "B")} saved for the backward '
+         'pass (JAX)')
+  for kind, what in (('residual', 'saved'), ('temp', 'temporary')):
+    modes = [m for m in REMAT_MODES
+             if r.get(f'step_{kind}_bytes_remat_{m}') is not None]
+    if modes:
+      row += f'; {what} by remat: ' + ', '.join(
+          f'{m} {_si(r[f"step_{kind}_bytes_remat_{m}"], "B")}'
+          for m in modes)
+  return row
+
+
 def _input_row(r: dict[str, Any]) -> str:
   if r['input_batches_per_s'] is None:
     return 'n/a (random batches)'
@@ -1585,8 +1785,11 @@ def format_table(r: dict[str, Any],
       *family.task_rows(r),
       ('batches', r['data'] + (f' -- {r["data_note"]}' if r['data_note']
                                else '')),
+      ('layers', f'remat {r.get("remat", "none")}, scan_layers '
+                 f'{str(r.get("scan_layers", False)).lower()}'),
       ('train compile', f'{r["compile_s"]:.2f} s (first step '
                         f'{r["first_step_s"]:.2f} s)'),
+      ('step memory', _step_memory_row(r)),
       ('train step', f'{_ms(r["train_step_s"])} median, '
                      f'{_ms(r["train_step_min_s"])} - '
                      f'{_ms(r["train_step_max_s"])} (IQR '
@@ -1596,7 +1799,9 @@ def format_table(r: dict[str, Any],
                      'per step back to back (throughput and MFU below)'),
       family.train_rate_row(r),
       ('model FLOPs/step', f'{_si(r["train_flops"])} (XLA counts '
-                           f'{_si(r["xla_train_flops"])})'),
+                           f'{_si(r["xla_train_flops"])}'
+                           + ('; a scanned stack\'s loop body once'
+                              if r.get('scan_layers') else '') + ')'),
       ('achieved', _si(r['train_flops_per_s'], 'FLOP/s')),
       ('peak', f'{_si(r["peak_flops_per_s"], "FLOP/s")} -- '
                f'{r["peak_source"]}'),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any
 
 import grain
@@ -250,9 +251,44 @@ def _leaf_name(path) -> str:
   return '.'.join(parts)
 
 
+# Layer names of the two layouts of `model.scan_layers` (transformer/model.py):
+# one module per layer ('encoder_0', 'decoder_3'), or one stacked module per
+# stack ('encoder_layers', 'decoder_layers').
+_UNROLLED_LAYER = re.compile(r'(^|\.)(encoder|decoder)_\d+(\.|$)')
+_SCANNED_LAYER = re.compile(r'(^|\.)(encoder|decoder)_layers(\.|$)')
+
+
+def scan_layers_of(names) -> bool | None:
+  """The model.scan_layers setting that array names ('params.encoder_0...')
+  were written with: True (stacked layers), False (one module per layer), or
+  None if they hold no layers."""
+  names = list(names)
+  if any(_SCANNED_LAYER.search(n) for n in names):
+    return True
+  if any(_UNROLLED_LAYER.search(n) for n in names):
+    return False
+  return None
+
+
+def scan_layers_hint(saved_names, wanted_names) -> str:
+  """'' unless the two sides store their layers in different layouts; else
+  what to set (the layouts are not interchangeable)."""
+  saved, wanted = scan_layers_of(saved_names), scan_layers_of(wanted_names)
+  if saved is None or wanted is None or saved == wanted:
+    return ''
+  value = str(saved).lower()
+  layout = ('all layers of a stack in one array per parameter' if saved else
+            'one module per layer')
+  return (f'this checkpoint was written with model.scan_layers={value} '
+          f'({layout}) and the config builds model.scan_layers='
+          f'{str(wanted).lower()}; the two layouts cannot read each '
+          f'other\'s checkpoints, so set --set=model.scan_layers={value}')
+
+
 def tree_difference(saved_tree, abstract_state) -> str:
   """'' if the saved arrays match `abstract_state`, else what differs first:
-  a path that only one side has, or a shape or dtype."""
+  a path that only one side has, or a shape or dtype; led by what to set if
+  the layers' layout (model.scan_layers) differs."""
   saved = {_leaf_name(p): leaf for p, leaf in
            jax.tree_util.tree_flatten_with_path(saved_tree)[0]}
   wanted = {_leaf_name(p): leaf for p, leaf in
@@ -260,6 +296,9 @@ def tree_difference(saved_tree, abstract_state) -> str:
   only_saved = sorted(set(saved) - set(wanted))
   only_wanted = sorted(set(wanted) - set(saved))
   problems = []
+  hint = scan_layers_hint(saved, wanted)
+  if hint:
+    problems.append(hint)
   if only_saved:
     problems.append(f'the checkpoint has {len(only_saved)} array(s) the config '
                     f'does not build, the first {only_saved[0]!r}')

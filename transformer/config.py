@@ -53,11 +53,27 @@ class ModelConfig:
   # outputs become one vector per text. 'mean' over the real (non-padding)
   # tokens, or 'first': the output at the first token, a [CLS]-style BOS.
   pooling: Literal['mean', 'first'] = 'mean'
+  # Rematerialisation (gradient checkpointing, Chen et al. 2016, "Training
+  # Deep Nets with Sublinear Memory Cost"), per encoder/decoder layer: the
+  # backward pass recomputes what the forward pass did not keep. 'none'
+  # keeps every activation; 'full' keeps only each layer's input (about one
+  # more forward pass of compute); 'dots' keeps the outputs of the dense
+  # layers' matmuls and recomputes the rest (attention scores, softmax,
+  # LayerNorm, activations). Same parameters, same gradients. XLA:CPU merges
+  # the recomputation of unrolled layers back into the forward pass: there
+  # it saves memory only with scan_layers.
+  remat: Literal['none', 'full', 'dots'] = 'none'
+  # The encoder's and the decoder's layers as one `nn.scan` each, their
+  # parameters stacked on a leading axis: one layer is traced and compiled
+  # instead of all of them. Changes the parameters' layout, so a checkpoint
+  # is read only with the setting it was written with.
+  scan_layers: bool = False
 
   # What a resumed run may change (`changeable_on_resume`): how the saved
   # parameters are computed with, not what they are.
   CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...]] = (
-      'dropout_rate', 'attention_dropout_rate', 'dtype', 'attention_impl')
+      'dropout_rate', 'attention_dropout_rate', 'dtype', 'attention_impl',
+      'remat')
 
   def __post_init__(self):
     if self.d_model % self.num_heads:
@@ -75,11 +91,15 @@ class ModelConfig:
                'positions': ('sinusoidal', 'learned'),
                'dtype': ('float32', 'bfloat16'),
                'attention_impl': ('auto', 'xla', 'cudnn'),
-               'pooling': ('mean', 'first')}
+               'pooling': ('mean', 'first'),
+               'remat': ('none', 'full', 'dots')}
     for name, allowed in choices.items():
       if getattr(self, name) not in allowed:
         raise ValueError(f'model.{name}={getattr(self, name)!r} is not one of '
                          f'{allowed}')
+    if not isinstance(self.scan_layers, bool):
+      raise ValueError(f'model.scan_layers must be true or false, got '
+                       f'{self.scan_layers!r}')
     if self.attention_impl == 'cudnn' and (self.dtype != 'bfloat16' or
                                            self.attention_dropout_rate > 0):
       raise ValueError(
@@ -233,6 +253,12 @@ class TrainConfig:
   label_smoothing: float = 0.1  # sec. 5.4
   z_loss: float = 0.0
   fsdp: bool = False  # shard params and optimizer state over the data axis
+  # Tensor parallelism: devices on the mesh's 'model' axis (1 = data
+  # parallelism only). The data axis takes the rest: 8 devices with 2 are a
+  # data 4 x model 2 mesh. Megatron-style splits of the attention heads, the
+  # d_ff units and the vocabulary (transformer/partitioning.py); it must
+  # divide the device count, model.num_heads and model.d_ff.
+  model_parallel: int = 1
   # Where dropout's random masks come from (transformer/dropout.py): 'hash'
   # (a counter hash XLA fuses into the mask's multiply: ~free), 'rbg' (XLA's
   # RngBitGenerator) or 'threefry' (JAX's default). All give the same result
@@ -271,7 +297,8 @@ class TrainConfig:
       raise ValueError(f'train.time_limit must be >= 0 minutes (0 = no '
                        f'limit), got {self.time_limit}')
     for name in ('steps', 'warmup_steps', 'grad_accum_steps',
-                 'checkpoint_every', 'keep_checkpoints', 'log_every'):
+                 'checkpoint_every', 'keep_checkpoints', 'log_every',
+                 'model_parallel'):
       if getattr(self, name) <= 0:
         raise ValueError(f'train.{name} must be positive, got '
                          f'{getattr(self, name)}')

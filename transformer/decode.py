@@ -40,7 +40,9 @@ Speed.
     goes on (a new while loop per size): attention reads the whole buffer
     every step, so early steps should not pay for L positions.
   - Caches are head-major, [rows, heads, positions, head_dim]: the layout the
-    score and value products read, so no step transposes them.
+    score and value products read, so no step transposes them. With
+    model.scan_layers each holds all layers: [layers, rows, heads,
+    positions, head_dim] (`_row_axis`).
   - Alive hypothesis j of sentence b lives in row b * beam + j of the
     decoder's batch. The source is encoded once per sentence, and its
     cross-attention keys/values are cached once per sentence: the beams of a
@@ -155,6 +157,17 @@ def _is_encoder_cache(path: tuple[str, ...]) -> bool:
   return path[-1] in ('encoder_key', 'encoder_value')
 
 
+def _is_cache_index(path: tuple[str, ...]) -> bool:
+  return path[-1] == 'cache_index'
+
+
+def _row_axis(x: Array) -> int:
+  """The rows' axis of a self-attention buffer: 0 in [rows, heads,
+  positions, head_dim], 1 with model.scan_layers, whose caches hold all
+  layers stacked: [layers, rows, heads, positions, head_dim]."""
+  return x.ndim - 4
+
+
 def _init_cache(model: Transformer, params: PyTree, inputs: Array,
                 size: int, group: int = 1) -> tuple[dict, dict, Array]:
   """Encodes `inputs`; returns (self-attention cache, encoder cache, encoded).
@@ -173,16 +186,18 @@ def _init_cache(model: Transformer, params: PyTree, inputs: Array,
 
 
 def _grow_cache(cache: dict, old_size: int, new_size: int) -> dict:
-  """Pads the self-attention buffers [rows, heads, positions, head_dim] from
-  `old_size` to `new_size` positions; attention masks the unwritten ones."""
+  """Pads the self-attention buffers [(layers,) rows, heads, positions,
+  head_dim] from `old_size` to `new_size` positions; attention masks the
+  unwritten ones."""
   def grow(x):
-    if x.ndim == 0:  # cache_index
-      return x
-    if x.ndim != 4 or x.shape[2] != old_size:
-      raise ValueError(f'expected a [rows, heads, {old_size} positions, '
-                       f'head_dim] self-attention cache, got {x.shape}')
-    return jnp.pad(x, [(0, 0), (0, 0), (0, new_size - old_size), (0, 0)])
-  return {k: grow(v) for k, v in cache.items()}
+    if x.ndim not in (4, 5) or x.shape[-2] != old_size:
+      raise ValueError(f'expected a [(layers,) rows, heads, {old_size} '
+                       f'positions, head_dim] self-attention cache, got '
+                       f'{x.shape}')
+    padding = [(0, 0)] * x.ndim
+    padding[-2] = (0, new_size - old_size)
+    return jnp.pad(x, padding)
+  return {k: v if _is_cache_index(k) else grow(v) for k, v in cache.items()}
 
 
 def _decode_step(model: Transformer, params: PyTree, self_cache: dict,
@@ -339,13 +354,14 @@ def _reorder_cache(cache: dict, parents: Array, needed: Array) -> dict:
   """Gives row b * k + j of the self-attention cache the content of row
   b * k + parents[b, j]. Only rows where `needed` [B, k] must change: the
   others have parents[b, j] == j, or content that no longer matters."""
-  buffers = {key: x for key, x in cache.items() if x.ndim}  # not cache_index
+  buffers = {key: x for key, x in cache.items() if not _is_cache_index(key)}
   batch, k = parents.shape
   if jax.device_count() > 1:
     # A batched gather: XLA keeps it local to each shard of the batch.
     def gather(x):
-      rows = _take(x.reshape(batch, k, -1), parents)
-      return rows.reshape(x.shape)
+      rows = jnp.moveaxis(x, _row_axis(x), 0)  # scanned layers: rows first
+      rows = _take(rows.reshape(batch, k, -1), parents).reshape(rows.shape)
+      return jnp.moveaxis(rows, 0, _row_axis(x))
     return {**cache, **jax.tree.map(gather, buffers)}
 
   # One device: copy just the rows needed, in place, COPY_CHUNK rows per
@@ -360,9 +376,12 @@ def _reorder_cache(cache: dict, parents: Array, needed: Array) -> dict:
   def copy(i, buffers):
     target = jax.lax.dynamic_slice(targets, (i * COPY_CHUNK,), (COPY_CHUNK,))
     source = jax.lax.dynamic_slice(sources, (i * COPY_CHUNK,), (COPY_CHUNK,))
-    # Out-of-range targets (the padding) are dropped.
-    return jax.tree.map(lambda x: x.at[target].set(x[source], mode='drop'),
-                        buffers)
+
+    def copy_rows(x):  # along the rows' axis; scanned layers all at once
+      at = (slice(None),) * _row_axis(x)
+      # Out-of-range targets (the padding) are dropped.
+      return x.at[at + (target,)].set(x[at + (source,)], mode='drop')
+    return jax.tree.map(copy_rows, buffers)
 
   chunks = (jnp.sum(needed) + COPY_CHUNK - 1) // COPY_CHUNK
   buffers = jax.lax.fori_loop(0, chunks, copy, buffers)

@@ -67,7 +67,8 @@ def restore_params(task, workdir: str, mesh, *,
 
 
 def _to_mesh(rows: np.ndarray, mesh) -> jax.Array:
-  """A global batch every process holds in full -> an array split over the mesh."""
+  """A global batch every process holds in full -> an array split over the
+  mesh's data axis."""
   per_process = rows.shape[0] // jax.process_count()
   start = jax.process_index() * per_process
   return jax.make_array_from_process_local_data(
@@ -84,9 +85,10 @@ def decode_rows(params, config: Config, inputs: np.ndarray, mesh, *,
                 beam_size: int | None = None) -> np.ndarray:
   """[B, S] source ids -> [B, L] best output ids (greedy when beam_size=1)."""
   beam_size = config.eval.beam_size if beam_size is None else beam_size
-  if inputs.shape[0] % mesh.size:
+  ways = train_lib.data_parallel_size(mesh)
+  if inputs.shape[0] % ways:
     raise ValueError(f'data.eval_batch_size={inputs.shape[0]} must be a '
-                     f'multiple of the device count {mesh.size}')
+                     f'multiple of the data axis\' {ways} devices')
   sharded = _to_mesh(inputs, mesh)
   if beam_size == 1:
     tokens = decode_lib.greedy_decode(
@@ -220,7 +222,8 @@ def translate_lines(params, config: Config, tokenizer, lines: Iterable[str],
   longer than data.eval_max_length tokens is truncated, with `warn(message)`.
   """
   size, cap = config.data.eval_batch_size, config.data.eval_max_length
-  size = math.ceil(size / mesh.size) * mesh.size
+  ways = train_lib.data_parallel_size(mesh)
+  size = math.ceil(size / ways) * ways
   batch: list[tuple[int, str]] = []
 
   def flush(batch):

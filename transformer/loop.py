@@ -120,7 +120,7 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
   """`train` inside the locked workdir."""
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   print('Config:\n' + config_lib.to_json(config), flush=True)
-  mesh = train_lib.make_mesh()
+  mesh = train_lib.make_mesh(config=config)
   train_lib.check_batch_sizes(config, mesh, training=True)
 
   # Process 0 trains the tokenizer and learns what the task needs from the

@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from transformer import attention, linear
+from transformer import attention, linear, partitioning
 from transformer.dropout import Dropout
 from transformer.config import BOS_ID, PAD_ID, ModelConfig
+from transformer.partitioning import EMBED, MLP, VOCAB
 
 Array = jax.Array
 
@@ -76,11 +77,24 @@ class FeedForward(nn.Module):
     """x: [B, L, d_model] -> [B, L, d_model]."""
     c = self.config
     activation = {'relu': nn.relu, 'gelu': nn.gelu}[c.activation]
-    dense = lambda features, name: nn.Dense(
+    # wi is split on its output (mlp) and wo on its input over the 'model'
+    # axis: Megatron-LM's MLP (partitioning.py).
+    dense = lambda features, name, axes: nn.Dense(
         features, dtype=c.dtype, name=name, dot_general=linear.dot_general,
-        kernel_init=nn.initializers.xavier_uniform())
-    h = activation(dense(c.d_ff, 'wi')(x))  # [B, L, d_ff]
-    return dense(x.shape[-1], 'wo')(h)
+        kernel_init=partitioning.logical(nn.initializers.xavier_uniform(),
+                                         *axes),
+        bias_init=partitioning.logical(nn.initializers.zeros_init(),
+                                       axes[-1]))
+    h = activation(dense(c.d_ff, 'wi', (EMBED, MLP))(x))  # [B, L, d_ff]
+    return dense(x.shape[-1], 'wo', (MLP, EMBED))(h)
+
+
+def layer_norm(config: ModelConfig, name: str) -> nn.LayerNorm:
+  """LayerNorm over d_model, its scale and bias named 'embed'."""
+  return nn.LayerNorm(
+      epsilon=config.layer_norm_epsilon, dtype=config.dtype, name=name,
+      scale_init=partitioning.logical(nn.initializers.ones_init(), EMBED),
+      bias_init=partitioning.logical(nn.initializers.zeros_init(), EMBED))
 
 
 def residual(config: ModelConfig, x: Array, sublayer: Callable[[Array], Array],
@@ -93,8 +107,7 @@ def residual(config: ModelConfig, x: Array, sublayer: Callable[[Array], Array],
   Must be called from inside a compact method: it creates the LayerNorm there.
   dropout_impl: where dropout's masks come from (`transformer/dropout.py`).
   """
-  norm = nn.LayerNorm(epsilon=config.layer_norm_epsilon, dtype=config.dtype,
-                      name=f'{name}_norm')
+  norm = layer_norm(config, f'{name}_norm')
   dropout = Dropout(config.dropout_rate, dropout_impl)
   if config.norm_position == 'pre':
     return x + dropout(sublayer(norm(x)), deterministic=deterministic)
@@ -118,9 +131,13 @@ class EncoderLayer(nn.Module):
   dropout_impl: str = 'hash'
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array | None, *,
+  def __call__(self, x: Array, mask: Array | None,
                deterministic: bool) -> Array:
-    """x: [B, S, d_model]; mask: [B|1, 1, S, S] -> [B, S, d_model]."""
+    """x: [B, S, d_model]; mask: [B|1, 1, S, S] -> [B, S, d_model].
+
+    Every argument may be positional: nn.remat and nn.scan pass them so
+    (`ENCODER_STATIC_ARGNUMS`).
+    """
     c = self.config
     self_attention = attention_sublayer(c, self.dropout_impl, 'self_attention')
     sublayer = functools.partial(residual, c, deterministic=deterministic,
@@ -145,10 +162,14 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, y: Array, encoded: Array | None,
-               self_mask: Array | None, cross_mask: Array | None, *,
+               self_mask: Array | None, cross_mask: Array | None,
                deterministic: bool, decode: bool = False,
                cache_length: int | None = None) -> Array:
-    """y: [B, T, d_model]; encoded: [B, S, d_model] or None -> [B, T, d_model]."""
+    """y: [B, T, d_model]; encoded: [B, S, d_model] or None -> [B, T, d_model].
+
+    Every argument may be positional: nn.remat and nn.scan pass them so
+    (`DECODER_STATIC_ARGNUMS`).
+    """
     c = self.config
     self_attention = attention_sublayer(c, self.dropout_impl, 'self_attention',
                                         causal=True)
@@ -169,6 +190,92 @@ class DecoderLayer(nn.Module):
                     name='ffn')
 
 
+# ---------------------------------------------------------------------------
+# Memory and compile time of deep models: rematerialisation and scanned layers.
+# ---------------------------------------------------------------------------
+
+# What `model.remat` keeps of a layer's forward pass for its backward pass
+# (`jax.checkpoint` policies; rematerialisation as in Chen et al. 2016,
+# "Training Deep Nets with Sublinear Memory Cost": store a few activations,
+# recompute the others when the gradient needs them).
+#   'full': None, jax.checkpoint's default: nothing but the layer's inputs;
+#     the backward pass re-runs the whole layer (a train step does about 4
+#     forward passes of work instead of 3).
+#   'dots': `dots_with_no_batch_dims_saveable`: the outputs of matmuls
+#     without batch dimensions, i.e. of every dense layer (Q, K, V, O, the
+#     FFN's two; `linear.dot_general` makes each a 2-D [M, K] x [K, N]
+#     product). Those are nearly all the FLOPs (8d^2 + 4df per token against
+#     4Ld for attention's scores and values) and take [B, L, d] or
+#     [B, L, d_ff] each. The attention products have batch dimensions
+#     (batch, heads), so they are recomputed: their [B, heads, L, L] scores
+#     and probabilities are the largest activations at long L and the
+#     cheapest to redo. `checkpoint_dots` would keep those as well: on
+#     wmt_big's train step 19.5 GB of activations kept for the backward
+#     pass against 11.3 GB (none: 48.7 GB, full: 4.7 GB; JAX's residuals,
+#     `benchmark.step_residual_bytes`, with XLA's attention).
+# XLA:CPU drops the optimization barriers that keep the recomputation apart
+# and merges it back into the forward pass: there remat saves memory only
+# with model.scan_layers, whose loop keeps it apart (benchmark.py's
+# measure_remat_memory shows both).
+REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
+    'full': None,
+    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+# The Python (static) arguments of the layers' __call__, by position with
+# self as 0 (nn.remat's convention): `deterministic`, `decode` and
+# `cache_length` choose code paths, so jax.checkpoint must not trace them.
+ENCODER_STATIC_ARGNUMS = (3,)  # (self, x, mask, deterministic)
+# (self, y, encoded, self_mask, cross_mask, deterministic, decode,
+#  cache_length)
+DECODER_STATIC_ARGNUMS = (5, 6, 7)
+
+# `model.scan_layers`: nn.scan stacks every variable of a layer -- its
+# parameters, its decoding cache, its recorded attention weights -- on a
+# leading axis of the stack's length, and gives every layer its own
+# initialisation and dropout keys. LAYERS_AXIS names that axis for flax's
+# logical partitioning (`nn.with_logical_partitioning`): the sharding rules
+# map it to no mesh axis, so every device holds all layers.
+SCAN_VARIABLE_AXES = {'params': 0, 'cache': 0, 'intermediates': 0}
+SCAN_SPLIT_RNGS = {'params': True, 'dropout': True}
+LAYERS_AXIS = 'layers'
+
+
+def layer_class(layer: type[nn.Module], config: ModelConfig,
+                static_argnums: tuple[int, ...]) -> type[nn.Module]:
+  """`layer`, or with model.remat its rematerialised form (`nn.remat`).
+
+  The form keeps the parameters' names, so a run may switch model.remat on
+  resume.
+  """
+  if config.remat == 'none':
+    return layer
+  # Inside a scan XLA cannot fold the recomputation back into the forward
+  # pass, so the barriers that prevent it (prevent_cse) are not needed
+  # there (flax's nn.remat documentation).
+  return nn.remat(layer, static_argnums=static_argnums,
+                  policy=REMAT_POLICIES[config.remat],
+                  prevent_cse=not config.scan_layers)
+
+
+def _layer_step(layer: nn.Module, carry: Array, *args) -> tuple[Array, None]:
+  """One layer as nn.scan's body: (carry, args) -> (new carry, no output)."""
+  return layer(carry, *args), None
+
+
+def scan_stack(layer: nn.Module, carry: Array, *args, length: int) -> Array:
+  """`length` layers in turn on `carry`: one nn.scan over `layer`, whose
+  variables hold all layers stacked (SCAN_VARIABLE_AXES). `args` go to
+  every layer unchanged (nn.broadcast): masks, the encoder's output and the
+  Python flags. nn.scan takes no keyword arguments, hence positional ones.
+  """
+  scanned = nn.scan(_layer_step, variable_axes=SCAN_VARIABLE_AXES,
+                    split_rngs=SCAN_SPLIT_RNGS,
+                    in_axes=(nn.broadcast,) * len(args), length=length,
+                    metadata_params={nn.PARTITION_NAME: LAYERS_AXIS})
+  carry, _ = scanned(layer, carry, *args)
+  return carry
+
+
 class Transformer(nn.Module):
   """Encoder-decoder Transformer. `__call__` is the training forward pass.
 
@@ -178,6 +285,12 @@ class Transformer(nn.Module):
       'intermediates' collection (for pictures; slower).
     dropout_impl: where dropout's random masks come from: 'hash', 'rbg' or
       'threefry' (`train.dropout_rng`; see `transformer/dropout.py`).
+
+  Layers: 'encoder_0', 'encoder_1', ... and 'decoder_0', ... each with its
+  own parameters; with model.scan_layers one 'encoder_layers' and one
+  'decoder_layers' instead, whose parameters (and cache) have a leading axis
+  of num_*_layers (`scan_stack`). model.remat rematerialises each layer in
+  either form (`layer_class`).
   """
   config: ModelConfig
   sow_weights: bool = False
@@ -190,8 +303,10 @@ class Transformer(nn.Module):
     embed = lambda name: nn.Embed(
         c.vocab_size, c.d_model, name=name, dtype=c.dtype,
         # N(0, d^-1/2): after the sqrt(d) scaling inputs have unit scale, and
-        # the tied output projection gives logits of unit scale.
-        embedding_init=nn.initializers.normal(stddev=c.d_model**-0.5))
+        # the tied output projection gives logits of unit scale. Split by
+        # vocabulary rows over 'model' (partitioning.py).
+        embedding_init=partitioning.logical(
+            nn.initializers.normal(stddev=c.d_model**-0.5), VOCAB, EMBED))
     self.source_embedding = embed('embedding' if c.share_embeddings else
                                   'source_embedding')
     self.target_embedding = (self.source_embedding if c.share_embeddings else
@@ -199,25 +314,65 @@ class Transformer(nn.Module):
     if c.positions == 'learned':
       self.position_embedding = nn.Embed(
           c.max_length, c.d_model, name='position_embedding',
-          embedding_init=nn.initializers.normal(stddev=0.02))
-    self.encoder_layers = [
-        EncoderLayer(c, self.sow_weights, self.dropout_impl,
-                     name=f'encoder_{i}')
-        for i in range(c.num_encoder_layers)]
-    self.decoder_layers = [
-        DecoderLayer(c, self.sow_weights, self.dropout_impl,
-                     name=f'decoder_{i}')
-        for i in range(c.num_decoder_layers)]
+          embedding_init=partitioning.logical(
+              nn.initializers.normal(stddev=0.02), None, EMBED))
+    self.encoder_layers = self._layers(
+        layer_class(EncoderLayer, c, ENCODER_STATIC_ARGNUMS), 'encoder',
+        c.num_encoder_layers)
+    self.decoder_layers = self._layers(
+        layer_class(DecoderLayer, c, DECODER_STATIC_ARGNUMS), 'decoder',
+        c.num_decoder_layers)
     if c.norm_position == 'pre':
-      norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_epsilon,
-                                       dtype=c.dtype, name=name)
+      norm = lambda name: layer_norm(c, name)
       self.encoder_norm, self.decoder_norm = norm('encoder_norm'), norm(
           'decoder_norm')
     if not c.tie_output_embedding:
-      self.output_projection = nn.Dense(c.vocab_size, dtype=c.dtype,
-                                        dot_general=linear.dot_general,
-                                        name='output_projection')
+      self.output_projection = nn.Dense(
+          c.vocab_size, dtype=c.dtype, dot_general=linear.dot_general,
+          kernel_init=partitioning.logical(nn.initializers.lecun_normal(),
+                                           EMBED, VOCAB),
+          bias_init=partitioning.logical(nn.initializers.zeros_init(), VOCAB),
+          name='output_projection')
     self.embedding_dropout = Dropout(c.dropout_rate, self.dropout_impl)
+
+  def _layers(self, layer: type[nn.Module], kind: str, count: int
+              ) -> list[nn.Module]:
+    """The stack's modules: one per layer ('encoder_0', ...), or with
+    model.scan_layers a single one ('encoder_layers') that `scan_stack` runs
+    `count` times; none when count is 0."""
+    make = lambda name: layer(self.config, self.sow_weights,
+                              self.dropout_impl, name=name)
+    if self.config.scan_layers:
+      return [make(f'{kind}_layers')] if count else []
+    return [make(f'{kind}_{i}') for i in range(count)]
+
+  def _run_layers(self, layers: list[nn.Module], kind: str, x: Array,
+                  *args) -> Array:
+    """x through the stack, each layer given `args` (positionally)."""
+    if not self.config.scan_layers:
+      for layer in layers:
+        x = layer(x, *args)
+      return x
+    if not layers:
+      return x
+    count = getattr(self.config, f'num_{kind}_layers')
+    x = scan_stack(layers[0], x, *args, length=count)
+    self._unstack_intermediates(layers[0], kind, count)
+    return x
+
+  def _unstack_intermediates(self, stack: nn.Module, kind: str,
+                             count: int) -> None:
+    """With sow_weights, the attention weights a scanned stack recorded
+    ([layers, ...] each) are recorded again one layer at a time, under the
+    unrolled form's names ('encoder_0', ...): readers of 'intermediates'
+    (`transformer/visualize.py`) see one layout whatever model.scan_layers.
+    """
+    if not (self.sow_weights and self.is_mutable_collection('intermediates')):
+      return
+    stacked = stack.variables.get('intermediates', {})
+    for i in range(count):
+      self.put_variable('intermediates', f'{kind}_{i}',
+                        jax.tree.map(lambda x, i=i: x[i], stacked))
 
   def _embed(self, embedding: nn.Embed, tokens: Array, positions: Array, *,
              deterministic: bool) -> Array:
@@ -243,8 +398,8 @@ class Transformer(nn.Module):
       mask = attention.padding_mask(inputs, PAD_ID)
     x = self._embed(self.source_embedding, inputs, inputs_positions,
                     deterministic=deterministic)
-    for layer in self.encoder_layers:
-      x = layer(x, mask, deterministic=deterministic)
+    x = self._run_layers(self.encoder_layers, 'encoder', x, mask,
+                         deterministic)
     if self.config.norm_position == 'pre':
       x = self.encoder_norm(x)
     return x
@@ -301,9 +456,9 @@ class Transformer(nn.Module):
 
     y = self._embed(self.target_embedding, decoder_inputs, targets_positions,
                     deterministic=deterministic)
-    for layer in self.decoder_layers:
-      y = layer(y, encoded, self_mask, cross_mask, deterministic=deterministic,
-                decode=decode, cache_length=cache_length)
+    y = self._run_layers(self.decoder_layers, 'decoder', y, encoded,
+                         self_mask, cross_mask, deterministic, decode,
+                         cache_length)
     if c.norm_position == 'pre':
       y = self.decoder_norm(y)
     if c.tie_output_embedding:
@@ -397,8 +552,12 @@ class EncoderClassifier(nn.Module):
     self.dropout = Dropout(self.config.dropout_rate, self.dropout_impl)
     # Zero-initialised: every class starts equally likely, every regression
     # output at the (standardised) mean.
-    self.head = nn.Dense(self.num_outputs, kernel_init=nn.initializers.zeros,
-                         name='head')
+    # Never split over 'model': a few outputs per text.
+    self.head = nn.Dense(
+        self.num_outputs,
+        kernel_init=partitioning.logical(nn.initializers.zeros, EMBED, None),
+        bias_init=partitioning.logical(nn.initializers.zeros_init(), None),
+        name='head')
 
   def __call__(self, inputs: Array, *, deterministic: bool = True) -> Array:
     """inputs: [B, L] ids (PAD_ID after the text) -> [B, num_outputs]."""

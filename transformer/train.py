@@ -5,16 +5,22 @@ model, its loss and its evaluation sums come from a task object
 (`transformer/tasks/`). The loop that feeds it, logs and saves checkpoints is
 `transformer/loop.py`.
 
-Parallelism is JAX's own: one `Mesh` over every device of every host with a
-single 'data' axis. Batches are split along it; parameters and optimizer state
-are replicated, or with `train.fsdp` split along it too (ZeRO-3 style), and
-`jax.jit` inserts the collectives.
+Parallelism is JAX's own: one `Mesh` over every device of every host. With
+`train.model_parallel` = 1 (the default) it has a single 'data' axis; with
+`train.model_parallel` = m > 1 it is a 2-D grid, 'data' x 'model' (8 devices,
+m = 2: data 4 x model 2). Batches are split along 'data' only. Parameters
+and optimizer state carry logical axis names (model.py, attention.py), and
+the one table `partitioning.RULES` places them: split over 'model' as in
+Megatron-LM's tensor parallelism (attention by heads, the feed-forward by
+its d_ff units, the embedding by vocabulary; Shoeybi et al. 2019, sec. 3),
+and with `train.fsdp` over 'data' too (ZeRO-3 style); otherwise replicated.
+`jax.jit` inserts the collectives. The TrainState holds plain arrays, so a
+checkpoint does not depend on the mesh and restores on any other.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import flax
@@ -22,15 +28,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from transformer import dropout as dropout_lib
+from transformer import partitioning
 from transformer.config import Config, ConfigError
+# fsdp_spec: the FSDP rule for arrays without logical names (partitioning).
+from transformer.partitioning import DATA_AXIS, MODEL_AXIS, fsdp_spec  # pylint: disable=unused-import
 
 Array = jax.Array
 Batch = dict[str, Array]
-
-DATA_AXIS = 'data'
 
 
 @flax.struct.dataclass
@@ -88,10 +96,29 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def init_state(task, rng: Array) -> TrainState:
-  """Fresh parameters (float32) and optimizer state at step 0."""
-  params = task.init_params(rng)
+  """Fresh parameters (float32) and optimizer state at step 0, plain arrays
+  (a task may return its parameters boxed with their axis names)."""
+  params = nn.unbox(task.init_params(rng))
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=make_optimizer(task.config).init(params))
+
+
+def _named_init_state(task, rng: Array) -> TrainState:
+  """`init_state` with every parameter boxed with its logical axis names
+  (flax `LogicallyPartitioned`), and so Adam's moments too: optax builds them
+  by mapping over the parameters' leaves, inside the boxes. For
+  `jax.eval_shape` only (`state_shapes`)."""
+  with partitioning.axis_names():
+    params = task.init_params(rng)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=make_optimizer(task.config).init(params))
+
+
+def state_shapes(task) -> TrainState:
+  """The TrainState's shapes and dtypes, each array boxed with its logical
+  axis names where the model gives them; nothing is allocated."""
+  return jax.eval_shape(functools.partial(_named_init_state, task),
+                        jax.random.key(0))
 
 
 def seed_rngs(config: Config) -> tuple[Array, Array]:
@@ -118,37 +145,82 @@ def step_rng(base: Array, step: Array) -> Array:
 # ---------------------------------------------------------------------------
 
 
-def make_mesh(devices=None) -> Mesh:
-  """All devices of all hosts on one 'data' axis."""
+def make_mesh(devices=None, config: Config | None = None) -> Mesh:
+  """All devices of all hosts: one 'data' axis, or with
+  config.train.model_parallel = m > 1 a 'data' x 'model' grid of
+  (devices / m) x m (`check_model_parallel` first).
+
+  The model axis takes consecutive devices, i.e. devices of one host where
+  m divides its device count: tensor parallelism communicates in every
+  layer, data parallelism once a step.
+  """
   devices = np.asarray(jax.devices() if devices is None else devices)
-  return Mesh(devices.reshape(-1), (DATA_AXIS,))
+  devices = devices.reshape(-1)
+  model_parallel = 1 if config is None else config.train.model_parallel
+  if model_parallel == 1:
+    return Mesh(devices, (DATA_AXIS,))
+  check_model_parallel(config, devices.size)
+  return Mesh(devices.reshape(-1, model_parallel), (DATA_AXIS, MODEL_AXIS))
+
+
+def check_model_parallel(config: Config, device_count: int) -> None:
+  """Raises ConfigError unless train.model_parallel divides the device
+  count and what it splits: the attention heads and the d_ff units.
+
+  The vocabulary need not divide: an embedding it does not divide stays
+  whole on every device of the model axis (`partitioning.mesh_spec`), so a
+  run keeps its vocabulary, and its checkpoints, whatever the mesh.
+  """
+  size, model = config.train.model_parallel, config.model
+  problems = []
+  if device_count % size:
+    problems.append(f'the {device_count} device(s) do not form groups of '
+                    f'{size}')
+  for key, value in (('model.num_heads', model.num_heads),
+                     ('model.d_ff', model.d_ff)):
+    if value % size:
+      problems.append(f'{key}={value} does not split into {size} equal '
+                      'parts')
+  if not problems:
+    return
+  fits = [m for m in range(1, device_count + 1) if device_count % m == 0
+          and model.num_heads % m == 0 and model.d_ff % m == 0]
+  raise ConfigError(
+      f'train.model_parallel={size} does not fit this run: ' +
+      '; '.join(problems) + '. The mesh is (devices / train.model_parallel) '
+      'data x train.model_parallel model, and the model axis splits every '
+      'attention layer by heads and every feed-forward layer by its d_ff '
+      'units, so train.model_parallel must divide the device count, '
+      'model.num_heads and model.d_ff: here ' +
+      ' or '.join(map(str, fits)) + ' (set with '
+      '--set=train.model_parallel=N; 1 = data parallelism only).')
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+  """Devices along the data axis: how many ways a batch is split."""
+  return partitioning.axis_size(mesh, DATA_AXIS)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Batches: the leading (example) dimension split over the data axis."""
+  """Batches: the leading (example) dimension split over the data axis,
+  the same rows on every device of a model group."""
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def fsdp_spec(shape: tuple[int, ...], mesh_size: int,
-              min_size: int = 2**14) -> P:
-  """Split the largest dimension that the mesh divides; small arrays stay whole."""
-  if mesh_size == 1 or math.prod(shape) < min_size:
-    return P()
-  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
-    if shape[dim] % mesh_size == 0:
-      spec = [None] * len(shape)
-      spec[dim] = DATA_AXIS
-      return P(*spec)
-  return P()
+def state_sharding(config: Config, mesh: Mesh, shapes: TrainState):
+  """NamedShardings of a TrainState's arrays, by `partitioning.RULES`.
 
-
-def state_sharding(config: Config, mesh: Mesh, state_shapes: TrainState):
-  """Replicated, or FSDP: each array split along one dimension."""
-  def sharding(leaf):
-    if config.train.fsdp:
-      return NamedSharding(mesh, fsdp_spec(leaf.shape, mesh.size))
-    return NamedSharding(mesh, P())
-  return jax.tree.map(sharding, state_shapes)
+  Args:
+    shapes: `state_shapes(task)`: arrays boxed with their logical axis
+      names. An array without names is replicated, or with train.fsdp split
+      along its largest dimension the data axis divides (`fsdp_spec`).
+  """
+  def sharding(shape, names: P) -> NamedSharding:
+    return NamedSharding(mesh, partitioning.mesh_spec(
+        names, shape.shape, mesh, fsdp=config.train.fsdp))
+  # get_partition_spec: a box -> P(*its names); a plain array -> P().
+  return jax.tree.map(sharding, nn.unbox(shapes),
+                      nn.get_partition_spec(shapes))
 
 
 # ---------------------------------------------------------------------------
@@ -234,22 +306,24 @@ def eval_step(params, batch: Batch, *, task) -> dict[str, Array]:
 
 def jit_init_state(task, mesh: Mesh):
   """Returns (jitted init(rng) -> sharded TrainState, its sharding)."""
-  shapes = jax.eval_shape(functools.partial(init_state, task),
-                          jax.random.key(0))
-  sharding = state_sharding(task.config, mesh, shapes)
+  sharding = state_sharding(task.config, mesh, state_shapes(task))
   return jax.jit(functools.partial(init_state, task),
                  out_shardings=sharding), sharding
 
 
 def abstract_state(task, mesh: Mesh, sharding=None) -> TrainState:
-  """The TrainState's shapes, dtypes and shardings, without allocating it."""
+  """The TrainState's shapes, dtypes and shardings, without allocating it.
+
+  Restoring a checkpoint into it (checkpoint.py) places every array as
+  `sharding` (default: this mesh's `state_sharding`) says, whatever mesh
+  wrote it.
+  """
+  shapes = state_shapes(task)
   if sharding is None:
-    _, sharding = jit_init_state(task, mesh)
-  shapes = jax.eval_shape(functools.partial(init_state, task),
-                          jax.random.key(0))
+    sharding = state_sharding(task.config, mesh, shapes)
   return jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes,
-      sharding)
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      nn.unbox(shapes), sharding)
 
 
 def check_batch_sizes(config: Config, mesh: Mesh, *, training: bool) -> None:
@@ -257,20 +331,25 @@ def check_batch_sizes(config: Config, mesh: Mesh, *, training: bool) -> None:
 
   A training batch of data.batch_size rows is cut into
   train.grad_accum_steps micro-batches, each split over the data axis;
-  evaluation batches of data.eval_batch_size rows are split likewise.
+  evaluation batches of data.eval_batch_size rows are split likewise. The
+  devices of a model group (train.model_parallel) share their rows.
   """
-  devices, accum = mesh.shape[DATA_AXIS], config.train.grad_accum_steps
+  devices, accum = data_parallel_size(mesh), config.train.grad_accum_steps
   per_step = devices * accum
+  ways = f'{devices} device(s)'
+  if partitioning.axis_size(mesh, MODEL_AXIS) > 1:
+    ways = (f'{devices} data-parallel group(s) of train.model_parallel='
+            f'{mesh.shape[MODEL_AXIS]} devices')
   problems = []
   if training and config.data.batch_size % per_step:
     problems.append(
         f'data.batch_size={config.data.batch_size} must be a multiple of '
-        f'{per_step} ({devices} device(s) x train.grad_accum_steps={accum}), '
+        f'{per_step} ({ways} x train.grad_accum_steps={accum}), '
         f'e.g. {_multiples(config.data.batch_size, per_step)}')
   if config.data.eval_batch_size % devices:
     problems.append(
         f'data.eval_batch_size={config.data.eval_batch_size} must be a '
-        f'multiple of the {devices} device(s), e.g. '
+        f'multiple of the {ways}, e.g. '
         f'{_multiples(config.data.eval_batch_size, devices)}')
   if problems:
     raise ConfigError('Batches must split evenly over the devices: ' +

@@ -1001,7 +1001,7 @@ def run(config: Config, workdir: str, *, sentence: str,
     raise evaluate_lib.NoCheckpointError(
         f'{workdir} has no {tokenizer_lib.filename(config)}. Train first: '
         f'python launch.py --experiment=NAME --workdir={workdir}')
-  mesh = train_lib.make_mesh()
+  mesh = train_lib.make_mesh(config=config)
   # Averaged as for --mode=translate / predict, so that all show one model.
   params, steps = evaluate_lib.restore_params(
       task, workdir, mesh, step=step,

@@ -94,7 +94,8 @@ def check_config(config: Config, workdir: str, *, save: bool = True) -> None:
 
   A run may change on resume only the keys that leave its saved state's
   meaning unchanged (`config.changeable_on_resume`); any other difference
-  from the saved config is refused with the keys, saved and requested values.
+  from the saved config is refused with the keys, saved and requested values
+  (another model.scan_layers with what to set: `_scan_layers_message`).
   A workdir without saved state (no checkpoint, no tokenizer: e.g. a run
   that stopped on a bad setting) takes the new config.
   """
@@ -104,10 +105,14 @@ def check_config(config: Config, workdir: str, *, save: bool = True) -> None:
       saved = _flatten(json.load(f))
     requested = _flatten(config_lib.to_dict(config))
     free = config_lib.changeable_on_resume(config)
-    clashes = [f'{k}: saved {saved[k]!r}, requested {requested[k]!r}'
-               for k in sorted(requested)
-               if k not in free and k in saved and saved[k] != requested[k]]
-    if clashes:
+    differ = [k for k in sorted(requested)
+              if k not in free and k in saved and saved[k] != requested[k]]
+    if 'model.scan_layers' in differ:
+      raise RunError(_scan_layers_message(workdir, saved['model.scan_layers'],
+                                          differ))
+    if differ:
+      clashes = [f'{k}: saved {saved[k]!r}, requested {requested[k]!r}'
+                 for k in differ]
       raise RunError(
           f'{workdir} holds a run whose saved state these settings would '
           'change the meaning of (its model, vocabulary, data or seed):\n  ' +
@@ -120,6 +125,25 @@ def check_config(config: Config, workdir: str, *, save: bool = True) -> None:
     with open(tmp, 'w') as f:
       f.write(config_lib.to_json(config))
     os.replace(tmp, path)
+
+
+def _scan_layers_message(workdir: str, saved: bool, differ: list[str]
+                         ) -> str:
+  """The one-paragraph error for a run that asks for the other
+  model.scan_layers than its workdir's checkpoints were written with."""
+  value = str(saved).lower()
+  others = [k for k in differ if k != 'model.scan_layers']
+  also = (f' These settings differ from the saved ones too: '
+          f'{", ".join(others)}.' if others else '')
+  return (
+      f'The run in {workdir} was written with model.scan_layers={value}; '
+      f'set --set=model.scan_layers={value} to go on with it. The two '
+      'forms store the layers\' parameters differently (one module per '
+      'layer, or each stack\'s layers stacked into one array per parameter) '
+      'and cannot read each other\'s checkpoints; model.remat may differ.'
+      f'{also} Nothing was changed; to start over with the other form, use '
+      'a new --workdir or --restart (the old run is moved to '
+      'WORKDIR/previous/).')
 
 
 def has_saved_state(workdir: str) -> bool:

@@ -8,6 +8,7 @@ XLA's output for a program does not depend on whether it came from the
 cache, so the runs compute exactly what they would without it.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,21 @@ CACHE_VARIABLES = ('JAX_COMPILATION_CACHE_DIR',
                    'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')
 
 
+# XLA:CPU flags of every test process (conftest.py sets them for pytest's
+# own): LLVM without its expensive optimisations. The test models are tiny,
+# so a test spends its time compiling, not running (a quarter less CPU time
+# for tests/test_model.py). Every process of the tests compiles with them,
+# so what one test compares was built alike.
+FAST_COMPILE_FLAGS = ('--xla_backend_optimization_level=0 '
+                      '--xla_llvm_disable_expensive_passes=true')
+
+
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS of a test process with `devices` simulated CPU devices."""
+  return (f'--xla_force_host_platform_device_count={devices} '
+          f'{FAST_COMPILE_FLAGS}')
+
+
 def cache_environment(directory: str) -> dict[str, str]:
   return dict(zip(CACHE_VARIABLES, (directory, '0')))
 
@@ -31,7 +47,7 @@ def environment(devices: int = 1, cache: bool = True) -> dict[str, str]:
   cache (multi-process runs: each process compiles its part of the
   collectives itself, as it does outside the tests)."""
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1')
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env['XLA_FLAGS'] = xla_flags(devices)
   if not cache:
     for name in CACHE_VARIABLES:
       env.pop(name, None)
@@ -76,3 +92,17 @@ def run_all(commands, max_running: int = 2
   for j, process in running:
     results[j] = finish(process, check=False)
   return results
+
+
+def run_script(name: str, devices: int = 8) -> dict:
+  """Runs tests/scripts/`name` on `devices` simulated CPU devices; returns
+  the JSON it prints (it must succeed and see all the devices)."""
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices), JAX_PLATFORMS='cpu',
+             PYTHONPATH=REPO)
+  out = subprocess.run([sys.executable, os.path.join('tests', 'scripts', name)],
+                       cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=TIMEOUT_S)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout)
+  assert result['device_count'] == devices, result['device_count']
+  return result

@@ -106,8 +106,10 @@ class _Labelled:
     del warn
     from transformer import evaluate  # pylint: disable=g-import-not-at-top
     from transformer.data import labelled_pipeline  # pylint: disable=g-import-not-at-top
+    from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
     predict = jax.jit(self.scores)
-    size = -(-self.config.data.eval_batch_size // mesh.size) * mesh.size
+    ways = train_lib.data_parallel_size(mesh)
+    size = -(-self.config.data.eval_batch_size // ways) * ways
     for rows, nonempty in labelled_pipeline.line_batches(
         self.config, tokenizer, iter(lines), size):
       scores = evaluate._to_host(predict(params, evaluate._to_mesh(rows, mesh)))  # pylint: disable=protected-access

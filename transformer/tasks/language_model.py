@@ -106,10 +106,12 @@ class LanguageModelTask:
     """(prompt, continuation) per prompt, in order, batched by
     data.eval_batch_size; prompt i samples with key fold_in(seed, i)."""
     from transformer import generate  # pylint: disable=g-import-not-at-top
+    from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
     settings = self.config.generate
     if max_new_tokens is not None:
       settings = dataclasses.replace(settings, max_new_tokens=max_new_tokens)
-    size = -(-self.config.data.eval_batch_size // mesh.size) * mesh.size
+    ways = train_lib.data_parallel_size(mesh)
+    size = -(-self.config.data.eval_batch_size // ways) * ways
     seed = jax.random.key(settings.seed)
     for number, batch in _batches(prompts, size):
       ids = [self._prompt_ids(tokenizer, p, settings.max_new_tokens, warn)
@@ -186,7 +188,7 @@ def _continuation(tokenizer, prompt_ids: list[int], new_ids: list[int]
 
 def _pad_rows(batch: dict[str, np.ndarray], multiple: int
               ) -> dict[str, np.ndarray]:
-  """Rows of weight 0 up to a multiple of the device count."""
+  """Rows of weight 0 up to a multiple of the data axis' devices."""
   rows = len(batch['targets'])
   extra = -rows % multiple
   if not extra:
@@ -205,7 +207,8 @@ class Evaluator:
     self.task, self.tokenizer, self.mesh, self.split = (task, tokenizer, mesh,
                                                         split)
     config = task.config
-    self.batches = [_pad_rows(b, mesh.size) for b in lm.eval_batches(
+    ways = train_lib.data_parallel_size(mesh)
+    self.batches = [_pad_rows(b, ways) for b in lm.eval_batches(
         config, tokenizer, split, max_documents=num_examples)]
     self.size = lm.eval_text_size(config, split, max_documents=num_examples)
     documents = lm.load_documents(config, split)
