@@ -7,16 +7,14 @@ evaluate, translate, predict, visualize, benchmark. See the README.
 from __future__ import annotations
 
 import ctypes.util
-import importlib
 import logging as std_logging
 import os
-import pkgutil
 import sys
 from typing import Callable, Iterable, Iterator
 
 from absl import app, flags, logging
 
-import experiments
+from transformer import experiment
 from transformer.config import ConfigError
 
 FLAGS = flags.FLAGS
@@ -96,30 +94,22 @@ def restart_with_tcmalloc() -> None:
 
 
 def available_experiments() -> list[str]:
-  return sorted(m.name for m in pkgutil.iter_modules(experiments.__path__))
+  return experiment.available()
 
 
 def load_config(name: str, overrides: list[str]):
-  from transformer import config as config_lib  # pylint: disable=g-import-not-at-top
-  if name not in available_experiments():
-    raise config_lib.ConfigError(
-        f'--experiment={name}: no such experiment. Available: '
-        f'{", ".join(available_experiments())} (files in experiments/).')
-  config = importlib.import_module(f'experiments.{name}').get_config()
-  for assignment in overrides:
-    config = config_lib.override(config, assignment)
-  return config
+  return experiment.load_config(name, overrides)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
   """Exceptions whose message is meant for the user, shown without traceback."""
   from transformer.config import ConfigError  # pylint: disable=g-import-not-at-top
   from transformer.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
-  from transformer.evaluate import NoCheckpointError  # pylint: disable=g-import-not-at-top
+  from transformer.checkpoint import NoCheckpointError  # pylint: disable=g-import-not-at-top
   from transformer.workdir import RunError  # pylint: disable=g-import-not-at-top
   errors = [ConfigError, RunError, NoCheckpointError, CheckpointError]
   try:
-    from transformer.data.sources import DataError  # pylint: disable=g-import-not-at-top
+    from transformer.data.corpus import DataError  # pylint: disable=g-import-not-at-top
     from transformer.data.bible import CorpusUnavailableError  # pylint: disable=g-import-not-at-top
     errors += [DataError, CorpusUnavailableError]
   except ImportError:
@@ -153,9 +143,9 @@ def setup_for_workdir(config, workdir: str):
 def evaluate(config, workdir: str, split: str, step: int | None,
              samples: int = 0) -> dict:
   """Evaluates `split`, prints and saves the task's metrics; returns them."""
-  from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from transformer import checkpoint  # pylint: disable=g-import-not-at-top
   task, tokenizer, mesh = setup_for_workdir(config, workdir)
-  params, steps = evaluate_lib.restore_params(
+  params, steps = checkpoint.restore_params(
       task, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
   evaluator = task.evaluator(tokenizer, mesh, split)
@@ -174,9 +164,9 @@ def predictor(config, workdir: str, step: int | None = None
   """Restores the workdir's model once; returns a function from input lines
   to one output line each, in order: the translation, or the label and its
   probability, or the value. Every process computes; process 0 warns."""
-  from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from transformer import checkpoint  # pylint: disable=g-import-not-at-top
   task, tokenizer, mesh = setup_for_workdir(config, workdir)
-  params, _ = evaluate_lib.restore_params(
+  params, _ = checkpoint.restore_params(
       task, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
   lead = is_lead_process()
@@ -205,13 +195,13 @@ def predict(config, workdir: str, step: int | None) -> None:
 def generate(config, workdir: str, step: int | None) -> None:
   """Continues --prompt (the continuation on stdout, as is), or each line of
   stdin / --input ({"prompt": ..., "continuation": ...} per line)."""
-  from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from transformer import checkpoint  # pylint: disable=g-import-not-at-top
   if config.task != 'language_model':
     raise ConfigError(f'--mode=generate is for task=language_model; this '
                       f'experiment is task={config.task}: use --mode=predict')
   out = stdout_for_data_only()
   task, tokenizer, mesh = setup_for_workdir(config, workdir)
-  params, _ = evaluate_lib.restore_params(
+  params, _ = checkpoint.restore_params(
       task, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
   lead = is_lead_process()

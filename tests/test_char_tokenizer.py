@@ -17,7 +17,7 @@ from transformer import config as config_lib
 from transformer.config import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, Config,
                                 DataConfig, ModelConfig)
 from transformer.data import sources, tokenizer as tokenizer_lib
-from transformer.data.sources import DataError
+from transformer.data.corpus import DataError
 from transformer.data.tokenizer import CharTokenizer
 
 # Newlines, tabs, accents, Greek and an emoji (outside the BMP).

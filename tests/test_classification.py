@@ -5,7 +5,6 @@ End to end runs (launch.py, resume, errors) are in test_launch.py.
 """
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp

@@ -17,7 +17,8 @@ import pytest
 from transformer.config import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, Config,
                                 DataConfig, ModelConfig)
 from transformer.data import pipeline, sources, tokenizer as tokenizer_lib
-from transformer.data.sources import DataError
+from transformer.data.corpus import DataError
+from transformer.data import corpus
 
 TOY_VOCAB = 200  # SentencePiece can make at most 226 pieces of the toy words.
 
@@ -140,11 +141,11 @@ def test_toy_source_is_deterministic_and_reversed():
 
 def test_text_lines_index_matches_reference(tmp_path, monkeypatch):
   # Tiny chunks: lines and multi-byte characters straddle chunk boundaries.
-  monkeypatch.setattr(sources, '_INDEX_CHUNK', 5)
+  monkeypatch.setattr(corpus, '_INDEX_CHUNK', 5)
   lines = ['uno', '', 'dós ñandú', 'tres\r', '¿cuatro?', 'x' * 23, 'último']
   path = tmp_path / 'f.txt'
   path.write_bytes('\n'.join(lines).encode('utf-8'))  # no final newline
-  text = sources.TextLines(str(path))
+  text = corpus.TextLines(str(path))
   expected = [line.rstrip('\r') for line in lines]
   assert len(text) == len(expected)
   assert [text[i] for i in range(len(text))] == expected
@@ -154,7 +155,7 @@ def test_text_lines_index_matches_reference(tmp_path, monkeypatch):
   assert pickle.loads(pickle.dumps(text))[2] == 'dós ñandú'
   empty = tmp_path / 'empty.txt'
   empty.write_bytes(b'')
-  assert len(sources.TextLines(str(empty))) == 0
+  assert len(corpus.TextLines(str(empty))) == 0
 
 
 def test_text_different_line_counts(tmp_path):
@@ -169,7 +170,7 @@ def test_text_different_line_counts(tmp_path):
 
 
 def test_text_invalid_utf8_names_file_and_line(tmp_path, monkeypatch):
-  monkeypatch.setattr(sources, '_INDEX_CHUNK', 4)
+  monkeypatch.setattr(corpus, '_INDEX_CHUNK', 4)
   write_corpus(tmp_path, 'train', [('bien', 'good')] * 5)
   path = tmp_path / 'train.tgt'
   path.write_bytes(b'good\ngood\ngood\ngo\xff\xfeod\ngood\n')

@@ -4,14 +4,13 @@ import collections
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import sacrebleu
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from transformer import tasks
-from transformer import evaluate
+from transformer import checkpoint, evaluate
 from transformer import train as train_lib
 from transformer.checkpoint import Checkpointer
 from transformer.config import EOS_ID, Config, DataConfig, EvalConfig
@@ -50,7 +49,7 @@ def mesh():
 def test_averaging_identical_checkpoints_gives_the_same_params(tmp_path, mesh):
   state = state_with_seed(0)
   save_states(tmp_path, {10: state, 20: state, 30: state})
-  params, steps = evaluate.restore_params(TASK, str(tmp_path), mesh,
+  params, steps = checkpoint.restore_params(TASK, str(tmp_path), mesh,
                                           average=3)
   assert steps == [10, 20, 30]
   assert_finite(params)
@@ -61,7 +60,7 @@ def test_averaging_identical_checkpoints_gives_the_same_params(tmp_path, mesh):
 def test_averaging_two_checkpoints_gives_their_mean(tmp_path, mesh):
   a, b, c = state_with_seed(1), state_with_seed(2), state_with_seed(3)
   save_states(tmp_path, {1: a, 2: b, 3: c})
-  params, steps = evaluate.restore_params(TASK, str(tmp_path), mesh,
+  params, steps = checkpoint.restore_params(TASK, str(tmp_path), mesh,
                                           average=2)
   assert steps == [2, 3]  # the last two
   assert_finite(params)
@@ -69,17 +68,17 @@ def test_averaging_two_checkpoints_gives_their_mean(tmp_path, mesh):
       got, (np.asarray(x, np.float64) + y) / 2, rtol=1e-6, atol=1e-7),
                params, b.params, c.params)
   # Up to a chosen step, and a single checkpoint unchanged.
-  params, steps = evaluate.restore_params(TASK, str(tmp_path), mesh, step=2)
+  params, steps = checkpoint.restore_params(TASK, str(tmp_path), mesh, step=2)
   assert steps == [2]
   assert_finite(params)
   jax.tree.map(np.testing.assert_array_equal, params, b.params)
-  with pytest.raises(evaluate.NoCheckpointError, match='steps \\[1, 2, 3\\]'):
-    evaluate.restore_params(TASK, str(tmp_path), mesh, step=7)
+  with pytest.raises(checkpoint.NoCheckpointError, match='steps \\[1, 2, 3\\]'):
+    checkpoint.restore_params(TASK, str(tmp_path), mesh, step=7)
 
 
 def test_no_checkpoint_says_what_to_run(tmp_path, mesh):
-  with pytest.raises(evaluate.NoCheckpointError, match='Train first'):
-    evaluate.restore_params(TASK, str(tmp_path), mesh)
+  with pytest.raises(checkpoint.NoCheckpointError, match='Train first'):
+    checkpoint.restore_params(TASK, str(tmp_path), mesh)
 
 
 # Lower-case words without punctuation: sacreBLEU's 13a tokenizer leaves

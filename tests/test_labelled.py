@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 from transformer.config import Config, DataConfig
 from transformer.data import bible
 from transformer.data import labelled
-from transformer.data.sources import DataError
+from transformer.data.corpus import DataError
 
 SPLITS = ('train', 'valid', 'test')
 VADER_SDIST = os.path.expanduser(

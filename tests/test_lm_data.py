@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 from transformer.config import BOS_ID, EOS_ID, PAD_ID, Config, DataConfig
 from transformer.data import bible, lm
 from transformer.data import tokenizer as tokenizer_lib
-from transformer.data.sources import DataError
+from transformer.data.corpus import DataError
 
 SPLITS = ('train', 'valid', 'test')
 needs_diatheke = pytest.mark.skipif(

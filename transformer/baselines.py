@@ -51,8 +51,15 @@ from sklearn.multiclass import OneVsRestClassifier
 from threadpoolctl import threadpool_limits
 
 from transformer import metrics as metrics_lib
+from transformer import experiment
 from transformer.config import Config, ConfigError
-from transformer.data import labelled, sources
+from transformer.data import labelled
+from transformer.data import corpus
+from transformer.data.bible import CorpusUnavailableError
+from transformer.data.corpus import DataError
+
+# Config and data problems: shown without a traceback.
+USER_ERRORS = (ConfigError, DataError, CorpusUnavailableError)
 
 SPLITS = ('train', 'valid', 'test')
 # Half-decade steps; a choice at either end is flagged in the output (the
@@ -278,7 +285,7 @@ def extract_vader(sdist: str, directory: str) -> str:
   if os.path.exists(module_path):
     return module_path
   if not os.path.exists(sdist):
-    raise sources.DataError(
+    raise corpus.DataError(
         f'the VADER baseline needs {sdist}; fetch it with: '
         f'{labelled.vader_fetch_command(os.path.dirname(sdist))}')
   os.makedirs(directory, exist_ok=True)
@@ -305,7 +312,7 @@ def _import_file(path: str) -> ModuleType:
 def vader_analyzer(config: Config) -> Any:
   """vaderSentiment's SentimentIntensityAnalyzer, from
   DATA_ROOT/vader_code/ (extracted from the sdist on first use)."""
-  directory = os.path.join(sources.data_root(config.data), VADER_CODE_SUBDIR)
+  directory = os.path.join(corpus.data_root(config.data), VADER_CODE_SUBDIR)
   path = extract_vader(labelled.vader_sdist_path(config), directory)
   return _import_file(path).SentimentIntensityAnalyzer()
 
@@ -408,11 +415,10 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--output', help='JSON file (default: stdout, with the '
                       'table on stderr)')
   args = parser.parse_args(argv)
-  import launch  # pylint: disable=import-outside-toplevel  # repo root
   try:
     result = {'experiment': args.experiment, 'overrides': args.set,
-              **run(launch.load_config(args.experiment, args.set))}
-  except launch.user_errors() as error:  # config and data: no traceback
+              **run(experiment.load_config(args.experiment, args.set))}
+  except USER_ERRORS as error:  # config and data: no traceback
     sys.exit(f'error: {error}')
   text = json.dumps(result, indent=2)
   print(table(result), file=sys.stdout if args.output else sys.stderr)

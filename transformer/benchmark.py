@@ -219,7 +219,7 @@ from transformer import attention
 from transformer import decode as decode_lib
 from transformer import tasks
 from transformer import train as train_lib
-from transformer.config import (BOS_ID, EOS_ID, PAD_ID, Config, ConfigError,
+from transformer.config import (BOS_ID, EOS_ID, PAD_ID, Config,
                                 ModelConfig)
 from transformer.tasks import labelled as labelled_tasks
 from transformer.tasks import language_model as lm_tasks
@@ -520,7 +520,7 @@ def random_batch(config: Config, rng: np.random.Generator, rows: int
 def _data_errors() -> tuple[type[BaseException], ...]:
   errors: list[type[BaseException]] = [OSError]
   try:
-    from transformer.data.sources import DataError  # pylint: disable=g-import-not-at-top
+    from transformer.data.corpus import DataError  # pylint: disable=g-import-not-at-top
     from transformer.data.bible import CorpusUnavailableError  # pylint: disable=g-import-not-at-top
     errors += [DataError, CorpusUnavailableError]
   except ImportError:
@@ -622,8 +622,8 @@ def _decode_params(config: Config, workdir: str, mesh, params):
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     return never_eos(params, config.model), _UNTRAINED
   try:
-    from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-    restored, steps = evaluate_lib.restore_params(
+    from transformer import checkpoint  # pylint: disable=g-import-not-at-top
+    restored, steps = checkpoint.restore_params(
         tasks.for_config(config), workdir, mesh)
     return restored, f'checkpoint at step {steps[-1]}'
   except Exception as error:  # pylint: disable=broad-except
@@ -1578,8 +1578,7 @@ FAMILY_BY_TASK_NAME: dict[str, type[TaskFamily]] = {
     'classification': LabelledFamily, 'regression': LabelledFamily,
     'language_model': LanguageModelFamily,
 }
-# The class count of the classification task `benchmark_task` builds.
-BENCHMARK_CLASSES = 4
+BENCHMARK_CLASSES = labelled_tasks.BENCHMARK_CLASSES
 
 
 def family_for(task) -> TaskFamily:
@@ -1592,25 +1591,8 @@ def family_for(task) -> TaskFamily:
 
 
 def benchmark_task(config: Config):
-  """The task `run` measures by default, from the config alone (no workdir,
-  no data): translation's and the language model's; a classification of BENCHMARK_CLASSES classes
-  (2 with train.loss='log_loss'), no class weights; a regression on
-  standardised targets (mean 0, std 1)."""
-  if config.task in ('translation', 'language_model'):
-    return tasks.for_config(config)
-  if config.task == 'regression':
-    allowed = labelled_tasks.REGRESSION_LOSSES
-  else:
-    allowed = labelled_tasks.SOFTMAX_LOSSES + ('log_loss',)
-  if config.train.loss not in allowed:
-    raise ConfigError(f'train.loss={config.train.loss!r} does not fit '
-                      f'task={config.task}: use one of {", ".join(allowed)}')
-  if config.task == 'regression':
-    return labelled_tasks.Regression(config)
-  classes = 2 if config.train.loss == 'log_loss' else BENCHMARK_CLASSES
-  return labelled_tasks.Classification(
-      config, labels=tuple(f'class_{i}' for i in range(classes)),
-      class_weights=None)
+  """The task `run` measures by default (`tasks.for_benchmark`)."""
+  return tasks.for_benchmark(config)
 
 
 # ---------------------------------------------------------------------------

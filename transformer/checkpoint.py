@@ -28,15 +28,19 @@ import dataclasses
 import json
 import os
 import re
+import sys
 from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
+
+from transformer import train as train_lib
 
 
 class CheckpointError(Exception):
@@ -321,3 +325,38 @@ def all_finite(tree) -> bool:
   return all(bool(jax.numpy.isfinite(leaf).all())
              for leaf in jax.tree.leaves(tree)
              if np.issubdtype(leaf.dtype, np.floating))
+
+
+class NoCheckpointError(Exception):
+  """The workdir holds nothing to evaluate; the message says what to run."""
+
+
+def restore_params(task, workdir: str, mesh, *,
+                   step: int | None = None,
+                   average: int = 1) -> tuple[Any, list[int]]:
+  """Parameters of the latest checkpoint (or `step`), or the mean of the
+  last `average` checkpoints up to it, of the model of `task`
+  (`transformer/tasks/`). Returns (params, steps used)."""
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
+  available = checkpointer.steps()
+  if not available:
+    raise NoCheckpointError(
+        f'{workdir} has no checkpoint. Train first: python launch.py '
+        f'--experiment=NAME --workdir={workdir}')
+  if step is not None and step not in available:
+    raise NoCheckpointError(f'--step={step}: {workdir} has checkpoints at '
+                            f'steps {available}')
+  last = step if step is not None else available[-1]
+  chosen = [s for s in available if s <= last][-average:]
+  if len(chosen) < average:
+    print(f'Note: averaging {len(chosen)} checkpoints, not {average}: only '
+          f'{len(chosen)} are kept (train.keep_checkpoints).', file=sys.stderr)
+  abstract = train_lib.abstract_state(task, mesh)
+  total = None
+  for s in chosen:
+    state, _ = checkpointer.restore(abstract, step=s)
+    total = state.params if total is None else jax.tree.map(
+        jnp.add, total, state.params)
+  checkpointer.close()
+  params = jax.tree.map(lambda x: x / len(chosen), total)
+  return params, chosen

@@ -1,84 +1,27 @@
-"""Evaluation and translation: restore parameters, decode, score with sacreBLEU.
-
-`restore_params` optionally averages the last N checkpoints (the paper
-evaluates the mean of the last 5 (base) or 20 (big), sec. 6.1).
-"""
+"""Evaluation and translation: decode, score with sacreBLEU."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import sys
 import time
 from typing import Any, Iterable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import sacrebleu
-from jax.experimental import multihost_utils
 
 from transformer import decode as decode_lib
 from transformer import losses
+from transformer import sharding
 from transformer import train as train_lib
-from transformer.checkpoint import Checkpointer
 from transformer.config import EOS_ID, PAD_ID, Config
-
-
-class NoCheckpointError(Exception):
-  """The workdir holds nothing to evaluate; the message says what to run."""
-
-
-def restore_params(task, workdir: str, mesh, *,
-                   step: int | None = None,
-                   average: int = 1) -> tuple[Any, list[int]]:
-  """Parameters of the latest checkpoint (or `step`), or the mean of the
-  last `average` checkpoints up to it, of the model of `task`
-  (`transformer/tasks/`). Returns (params, steps used)."""
-  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
-  available = checkpointer.steps()
-  if not available:
-    raise NoCheckpointError(
-        f'{workdir} has no checkpoint. Train first: python launch.py '
-        f'--experiment=NAME --workdir={workdir}')
-  if step is not None and step not in available:
-    raise NoCheckpointError(f'--step={step}: {workdir} has checkpoints at '
-                            f'steps {available}')
-  last = step if step is not None else available[-1]
-  chosen = [s for s in available if s <= last][-average:]
-  if len(chosen) < average:
-    print(f'Note: averaging {len(chosen)} checkpoints, not {average}: only '
-          f'{len(chosen)} are kept (train.keep_checkpoints).', file=sys.stderr)
-  abstract = train_lib.abstract_state(task, mesh)
-  total = None
-  for s in chosen:
-    state, _ = checkpointer.restore(abstract, step=s)
-    total = state.params if total is None else jax.tree.map(
-        jnp.add, total, state.params)
-  checkpointer.close()
-  params = jax.tree.map(lambda x: x / len(chosen), total)
-  return params, chosen
 
 
 # ---------------------------------------------------------------------------
 # Decoding batches spread over the mesh.
 # ---------------------------------------------------------------------------
-
-
-def _to_mesh(rows: np.ndarray, mesh) -> jax.Array:
-  """A global batch every process holds in full -> an array split over the
-  mesh's data axis."""
-  per_process = rows.shape[0] // jax.process_count()
-  start = jax.process_index() * per_process
-  return jax.make_array_from_process_local_data(
-      train_lib.batch_sharding(mesh), rows[start:start + per_process])
-
-
-def _to_host(array: jax.Array) -> np.ndarray:
-  if jax.process_count() == 1:
-    return np.asarray(array)
-  return np.asarray(multihost_utils.process_allgather(array, tiled=True))
 
 
 def decode_rows(params, config: Config, inputs: np.ndarray, mesh, *,
@@ -89,7 +32,7 @@ def decode_rows(params, config: Config, inputs: np.ndarray, mesh, *,
   if inputs.shape[0] % ways:
     raise ValueError(f'data.eval_batch_size={inputs.shape[0]} must be a '
                      f'multiple of the data axis\' {ways} devices')
-  sharded = _to_mesh(inputs, mesh)
+  sharded = sharding.to_mesh(inputs, mesh)
   if beam_size == 1:
     tokens = decode_lib.greedy_decode(
         params, config.model, sharded,
@@ -100,7 +43,7 @@ def decode_rows(params, config: Config, inputs: np.ndarray, mesh, *,
         length_penalty=config.eval.length_penalty,
         max_extra_length=config.eval.max_extra_length)
     tokens = sequences[:, 0]
-  return _to_host(tokens)
+  return sharding.to_host(tokens)
 
 
 def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
@@ -136,7 +79,7 @@ class Evaluator:
     hypotheses: list[str] = []
     for item in self.data:
       batch = dict(item.batch, weights=item.valid.astype(np.float32))
-      sharded = {k: _to_mesh(v, self.mesh) for k, v in batch.items()}
+      sharded = {k: sharding.to_mesh(v, self.mesh) for k, v in batch.items()}
       for key, value in jax.device_get(self._eval_step(params, sharded)).items():
         sums[key] = sums.get(key, 0.0) + float(value)
       tokens = decode_rows(params, self.config, item.batch['inputs'],

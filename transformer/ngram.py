@@ -49,9 +49,15 @@ from typing import Sequence
 
 import numpy as np
 
-from transformer.config import BOS_ID, Config
+from transformer import experiment
+from transformer.config import BOS_ID, Config, ConfigError
 from transformer.data import lm
 from transformer.data import tokenizer as tokenizer_lib
+from transformer.data.bible import CorpusUnavailableError
+from transformer.data.corpus import DataError
+
+# Config and data problems: shown without a traceback.
+USER_ERRORS = (ConfigError, DataError, CorpusUnavailableError)
 
 SPLITS = ('train', 'valid', 'test')
 DEFAULT_ORDERS = {'char': 8, 'token': 4}
@@ -297,13 +303,12 @@ def main(argv: list[str] | None = None) -> None:
   args = parser.parse_args(argv)
   if args.order is not None and args.order < 1:
     parser.error('--order must be at least 1')
-  import launch  # pylint: disable=import-outside-toplevel  # repo root
   levels = ('char', 'token') if args.level == 'both' else (args.level,)
   try:
     result = {'experiment': args.experiment, 'overrides': args.set,
-              **run(launch.load_config(args.experiment, args.set), levels,
+              **run(experiment.load_config(args.experiment, args.set), levels,
                     args.order, args.tokenizer_dir)}
-  except launch.user_errors() as error:  # config and data: no traceback
+  except USER_ERRORS as error:  # config and data: no traceback
     sys.exit(f'error: {error}')
   text = json.dumps(result, indent=2)
   print(table(result), file=sys.stdout if args.output else sys.stderr)

@@ -982,7 +982,7 @@ def run(config: Config, workdir: str, *, sentence: str,
   completes the hints printed.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from transformer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from transformer import checkpoint  # pylint: disable=g-import-not-at-top
   from transformer import tasks  # pylint: disable=g-import-not-at-top
   from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
@@ -998,12 +998,12 @@ def run(config: Config, workdir: str, *, sentence: str,
   out_dir = out_dir or os.path.join(workdir, 'pictures')
 
   if not os.path.exists(os.path.join(workdir, tokenizer_lib.filename(config))):
-    raise evaluate_lib.NoCheckpointError(
+    raise checkpoint.NoCheckpointError(
         f'{workdir} has no {tokenizer_lib.filename(config)}. Train first: '
         f'python launch.py --experiment=NAME --workdir={workdir}')
   mesh = train_lib.make_mesh(config=config)
   # Averaged as for --mode=translate / predict, so that all show one model.
-  params, steps = evaluate_lib.restore_params(
+  params, steps = checkpoint.restore_params(
       task, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
   tokenizer = tokenizer_lib.load_or_train(config, workdir)

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 import sharded_steps  # tests/scripts, beside this file
-from transformer import evaluate, generate, tasks
+from transformer import evaluate, generate, sharding, tasks
 from transformer import train as train_lib
 from transformer.checkpoint import Checkpointer
 from transformer.config import (Config, GenerateConfig, ModelConfig,
@@ -150,8 +150,8 @@ def greedy_generation_tokens(run: Run, params) -> list[list[int]]:
   settings = GenerateConfig(temperature=0.0, max_new_tokens=8)
   keys = jax.random.split(jax.random.key(0), len(prompts))
   out = generate.generate(params, run.task.config.model,
-                          evaluate._to_mesh(prompts, run.mesh),  # pylint: disable=protected-access
-                          evaluate._to_mesh(lengths, run.mesh),  # pylint: disable=protected-access
+                          sharding.to_mesh(prompts, run.mesh),  # pylint: disable=protected-access
+                          sharding.to_mesh(lengths, run.mesh),  # pylint: disable=protected-access
                           keys, settings)
   return np.asarray(out).tolist()
 

@@ -103,15 +103,12 @@ import array
 import csv
 import dataclasses
 import functools
-import hashlib
 import io
 import json
 import math
 import os
-import shutil
 import statistics
 import tarfile
-import tempfile
 import zlib
 from typing import Any, Iterator, Sequence, Union
 
@@ -119,7 +116,8 @@ import numpy as np
 
 from transformer.config import Config
 from transformer.data import sources
-from transformer.data.sources import DataError, _check_split
+from transformer.data.corpus import DataError, check_split
+from transformer.data import corpus
 
 # A class name (str), a set of them (multi-label: a sorted tuple of str), a
 # regression target (float) or several (a tuple of float).
@@ -154,77 +152,11 @@ class Examples(Sequence[Example]):
     return None if self.origins is None else self.origins[index]
 
 
-def normalise(text: str) -> str:
-  """The form in which two texts count as the same: case-folded, runs of
-  whitespace made one space."""
-  return ' '.join(text.casefold().split())
-
-
-def _bucket(salt: str, key: str, buckets: int) -> int:
-  # sha256, not hash(): Python randomises str hashes per process.
-  digest = hashlib.sha256(f'{salt}|{key}'.encode('utf-8')).digest()
-  return int.from_bytes(digest[:8], 'big') % buckets
-
-
 def _check_task(config: Config, allowed: tuple[str, ...]) -> None:
   if config.task not in allowed:
     raise DataError(
         f'data.source={config.data.source!r} has no {config.task} labels: '
         f'it serves task={" or ".join(map(repr, allowed))}')
-
-
-# Prepared corpora: one TSV per split plus meta.json, written last, whose
-# format_version says which preparation wrote them.
-
-
-def _read_meta(directory: str, version: int) -> dict | None:
-  """The directory's meta.json if it and every split file are from
-  preparation `version`, else None (rebuild)."""
-  paths = [os.path.join(directory, f'{s}.tsv') for s in sources.SPLITS]
-  meta_path = os.path.join(directory, 'meta.json')
-  if not all(os.path.exists(p) for p in paths + [meta_path]):
-    return None
-  try:
-    with open(meta_path, encoding='utf-8') as f:
-      meta = json.load(f)
-  except (OSError, ValueError):
-    return None
-  return meta if meta.get('format_version') == version else None
-
-
-def _write_prepared(directory: str, header: tuple[str, ...],
-                    tables: dict[str, list[tuple]], meta: dict) -> None:
-  """Writes directory/{split}.tsv and meta.json atomically: into a temporary
-  directory first, then renamed, meta.json last, so an interrupted run never
-  leaves files that look complete."""
-  os.makedirs(directory, exist_ok=True)
-  tmp_dir = tempfile.mkdtemp(prefix='.tmp-', dir=directory)
-  try:
-    for split, rows in tables.items():
-      with open(os.path.join(tmp_dir, f'{split}.tsv'), 'w', encoding='utf-8',
-                newline='\n') as f:
-        f.write('\t'.join(header) + '\n')
-        f.writelines('\t'.join(map(str, row)) + '\n' for row in rows)
-    with open(os.path.join(tmp_dir, 'meta.json'), 'w', encoding='utf-8') as f:
-      json.dump(meta, f, indent=2, ensure_ascii=False)
-      f.write('\n')
-    meta_path = os.path.join(directory, 'meta.json')
-    if os.path.exists(meta_path):  # invalid until the new one lands
-      os.remove(meta_path)
-    for split in tables:
-      os.replace(os.path.join(tmp_dir, f'{split}.tsv'),
-                 os.path.join(directory, f'{split}.tsv'))
-    os.replace(os.path.join(tmp_dir, 'meta.json'), meta_path)
-  finally:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-def _read_prepared(directory: str, split: str) -> list[list[str]]:
-  """The rows (header dropped) of a file that _write_prepared wrote."""
-  with open(os.path.join(directory, f'{split}.tsv'), encoding='utf-8',
-            newline='') as f:
-    lines = f.read().split('\n')[1:-1]
-  return [line.split('\t') for line in lines]
 
 
 # ---------------------------------------------------------------------------
@@ -243,8 +175,8 @@ VADER_CORPORA = {
 }
 # ... and the raters' individual ratings of each item (id, mean, standard
 # deviation, [ratings]), for the spread and the perceived sentiments.
-VADER_RATINGS = {corpus: path.replace('_GroundTruth', '_anonDataRatings')
-                 for corpus, path in VADER_CORPORA.items()}
+VADER_RATINGS = {name: path.replace('_GroundTruth', '_anonDataRatings')
+                 for name, path in VADER_CORPORA.items()}
 VADER_SUBDIR = 'vader_sentiment'
 # Bump when the reading, merging or split changes: the cache is rebuilt.
 # 2: the raters' individual ratings kept (the split is unchanged).
@@ -259,7 +191,7 @@ SENTIMENT_CLASSES = {
 
 
 def vader_sdist_path(config: Config) -> str:
-  return os.path.join(sources.data_root(config.data), 'downloads', VADER_SDIST)
+  return os.path.join(corpus.data_root(config.data), 'downloads', VADER_SDIST)
 
 
 def vader_fetch_command(downloads_dir: str) -> str:
@@ -304,13 +236,13 @@ def read_vader(sdist: str
         f': {error}). Delete it and fetch it again with: '
         f'{vader_fetch_command(os.path.dirname(sdist))}') from None
   items = []
-  for corpus, data in raw.items():
-    ratings = _rater_ratings(raw_ratings[corpus],
-                             f'{sdist}: {VADER_MEMBER}: {VADER_RATINGS[corpus]}')
-    where = f'{sdist}: {VADER_MEMBER}: {VADER_CORPORA[corpus]}'
+  for name, data in raw.items():
+    ratings = _rater_ratings(raw_ratings[name],
+                             f'{sdist}: {VADER_MEMBER}: {VADER_RATINGS[name]}')
+    where = f'{sdist}: {VADER_MEMBER}: {VADER_CORPORA[name]}'
     for number, fields in _tab_lines(data):
       try:
-        items.append((corpus, fields[0], ' '.join(fields[2].split()),
+        items.append((name, fields[0], ' '.join(fields[2].split()),
                       float(fields[1]), ratings[fields[0]]))
       except (IndexError, ValueError, KeyError):
         raise DataError(f'{where}: line {number}: expected id, rating and '
@@ -381,7 +313,7 @@ def perceived_sentiments(ratings: Sequence[int], classes: int
 
 
 def vader_split_of(text: str) -> str:
-  bucket = _bucket(_VADER_SALT, normalise(text), 100)
+  bucket = corpus.bucket(_VADER_SALT, corpus.normalise(text), 100)
   return 'valid' if bucket < 10 else 'test' if bucket < 20 else 'train'
 
 
@@ -389,7 +321,7 @@ def prepare_vader(sdist: str, directory: str) -> dict:
   """Writes directory/{train,valid,test}.tsv (text, rating, corpus, id) and
   meta.json from the source archive; returns the meta. Idempotent: a cache of
   this VADER_FORMAT_VERSION is returned without reading the archive."""
-  meta = _read_meta(directory, VADER_FORMAT_VERSION)
+  meta = corpus.read_meta(directory, VADER_FORMAT_VERSION)
   if meta is not None:
     return meta
   if not os.path.isfile(sdist):
@@ -401,7 +333,7 @@ def prepare_vader(sdist: str, directory: str) -> dict:
         'for the default data.data_dir). Nothing is downloaded at run time.')
   items = read_vader(sdist)
   merged = _merge_duplicates(items)
-  tables: dict[str, list[tuple]] = {s: [] for s in sources.SPLITS}
+  tables: dict[str, list[tuple]] = {s: [] for s in corpus.SPLITS}
   for text, rating, corpora, ids, ratings in merged:
     tables[vader_split_of(text)].append(
         (text, repr(rating), corpora, ids, ' '.join(map(str, ratings))))
@@ -416,7 +348,7 @@ def prepare_vader(sdist: str, directory: str) -> dict:
       'merged_duplicates': len(items) - len(merged),
       'splits': {s: len(rows) for s, rows in tables.items()},
   }
-  _write_prepared(directory, ('text', 'rating', 'corpus', 'id', 'ratings'),
+  corpus.write_prepared(directory, ('text', 'rating', 'corpus', 'id', 'ratings'),
                   tables, meta)
   return meta
 
@@ -455,17 +387,17 @@ def _vader_label(rating: float, ratings: Sequence[int], config: Config
 
 def _vader(config: Config, split: str) -> Examples:
   _check_vader(config)
-  directory = os.path.join(sources.data_root(config.data), VADER_SUBDIR)
+  directory = os.path.join(corpus.data_root(config.data), VADER_SUBDIR)
   prepare_vader(vader_sdist_path(config), directory)
   texts, labels, origins = [], [], []
-  for text, rating, corpus, item_id, ratings in _read_prepared(directory,
-                                                               split):
+  for text, rating, origin, item_id, ratings in corpus.read_prepared(
+      directory, split):
     label = _vader_label(float(rating), [int(r) for r in ratings.split()],
                          config)
     if label is not None:
       texts.append(text)
       labels.append(label)
-      origins.append((corpus, item_id))
+      origins.append((origin, item_id))
   return Examples(texts, labels, origins)
 
 
@@ -503,7 +435,7 @@ def prepare_bible_genre(directory: str) -> dict:
   """Writes directory/{split}.tsv (book, chapter, verse, genre, text) and
   meta.json from the English module; returns the meta. Idempotent."""
   from transformer.data import bible  # pylint: disable=import-outside-toplevel
-  meta = _read_meta(directory, BIBLE_GENRE_FORMAT_VERSION)
+  meta = corpus.read_meta(directory, BIBLE_GENRE_FORMAT_VERSION)
   if meta is not None:
     return meta
   try:
@@ -511,7 +443,7 @@ def prepare_bible_genre(directory: str) -> dict:
   except bible.CorpusUnavailableError as error:
     raise DataError(f"data.source='bible_genre': {error}") from None
   genres = {book: genre_of(book) for book in bible.BOOKS}
-  tables: dict[str, list[tuple]] = {s: [] for s in sources.SPLITS}
+  tables: dict[str, list[tuple]] = {s: [] for s in corpus.SPLITS}
   for (book, chapter, verse), text in verses.items():
     if genres[book] is not None:
       tables[bible.split_of(book, chapter)].append(
@@ -520,16 +452,16 @@ def prepare_bible_genre(directory: str) -> dict:
             for s, rows in tables.items()}
   meta = {'format_version': BIBLE_GENRE_FORMAT_VERSION,
           'module': bible.EN_MODULE, 'splits': counts}
-  _write_prepared(directory, ('book', 'chapter', 'verse', 'genre', 'text'),
+  corpus.write_prepared(directory, ('book', 'chapter', 'verse', 'genre', 'text'),
                   tables, meta)
   return meta
 
 
 def _bible_genre(config: Config, split: str) -> Examples:
   _check_task(config, ('classification',))
-  directory = os.path.join(sources.data_root(config.data), BIBLE_GENRE_SUBDIR)
+  directory = os.path.join(corpus.data_root(config.data), BIBLE_GENRE_SUBDIR)
   prepare_bible_genre(directory)
-  rows = _read_prepared(directory, split)
+  rows = corpus.read_prepared(directory, split)
   return Examples([r[4] for r in rows], [r[3] for r in rows],
                   [(r[0], int(r[1]), int(r[2])) for r in rows])
 
@@ -801,7 +733,7 @@ def index_file(path: str, fmt: str, text_column: str, spec: LabelSpec
     text, _ = _example(record, layout, spec, f'{path}: line {line}')
     starts.append(start)
     ends.append(end)
-    held_out.append(_bucket(_HOLD_OUT_SALT, normalise(text),
+    held_out.append(corpus.bucket(_HOLD_OUT_SALT, corpus.normalise(text),
                             _HOLD_OUT_BUCKETS) == 0)
   if not starts:
     raise DataError(f'{path}: no examples' +
@@ -832,7 +764,7 @@ class LabelledFile(Sequence[Example]):
     self.spec = spec
     self._starts = index.starts if keep is None else index.starts[keep]
     self._ends = index.ends if keep is None else index.ends[keep]
-    self._file = sources.ByteRanges(path)
+    self._file = corpus.ByteRanges(path)
 
   def __len__(self) -> int:
     return len(self._starts)
@@ -863,7 +795,7 @@ def _text_files(config: Config) -> tuple[str, dict[str, tuple[str, str]]]:
   directory = os.path.expanduser(data.text_dir)
   if not os.path.isdir(directory):
     raise DataError(f'data.text_dir={data.text_dir!r} is not a directory')
-  files = {s: f for s in sources.SPLITS
+  files = {s: f for s in corpus.SPLITS
            if (f := _find_file(directory, s)) is not None}
   if 'train' not in files:
     raise DataError(
@@ -937,7 +869,7 @@ _TFDS_VALID_BUCKETS = 10  # bucket 0 of 10: ~10% of train held out
 def tfds_held_out(count: int) -> np.ndarray:
   """Which of `count` training records are held out (bool), by a stable hash
   of the record index: the same on every machine."""
-  return np.array([_bucket(_TFDS_SALT, str(i), _TFDS_VALID_BUCKETS) == 0
+  return np.array([corpus.bucket(_TFDS_SALT, str(i), _TFDS_VALID_BUCKETS) == 0
                    for i in range(count)], bool)
 
 
@@ -1002,7 +934,7 @@ def _tfds(config: Config, split: str) -> TfdsExamples:
         f'data.tfds_name={name!r} split {tfds_split!r} is not available as '
         f'ArrayRecord in {data_dir or "~/tensorflow_datasets"} '
         f'({type(error).__name__}: {message}). '
-        + sources.tfds_prepare_hint(name, config.data.tfds_data_dir)
+        + corpus.tfds_prepare_hint(name, config.data.tfds_data_dir)
     ) from None
   features = source.dataset_info.features
   if spec.text not in features or 'label' not in features or not hasattr(
@@ -1100,7 +1032,7 @@ def load_split(config: Config, split: str) -> Sequence[Example]:
   Raises:
     DataError: the data is missing or malformed, or does not fit the task.
   """
-  _check_split(split)
+  check_split(split)
   if config.task not in TASKS:
     raise DataError(f'task={config.task!r} has no labelled data: '
                     'transformer/data/labelled.py serves '

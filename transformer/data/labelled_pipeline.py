@@ -27,7 +27,7 @@ import numpy as np
 
 from transformer.config import BOS_ID, EOS_ID, PAD_ID, Config
 from transformer.data import pipeline
-from transformer.data.sources import DataError
+from transformer.data.corpus import DataError
 
 # Re-sampled epochs are drawn for this many epochs at once (then repeated):
 # undersampling thus sees this many different subsets of the large classes.

@@ -18,7 +18,7 @@
 'text'  The user's files in data.text_dir: train.txt, optionally valid.txt
     and test.txt (UTF-8; a byte-order mark and '\r\n' line ends are
     accepted). Never loaded whole: one pass indexes the lines and checks the
-    UTF-8 (sources.TextLines), a second finds the blank lines (only ASCII
+    UTF-8 (corpus.TextLines), a second finds the blank lines (only ASCII
     whitespace), and documents are then read by byte offset. data.documents:
       'stream'      the file is one running text. Its documents are chunks of
                     about STREAM_CHUNK_BYTES (16 KiB, cut at a line start, or
@@ -32,7 +32,7 @@
     Without valid.txt, ~10% of train.txt is held out for validation (and left
     out of training), printed once: for 'stream' the last 10% of the file
     (from the first line start after 90% of its bytes), otherwise the
-    documents whose normalised text (labelled.normalise) hashes to bucket 0
+    documents whose normalised text (corpus.normalise) hashes to bucket 0
     of 10, so repeated documents stay on one side. Without test.txt, the
     test split is a DataError.
 
@@ -93,8 +93,8 @@ import grain
 import numpy as np
 
 from transformer.config import EOS_ID, PAD_ID, Config
-from transformer.data import labelled, pipeline, sources
-from transformer.data.sources import DataError, _check_split
+from transformer.data import corpus, pipeline, sources
+from transformer.data.corpus import DataError
 
 SOURCES = ('bible', 'text', 'tfds', 'toy')
 # Training batches; positions and segmentation are named as the model's
@@ -158,7 +158,7 @@ def prepare_bible(directory: str, language: str) -> dict:
   """Writes directory/{split}.tsv (book, chapter, verse, text) and meta.json
   from the language's module; returns the meta. Idempotent."""
   from transformer.data import bible  # pylint: disable=import-outside-toplevel
-  meta = labelled._read_meta(directory, BIBLE_LM_FORMAT_VERSION)  # pylint: disable=protected-access
+  meta = corpus.read_meta(directory, BIBLE_LM_FORMAT_VERSION)  # pylint: disable=protected-access
   if meta is not None:
     return meta
   module = bible_modules()[language]
@@ -167,7 +167,7 @@ def prepare_bible(directory: str, language: str) -> dict:
   except bible.CorpusUnavailableError as error:
     raise DataError(f"data.source='bible': {error}") from None
   order = {book: i for i, book in enumerate(bible.BOOKS)}
-  tables: dict[str, list[tuple]] = {s: [] for s in sources.SPLITS}
+  tables: dict[str, list[tuple]] = {s: [] for s in corpus.SPLITS}
   for book, chapter, verse in sorted(verses, key=lambda k: (order[k[0]],
                                                              k[1], k[2])):
     tables[bible.split_of(book, chapter)].append(
@@ -177,7 +177,7 @@ def prepare_bible(directory: str, language: str) -> dict:
           'chapters': {s: len({r[:2] for r in rows})
                        for s, rows in tables.items()},
           'verses': {s: len(rows) for s, rows in tables.items()}}
-  labelled._write_prepared(directory, ('book', 'chapter', 'verse', 'text'),  # pylint: disable=protected-access
+  corpus.write_prepared(directory, ('book', 'chapter', 'verse', 'text'),  # pylint: disable=protected-access
                            tables, meta)
   return meta
 
@@ -187,11 +187,11 @@ def _bible(config: Config, split: str) -> Documents:
   if language not in bible_modules():
     raise DataError(f"data.language={language!r}: data.source='bible' has "
                     f'the {" and ".join(map(repr, bible_modules()))} Bibles')
-  directory = os.path.join(sources.data_root(config.data),
+  directory = os.path.join(corpus.data_root(config.data),
                            BIBLE_LM_SUBDIR.format(language=language))
   prepare_bible(directory, language)
   chapters: dict[tuple[str, int], list[str]] = {}
-  for book, chapter, _, text in labelled._read_prepared(directory, split):  # pylint: disable=protected-access
+  for book, chapter, _, text in corpus.read_prepared(directory, split):  # pylint: disable=protected-access
     chapters.setdefault((book, int(chapter)), []).append(text)
   return Documents(['\n'.join(v) for v in chapters.values()], list(chapters))
 
@@ -222,7 +222,7 @@ class TextDocuments(Sequence[str]):
     self.path = path
     self.starts, self.ends = starts, ends
     self.stream = stream
-    self._file = sources.ByteRanges(path)
+    self._file = corpus.ByteRanges(path)
 
   def __len__(self) -> int:
     return len(self.starts)
@@ -242,14 +242,14 @@ class TextDocuments(Sequence[str]):
 def _line_offsets(path: str) -> np.ndarray:
   """offsets[i]: where line i starts (after a byte-order mark for line 0),
   offsets[-1]: the end of the file. DataError on invalid UTF-8 (file, line)."""
-  offsets = sources.TextLines(path)._offsets.copy()  # pylint: disable=protected-access
+  offsets = corpus.TextLines(path)._offsets.copy()  # pylint: disable=protected-access
   with open(path, 'rb') as f:
     if f.read(len(_BOM)) == _BOM:
       offsets[0] = len(_BOM)
   return offsets
 
 
-def _blank_lines(file: sources.ByteRanges, offsets: np.ndarray) -> np.ndarray:
+def _blank_lines(file: corpus.ByteRanges, offsets: np.ndarray) -> np.ndarray:
   """Whether each line holds only ASCII whitespace; blocks of whole lines of
   about _BLANK_BLOCK bytes are read at a time."""
   lines = len(offsets) - 1
@@ -266,7 +266,7 @@ def _blank_lines(file: sources.ByteRanges, offsets: np.ndarray) -> np.ndarray:
   return blank
 
 
-def _cut(file: sources.ByteRanges, line_starts: np.ndarray, position: int,
+def _cut(file: corpus.ByteRanges, line_starts: np.ndarray, position: int,
          end: int, window: int) -> int:
   """The first line start in [position, position + window), or else the
   first character start at or after `position` (inside a long line)."""
@@ -280,7 +280,7 @@ def _cut(file: sources.ByteRanges, line_starts: np.ndarray, position: int,
   return position + skip
 
 
-def _chunks(file: sources.ByteRanges, line_starts: np.ndarray, start: int,
+def _chunks(file: corpus.ByteRanges, line_starts: np.ndarray, start: int,
             end: int) -> list[tuple[int, int]]:
   """[start, end) cut into byte ranges of STREAM_CHUNK_BYTES to twice that
   (the last may be shorter), at line starts where possible."""
@@ -305,7 +305,7 @@ def index_text(path: str, documents: str, hold_out: bool) -> TextIndex:
   """The documents of `path` (see the module docstring); hold_out: also
   choose the ~10% held out for validation."""
   offsets = _line_offsets(path)
-  file = sources.ByteRanges(path)
+  file = corpus.ByteRanges(path)
   nonblank = ~_blank_lines(file, offsets)
   if not nonblank.any():
     raise DataError(f'{path}: empty file: a language model needs text '
@@ -333,7 +333,7 @@ def index_text(path: str, documents: str, hold_out: bool) -> TextIndex:
   if hold_out:
     texts = TextDocuments(path, index.starts, index.ends, stream=False)
     index.held_out = np.array(
-        [labelled._bucket(_HOLD_OUT_SALT, labelled.normalise(t),  # pylint: disable=protected-access
+        [corpus.bucket(_HOLD_OUT_SALT, corpus.normalise(t),  # pylint: disable=protected-access
                           _HOLD_OUT_BUCKETS) == 0 for t in texts], bool)
   return index
 
@@ -361,7 +361,7 @@ def _text(config: Config, split: str) -> TextDocuments:
   directory = os.path.expanduser(data.text_dir)
   if not os.path.isdir(directory):
     raise DataError(f'data.text_dir={data.text_dir!r} is not a directory')
-  files = {s: os.path.join(directory, f'{s}.txt') for s in sources.SPLITS}
+  files = {s: os.path.join(directory, f'{s}.txt') for s in corpus.SPLITS}
   if not os.path.isfile(files['train']):
     raise DataError(f'{files["train"]}: file not found: data.source=\'text\''
                     ' reads train.txt (and optionally valid.txt, test.txt) '
@@ -456,7 +456,7 @@ def _tfds(config: Config, split: str) -> TfdsDocuments:
         f'data.tfds_name={name!r} split {tfds_split!r} is not available as '
         f'ArrayRecord in {data_dir or "~/tensorflow_datasets"} '
         f'({type(error).__name__}: {str(error).splitlines()[0]}). '
-        + sources.tfds_prepare_hint(name, data_dir)) from None
+        + corpus.tfds_prepare_hint(name, data_dir)) from None
   if split == 'test':
     return TfdsDocuments(source, TFDS_SETS[name])
   held_out = tfds_held_out(len(source))
@@ -507,7 +507,7 @@ def load_documents(config: Config, split: str) -> Sequence[str]:
   """The documents (str) of one split of config.data.source (see the module
   docstring): random access, picklable. DataError if the data is missing or
   malformed, naming the file, line or setting at fault."""
-  _check_split(split)
+  corpus.check_split(split)
   if config.data.source not in _LOADERS:
     raise DataError(f'data.source={config.data.source!r} has no text for '
                     f'task=language_model: expected one of '

@@ -31,7 +31,7 @@ import numpy as np
 
 from transformer.config import EOS_ID, PAD_ID, Config, DataConfig
 from transformer.data import sources
-from transformer.data.sources import DataError
+from transformer.data.corpus import DataError
 
 # The batch keys; positions are named like Transformer.__call__'s arguments,
 # so `model.apply(variables, **batch)` works.

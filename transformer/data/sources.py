@@ -11,7 +11,7 @@ Every source returns a random-access sequence (`len`, `[i]`) of
 
 Text files are never loaded whole: one pass builds an index of line byte
 offsets (and checks the UTF-8), then lines are read by offset, so files
-larger than memory work. Every problem the user can fix raises `DataError`,
+larger than memory work. Every problem the user can fix raises `DataError` (corpus.py),
 naming the file, line or key at fault and what would be accepted.
 """
 
@@ -23,27 +23,12 @@ from typing import Sequence
 import numpy as np
 
 from transformer.config import DataConfig
+from transformer.data import corpus
 
-SPLITS = ('train', 'valid', 'test')
-# Where prepared corpora live when data.data_dir is ''.
-DEFAULT_DATA_ROOT = os.path.join('~', '.cache', 'transformer')
 BIBLE_SUBDIR = 'bible_es_en'
 BIBLE_LANGUAGES = ('es', 'en')
 TFDS_SPLITS = {'train': 'train', 'valid': 'validation', 'test': 'test'}
-# Bytes read at a time while indexing a text file.
-_INDEX_CHUNK = 16 << 20
-
 Pair = tuple[str, str]
-
-
-class DataError(Exception):
-  """A data problem the user can fix: the message says where and how."""
-
-
-def _check_split(split: str) -> None:
-  if split not in SPLITS:
-    raise DataError(f'unknown split {split!r}: expected one of '
-                    f'{", ".join(SPLITS)}')
 
 
 def _parse_direction(direction: str, languages: Sequence[str],
@@ -52,111 +37,9 @@ def _parse_direction(direction: str, languages: Sequence[str],
   allowed = [f'{a}-{b}' for a in languages for b in languages if a != b]
   if len(parts) != 2 or parts[0] not in languages or parts[1] not in languages \
       or parts[0] == parts[1]:
-    raise DataError(f'data.direction={direction!r} is not available for '
+    raise corpus.DataError(f'data.direction={direction!r} is not available for '
                     f'{what}: expected one of {", ".join(allowed)}')
   return parts[0], parts[1]
-
-
-# ---------------------------------------------------------------------------
-# Text files: a line-offset index, lines read with pread.
-# ---------------------------------------------------------------------------
-
-
-class ByteRanges:
-  """Reads byte ranges of a file through one descriptor, opened on first use.
-
-  Picklable (grain copies sources into worker processes): the descriptor is
-  not pickled, each copy opens its own.
-  """
-
-  def __init__(self, path: str):
-    self.path = path
-    self._fd: int | None = None
-
-  def read(self, start: int, end: int) -> bytes:
-    if self._fd is None:
-      self._fd = os.open(self.path, os.O_RDONLY)
-    return os.pread(self._fd, end - start, start)
-
-  def __getstate__(self):
-    return {'path': self.path, '_fd': None}
-
-  def __del__(self):
-    if getattr(self, '_fd', None) is not None:
-      try:
-        os.close(self._fd)
-      except OSError:
-        pass
-
-
-class TextLines(Sequence[str]):
-  """The lines of a UTF-8 text file, read by index without loading the file.
-
-  One pass over the file records where each line starts (numpy int64) and
-  checks that it is valid UTF-8. '\\n' ends a line; a trailing '\\r' is
-  dropped; a last line without '\\n' counts. Reading uses os.pread, so several
-  threads may read at once. Picklable (the file is reopened after unpickling).
-  """
-
-  def __init__(self, path: str):
-    self.path = path
-    if not os.path.isfile(path):
-      raise DataError(f'{path}: file not found')
-    self._offsets = self._index(path)
-    self._file = ByteRanges(path)
-
-  @staticmethod
-  def _index(path: str) -> np.ndarray:
-    starts = [np.zeros(1, np.int64)]
-    position = 0  # bytes consumed so far
-    lines_before = 0  # complete lines before `pending`
-    pending = b''  # the start of a line that continues in the next chunk
-    with open(path, 'rb') as f:
-      while True:
-        chunk = f.read(_INDEX_CHUNK)
-        if not chunk:
-          break
-        newlines = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
-        if len(newlines):
-          complete = pending + chunk[:newlines[-1] + 1]
-          TextLines._check_utf8(complete, path, lines_before)
-          starts.append(newlines.astype(np.int64) + (position + 1))
-          lines_before += len(newlines)
-          pending = chunk[newlines[-1] + 1:]
-        else:
-          pending += chunk
-        position += len(chunk)
-    if pending:
-      TextLines._check_utf8(pending, path, lines_before)
-      starts.append(np.array([position], np.int64))
-    offsets = np.concatenate(starts)
-    # offsets[i]: start of line i; offsets[-1]: end of the last line.
-    return offsets
-
-  @staticmethod
-  def _check_utf8(data: bytes, path: str, lines_before: int) -> None:
-    try:
-      data.decode('utf-8')
-    except UnicodeDecodeError as error:
-      line = lines_before + data.count(b'\n', 0, error.start) + 1
-      column = error.start - data.rfind(b'\n', 0, error.start) - 1
-      raise DataError(
-          f'{path}: line {line}: invalid UTF-8 ({error.reason} at byte '
-          f'{column} of the line); text files must be UTF-8 encoded'
-      ) from None
-
-  def __len__(self) -> int:
-    return len(self._offsets) - 1
-
-  def __getitem__(self, index: int) -> str:
-    if index < 0:
-      index += len(self)
-    if not 0 <= index < len(self):
-      raise IndexError(f'line {index} out of range for {self.path} '
-                       f'({len(self)} lines)')
-    start, end = int(self._offsets[index]), int(self._offsets[index + 1])
-    data = self._file.read(start, end)
-    return data.decode('utf-8').rstrip('\n').rstrip('\r')
 
 
 class ParallelText(Sequence[Pair]):
@@ -164,10 +47,10 @@ class ParallelText(Sequence[Pair]):
   of `source_path`."""
 
   def __init__(self, source_path: str, target_path: str):
-    self.source = TextLines(source_path)
-    self.target = TextLines(target_path)
+    self.source = corpus.TextLines(source_path)
+    self.target = corpus.TextLines(target_path)
     if len(self.source) != len(self.target):
-      raise DataError(
+      raise corpus.DataError(
           f'{source_path} has {len(self.source)} lines but {target_path} has '
           f'{len(self.target)}: parallel files need one sentence per line, '
           'line i of one translating line i of the other')
@@ -184,13 +67,9 @@ class ParallelText(Sequence[Pair]):
 # ---------------------------------------------------------------------------
 
 
-def data_root(config: DataConfig) -> str:
-  return os.path.expanduser(config.data_dir or DEFAULT_DATA_ROOT)
-
-
 def bible_dir(config: DataConfig) -> str:
-  """Where the Bible text files are: data_root/bible_es_en."""
-  return os.path.join(data_root(config), BIBLE_SUBDIR)
+  """Where the Bible text files are: the data root's bible_es_en."""
+  return os.path.join(corpus.data_root(config), BIBLE_SUBDIR)
 
 
 def _bible(config: DataConfig, split: str) -> ParallelText:
@@ -201,21 +80,21 @@ def _bible(config: DataConfig, split: str) -> ParallelText:
   try:
     bible.prepare(directory)
   except bible.CorpusUnavailableError as error:
-    raise DataError(f"data.source='bible': {error}") from None
+    raise corpus.DataError(f"data.source='bible': {error}") from None
   return ParallelText(os.path.join(directory, f'{split}.{src}'),
                       os.path.join(directory, f'{split}.{tgt}'))
 
 
 def _text(config: DataConfig, split: str) -> ParallelText:
   if not config.text_dir:
-    raise DataError("data.source='text' needs data.text_dir: a directory "
+    raise corpus.DataError("data.source='text' needs data.text_dir: a directory "
                     'holding train.src and train.tgt (and optionally '
                     'valid.src/.tgt, test.src/.tgt), one sentence per line')
   directory = os.path.expanduser(config.text_dir)
   paths = [os.path.join(directory, f'{split}.{ext}') for ext in ('src', 'tgt')]
   for path in paths:
     if not os.path.isfile(path):
-      raise DataError(
+      raise corpus.DataError(
           f'{path}: file not found. data.source=\'text\' reads '
           f'{split}.src and {split}.tgt from data.text_dir={config.text_dir!r}'
           ' (UTF-8, one sentence per line, same number of lines)')
@@ -247,16 +126,6 @@ class TfdsTranslation(Sequence[Pair]):
             self._text(example[self.target_lang]))
 
 
-def tfds_prepare_hint(name: str, data_dir: str) -> str:
-  dir_flag = f' --data_dir={data_dir}' if data_dir else ''
-  return (f'Prepare it once (needs TensorFlow and the network):\n'
-          f'  pip install -e .[wmt]\n'
-          f'  tfds build {name} --file_format=array_record{dir_flag}\n'
-          f'or in Python: tfds.builder({name!r}, '
-          f'data_dir={data_dir or None!r}, file_format="array_record")'
-          '.download_and_prepare(). The data is never downloaded at run time.')
-
-
 def _tfds(config: DataConfig, split: str) -> TfdsTranslation:
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   # Registers the translation builders (wmt*, ted_*, ...).
@@ -272,11 +141,11 @@ def _tfds(config: DataConfig, split: str) -> TfdsTranslation:
     # Missing data, a TFRecord-only preparation, an unknown name or split:
     # tfds raises several types; all mean "not usable as it is".
     message = str(error).split('\n', 1)[0]
-    raise DataError(
+    raise corpus.DataError(
         f'data.tfds_name={name!r} split {TFDS_SPLITS[split]!r} is not '
         f'available as ArrayRecord in {shown_dir} '
         f'({type(error).__name__}: {message}). '
-        + tfds_prepare_hint(name, config.tfds_data_dir)) from None
+        + corpus.tfds_prepare_hint(name, config.tfds_data_dir)) from None
   features = source.dataset_info.features
   languages = sorted(getattr(features, 'languages', None) or features.keys())
   src, tgt = _parse_direction(config.direction, languages,
@@ -342,10 +211,10 @@ def load_split(config: DataConfig, split: str) -> Sequence[Pair]:
   Raises:
     DataError: the corpus is missing, malformed or the direction unknown.
   """
-  _check_split(split)
+  corpus.check_split(split)
   loaders = {'bible': _bible, 'text': _text, 'tfds': _tfds,
              'toy': lambda c, s: Toy(s)}
   if config.source not in loaders:
-    raise DataError(f'data.source={config.source!r}: expected one of '
+    raise corpus.DataError(f'data.source={config.source!r}: expected one of '
                     f'{", ".join(loaders)}')
   return loaders[config.source](config, split)

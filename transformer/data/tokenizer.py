@@ -34,7 +34,7 @@ import sentencepiece as spm
 
 from transformer.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Config
 from transformer.data import sources
-from transformer.data.sources import DataError
+from transformer.data.corpus import DataError
 
 MODEL_FILENAME = 'tokenizer.model'
 CHARS_FILENAME = 'tokenizer.chars.json'

@@ -1,40 +1,61 @@
-"""Task families behind one interface; `config.task` picks one.
+"""Task families behind one interface (`base.Task`); `config.task` picks one.
 
-A task is a small frozen (hashable) object holding the config and what the
-run learnt from its training data (class names, target statistics). The
-generic code calls only these:
-
-  pure, inside jit (train.train_step, the eval step):
-    init_params(rng) -> params
-    loss_sums(params, batch, rng) -> (loss_sum, (weight_sum, metric_sums))
-    eval_sums(params, batch) -> {name: sum over the batch}
-  the outer loop's side:
-    tokenizer_corpus() -> the training texts, as tuples of strings
-    train_dataset(tokenizer, process_index=, process_count=) -> grain data
-    evaluator(tokenizer, mesh, split, num_examples) -> a callable
-      params -> (metrics, outputs), with .write(directory, name, outputs,
-      metrics) and .summary(metrics) -> one line for logs
-    predict_lines(params, tokenizer, lines, mesh, warn=) -> one line out per
-      line in, for --mode=predict
-
-Losses are sums, never means (transformer/losses.py), so the train step
-divides once by the total weight, exactly across devices, hosts and
-micro-batches, whatever the task.
+This is the one place that maps `config.task` to a family: each family is a
+package here (translation/, labelled/, language_model/) holding its model
+glue, loss, data, evaluation, prediction, benchmark hooks, pictures and
+baselines. Generic code gets a task from `for_run` (or `for_config`,
+`for_benchmark`) and asks it.
 """
 
 from __future__ import annotations
 
-from transformer.config import Config
+import dataclasses
+from typing import Callable
+
+from transformer.config import Config, ConfigError
 from transformer.tasks import labelled, language_model, translation
-
-# config.task -> prepare(config, workdir, create=) -> task.
-_PREPARE = {'translation': translation.prepare,
-            'classification': labelled.prepare_classification,
-            'regression': labelled.prepare_regression,
-            'language_model': language_model.prepare}
+from transformer.tasks.base import Task
 
 
-def for_run(config: Config, workdir: str, *, create: bool = False):
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """How to build one config.task's task.
+
+  Attributes:
+    task_class: its class (its modes, run files).
+    prepare: (config, workdir, create=) -> the task of a run; with create,
+      computes what it learns from the training data (class names) if the
+      workdir lacks it and saves it there (process 0).
+    benchmark_task: config -> a task from the config alone (no workdir, no
+      data), the one --mode=benchmark measures.
+  """
+  task_class: type[Task]
+  prepare: Callable[..., Task]
+  benchmark_task: Callable[[Config], Task]
+
+
+FAMILIES = {
+    'translation': Family(translation.Translation, translation.prepare,
+                          translation.benchmark_task),
+    'classification': Family(labelled.Classification,
+                             labelled.prepare_classification,
+                             labelled.benchmark_task),
+    'regression': Family(labelled.Regression, labelled.prepare_regression,
+                         labelled.benchmark_task),
+    'language_model': Family(language_model.LanguageModelTask,
+                             language_model.prepare,
+                             language_model.benchmark_task),
+}
+
+
+def family(config: Config) -> Family:
+  if config.task not in FAMILIES:
+    raise ConfigError(f'task={config.task!r}: expected one of '
+                      f'{", ".join(FAMILIES)}')
+  return FAMILIES[config.task]
+
+
+def for_run(config: Config, workdir: str, *, create: bool = False) -> Task:
   """The task of `config` for the run in `workdir`.
 
   Args:
@@ -42,13 +63,31 @@ def for_run(config: Config, workdir: str, *, create: bool = False):
       (e.g. class names) if the workdir does not hold it yet, and save it
       there (process 0). Otherwise it must be there already.
   """
-  if config.task not in _PREPARE:
-    from transformer.config import ConfigError  # pylint: disable=g-import-not-at-top
-    raise ConfigError(f'task={config.task!r}: expected one of '
-                      f'{", ".join(_PREPARE)}')
-  return _PREPARE[config.task](config, workdir, create=create)
+  return family(config).prepare(config, workdir, create=create)
 
 
-def for_config(config: Config):
+def for_config(config: Config) -> Task:
   """A task that needs no run (translation; tests and benchmarks)."""
   return for_run(config, '', create=False)
+
+
+def for_benchmark(config: Config) -> Task:
+  """The task --mode=benchmark measures: from the config alone."""
+  return family(config).benchmark_task(config)
+
+
+def check_mode(config: Config, mode: str) -> None:
+  """A ConfigError unless `config.task` serves launch.py's --mode=mode."""
+  if mode in family(config).task_class.modes():
+    return
+  serving = [name for name, f in FAMILIES.items()
+             if mode in f.task_class.modes()]
+  raise ConfigError(f'--mode={mode} is for task={" or ".join(serving)}; '
+                    f'this experiment is task={config.task}: use '
+                    '--mode=predict')
+
+
+def run_files() -> tuple[str, ...]:
+  """Every family's files a run keeps in its workdir (labels.json, ...)."""
+  return tuple(dict.fromkeys(name for f in FAMILIES.values()
+                             for name in f.task_class.RUN_FILES))

@@ -104,7 +104,7 @@ class _Labelled:
     """One output line per input line: 'label<TAB>probability' or the value;
     an empty line gives an empty line."""
     del warn
-    from transformer import evaluate  # pylint: disable=g-import-not-at-top
+    from transformer import sharding  # pylint: disable=g-import-not-at-top
     from transformer.data import labelled_pipeline  # pylint: disable=g-import-not-at-top
     from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
     predict = jax.jit(self.scores)
@@ -112,7 +112,7 @@ class _Labelled:
     size = -(-self.config.data.eval_batch_size // ways) * ways
     for rows, nonempty in labelled_pipeline.line_batches(
         self.config, tokenizer, iter(lines), size):
-      scores = evaluate._to_host(predict(params, evaluate._to_mesh(rows, mesh)))  # pylint: disable=protected-access
+      scores = sharding.to_host(predict(params, sharding.to_mesh(rows, mesh)))  # pylint: disable=protected-access
       for row, keep in zip(scores[:len(nonempty)], nonempty):
         yield self.format_prediction(row) if keep else ''
 
@@ -311,7 +311,7 @@ class Evaluator:
               (label if task.multi_label else (str(label),))}
       unknown = sorted(seen - set(task.labels))
       if unknown:
-        from transformer.data.sources import DataError  # pylint: disable=g-import-not-at-top
+        from transformer.data.corpus import DataError  # pylint: disable=g-import-not-at-top
         raise DataError(
             f'the {split!r} split has labels the training split does not '
             f'have: {unknown[:5]}; the model knows {list(task.labels)} '
@@ -325,18 +325,18 @@ class Evaluator:
 
   def __call__(self, params) -> tuple[dict[str, Any], list[str]]:
     """Returns (metrics, one prediction line per example)."""
-    from transformer import evaluate  # pylint: disable=g-import-not-at-top
+    from transformer import sharding  # pylint: disable=g-import-not-at-top
     start, loss, weight, scores, targets = time.time(), 0.0, 0.0, [], []
     for batch in self.batches:
       labels = np.stack([self.task.encode_label(label)
                          for _, label in batch.examples] +
                         [self.task.encode_label(batch.examples[0][1])] *
                         (len(batch.weights) - len(batch.examples)))
-      out, sums = self._step(params, *(evaluate._to_mesh(x, self.mesh) for x in  # pylint: disable=protected-access
+      out, sums = self._step(params, *(sharding.to_mesh(x, self.mesh) for x in  # pylint: disable=protected-access
                                        (batch.inputs, labels, batch.weights)))
       sums = jax.device_get(sums)
       loss, weight = loss + float(sums['loss']), weight + float(sums['weight'])
-      scores.append(evaluate._to_host(out)[:len(batch.examples)])  # pylint: disable=protected-access
+      scores.append(sharding.to_host(out)[:len(batch.examples)])  # pylint: disable=protected-access
       targets += [label for _, label in batch.examples]
     scores = np.concatenate(scores)
     metrics = {'loss': loss / max(weight, 1e-30),
@@ -524,3 +524,23 @@ def prepare_regression(config: Config, workdir: str, *, create: bool
   return Regression(config, names,
                     tuple(np.atleast_1d(saved['mean']).tolist()),
                     tuple(np.atleast_1d(saved['std']).tolist()))
+
+
+# The class count of the classification task `benchmark_task` builds.
+BENCHMARK_CLASSES = 4
+
+
+def benchmark_task(config: Config) -> Classification | Regression:
+  """The task --mode=benchmark measures, from the config alone (no workdir,
+  no data): a classification of BENCHMARK_CLASSES classes (2 with
+  train.loss='log_loss'), no class weights; a regression on standardised
+  targets (mean 0, std 1)."""
+  regression = config.task == 'regression'
+  _check_loss(config, REGRESSION_LOSSES if regression else
+              SOFTMAX_LOSSES + ('log_loss',))
+  if regression:
+    return Regression(config)
+  classes = 2 if config.train.loss == 'log_loss' else BENCHMARK_CLASSES
+  return Classification(
+      config, labels=tuple(f'class_{i}' for i in range(classes)),
+      class_weights=None)

@@ -219,11 +219,11 @@ class Evaluator:
 
   def __call__(self, params) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """(metrics, a few sample continuations of the split's first words)."""
-    from transformer import evaluate  # pylint: disable=g-import-not-at-top
+    from transformer import sharding  # pylint: disable=g-import-not-at-top
     start, nll, tokens = time.time(), 0.0, 0.0
     for batch in self.batches:
       sums = jax.device_get(self._step(params, {
-          k: evaluate._to_mesh(v, self.mesh) for k, v in batch.items()}))  # pylint: disable=protected-access
+          k: sharding.to_mesh(v, self.mesh) for k, v in batch.items()}))  # pylint: disable=protected-access
       nll, tokens = nll + float(sums['nll']), tokens + float(sums['tokens'])
     bits = nll / math.log(2)
     metrics = {
@@ -282,3 +282,8 @@ def prepare(config: Config, workdir: str, *, create: bool
     raise ConfigError('task=language_model needs model.num_decoder_layers '
                       '>= 1 (the decoder-only stack)')
   return LanguageModelTask(config)
+
+
+def benchmark_task(config: Config) -> LanguageModelTask:
+  """The task --mode=benchmark measures: needs no run."""
+  return prepare(config, '', create=False)

@@ -113,4 +113,9 @@ def prepare(config: Config, workdir: str, *, create: bool) -> Translation:
   return Translation(config)
 
 
-__all__ = ['Translation', 'prepare']
+def benchmark_task(config: Config) -> Translation:
+  """The task --mode=benchmark measures: needs no run."""
+  return prepare(config, '', create=False)
+
+
+__all__ = ['Translation', 'benchmark_task', 'prepare']

@@ -1,0 +1,221 @@
+"""Data I/O that every task family shares.
+
+`DataError`, the one exception for data problems a user can fix (its message
+names the file, line or key at fault and what would be accepted); the split
+names; the data root; text files read by byte range without loading them
+whole (`ByteRanges`, `TextLines`); the stable hash that assigns items to
+splits; and prepared corpora (one TSV per split plus a versioned meta.json,
+written atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+from transformer.config import DataConfig
+
+SPLITS = ('train', 'valid', 'test')
+# Where prepared corpora live when data.data_dir is ''.
+DEFAULT_DATA_ROOT = os.path.join('~', '.cache', 'transformer')
+# Bytes read at a time while indexing a text file.
+_INDEX_CHUNK = 16 << 20
+
+
+class DataError(Exception):
+  """A data problem the user can fix: the message says where and how."""
+
+
+def check_split(split: str) -> None:
+  if split not in SPLITS:
+    raise DataError(f'unknown split {split!r}: expected one of '
+                    f'{", ".join(SPLITS)}')
+
+
+# ---------------------------------------------------------------------------
+# Text files: a line-offset index, lines read with pread.
+# ---------------------------------------------------------------------------
+
+
+class ByteRanges:
+  """Reads byte ranges of a file through one descriptor, opened on first use.
+
+  Picklable (grain copies sources into worker processes): the descriptor is
+  not pickled, each copy opens its own.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    self._fd: int | None = None
+
+  def read(self, start: int, end: int) -> bytes:
+    if self._fd is None:
+      self._fd = os.open(self.path, os.O_RDONLY)
+    return os.pread(self._fd, end - start, start)
+
+  def __getstate__(self):
+    return {'path': self.path, '_fd': None}
+
+  def __del__(self):
+    if getattr(self, '_fd', None) is not None:
+      try:
+        os.close(self._fd)
+      except OSError:
+        pass
+
+
+class TextLines(Sequence[str]):
+  """The lines of a UTF-8 text file, read by index without loading the file.
+
+  One pass over the file records where each line starts (numpy int64) and
+  checks that it is valid UTF-8. '\\n' ends a line; a trailing '\\r' is
+  dropped; a last line without '\\n' counts. Reading uses os.pread, so several
+  threads may read at once. Picklable (the file is reopened after unpickling).
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    if not os.path.isfile(path):
+      raise DataError(f'{path}: file not found')
+    self._offsets = self._index(path)
+    self._file = ByteRanges(path)
+
+  @staticmethod
+  def _index(path: str) -> np.ndarray:
+    starts = [np.zeros(1, np.int64)]
+    position = 0  # bytes consumed so far
+    lines_before = 0  # complete lines before `pending`
+    pending = b''  # the start of a line that continues in the next chunk
+    with open(path, 'rb') as f:
+      while True:
+        chunk = f.read(_INDEX_CHUNK)
+        if not chunk:
+          break
+        newlines = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+        if len(newlines):
+          complete = pending + chunk[:newlines[-1] + 1]
+          TextLines._check_utf8(complete, path, lines_before)
+          starts.append(newlines.astype(np.int64) + (position + 1))
+          lines_before += len(newlines)
+          pending = chunk[newlines[-1] + 1:]
+        else:
+          pending += chunk
+        position += len(chunk)
+    if pending:
+      TextLines._check_utf8(pending, path, lines_before)
+      starts.append(np.array([position], np.int64))
+    offsets = np.concatenate(starts)
+    # offsets[i]: start of line i; offsets[-1]: end of the last line.
+    return offsets
+
+  @staticmethod
+  def _check_utf8(data: bytes, path: str, lines_before: int) -> None:
+    try:
+      data.decode('utf-8')
+    except UnicodeDecodeError as error:
+      line = lines_before + data.count(b'\n', 0, error.start) + 1
+      column = error.start - data.rfind(b'\n', 0, error.start) - 1
+      raise DataError(
+          f'{path}: line {line}: invalid UTF-8 ({error.reason} at byte '
+          f'{column} of the line); text files must be UTF-8 encoded'
+      ) from None
+
+  def __len__(self) -> int:
+    return len(self._offsets) - 1
+
+  def __getitem__(self, index: int) -> str:
+    if index < 0:
+      index += len(self)
+    if not 0 <= index < len(self):
+      raise IndexError(f'line {index} out of range for {self.path} '
+                       f'({len(self)} lines)')
+    start, end = int(self._offsets[index]), int(self._offsets[index + 1])
+    data = self._file.read(start, end)
+    return data.decode('utf-8').rstrip('\n').rstrip('\r')
+
+
+def data_root(config: DataConfig) -> str:
+  return os.path.expanduser(config.data_dir or DEFAULT_DATA_ROOT)
+
+
+def tfds_prepare_hint(name: str, data_dir: str) -> str:
+  dir_flag = f' --data_dir={data_dir}' if data_dir else ''
+  return (f'Prepare it once (needs TensorFlow and the network):\n'
+          f'  pip install -e .[wmt]\n'
+          f'  tfds build {name} --file_format=array_record{dir_flag}\n'
+          f'or in Python: tfds.builder({name!r}, '
+          f'data_dir={data_dir or None!r}, file_format="array_record")'
+          '.download_and_prepare(). The data is never downloaded at run time.')
+
+
+
+def normalise(text: str) -> str:
+  """The form in which two texts count as the same: case-folded, runs of
+  whitespace made one space."""
+  return ' '.join(text.casefold().split())
+
+
+def bucket(salt: str, key: str, buckets: int) -> int:
+  # sha256, not hash(): Python randomises str hashes per process.
+  digest = hashlib.sha256(f'{salt}|{key}'.encode('utf-8')).digest()
+  return int.from_bytes(digest[:8], 'big') % buckets
+
+
+# Prepared corpora: one TSV per split plus meta.json, written last, whose
+# format_version says which preparation wrote them.
+
+
+def read_meta(directory: str, version: int) -> dict | None:
+  """The directory's meta.json if it and every split file are from
+  preparation `version`, else None (rebuild)."""
+  paths = [os.path.join(directory, f'{s}.tsv') for s in SPLITS]
+  meta_path = os.path.join(directory, 'meta.json')
+  if not all(os.path.exists(p) for p in paths + [meta_path]):
+    return None
+  try:
+    with open(meta_path, encoding='utf-8') as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return meta if meta.get('format_version') == version else None
+
+
+def write_prepared(directory: str, header: tuple[str, ...],
+                    tables: dict[str, list[tuple]], meta: dict) -> None:
+  """Writes directory/{split}.tsv and meta.json atomically: into a temporary
+  directory first, then renamed, meta.json last, so an interrupted run never
+  leaves files that look complete."""
+  os.makedirs(directory, exist_ok=True)
+  tmp_dir = tempfile.mkdtemp(prefix='.tmp-', dir=directory)
+  try:
+    for split, rows in tables.items():
+      with open(os.path.join(tmp_dir, f'{split}.tsv'), 'w', encoding='utf-8',
+                newline='\n') as f:
+        f.write('\t'.join(header) + '\n')
+        f.writelines('\t'.join(map(str, row)) + '\n' for row in rows)
+    with open(os.path.join(tmp_dir, 'meta.json'), 'w', encoding='utf-8') as f:
+      json.dump(meta, f, indent=2, ensure_ascii=False)
+      f.write('\n')
+    meta_path = os.path.join(directory, 'meta.json')
+    if os.path.exists(meta_path):  # invalid until the new one lands
+      os.remove(meta_path)
+    for split in tables:
+      os.replace(os.path.join(tmp_dir, f'{split}.tsv'),
+                 os.path.join(directory, f'{split}.tsv'))
+    os.replace(os.path.join(tmp_dir, 'meta.json'), meta_path)
+  finally:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def read_prepared(directory: str, split: str) -> list[list[str]]:
+  """The rows (header dropped) of a file that write_prepared wrote."""
+  with open(os.path.join(directory, f'{split}.tsv'), encoding='utf-8',
+            newline='') as f:
+    lines = f.read().split('\n')[1:-1]
+  return [line.split('\t') for line in lines]
