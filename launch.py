@@ -10,12 +10,14 @@ import ctypes.util
 import logging as std_logging
 import os
 import sys
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from absl import app, flags, logging
 
 from transformer import experiment
 from transformer.config import ConfigError
+from transformer.data.bible import CorpusUnavailableError
+from transformer.data.corpus import DataError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('experiment', 'bible_es_en',
@@ -53,13 +55,17 @@ flags.DEFINE_bool('tcmalloc', True, 'Linux: restart this command with '
                   'libtcmalloc-minimal4); see README, "Speed on CPU".')
 
 
-# On Linux XLA allocates its CPU buffers with malloc. glibc hands large blocks
-# back to the OS when they are freed, so every train step page-faults its
-# ~540 MB of activations in again (bench_cpu: 132k faults and 165 ms of kernel
-# time per step). TCMalloc keeps and reuses them: the step took 873-896 ms
-# instead of 969-1037 ms, and compiling 4.7 instead of 5.1-5.5 s (alternated
-# runs, 2-core CPU). It must be loaded before anything else, hence LD_PRELOAD
-# and a restart of the command.
+# JAX-loading modules (transformer/ beyond config, experiment and the data
+# errors) are imported inside the functions that use them, for two reasons:
+# main() first restarts the process under TCMalloc (`restart_with_tcmalloc`),
+# which must come before anything loads JAX; and notebooks import this file
+# to call load_config / evaluate / predictor without main().
+#
+# Why TCMalloc: on Linux XLA allocates its CPU buffers with malloc, and
+# glibc hands large blocks back to the OS when they are freed, so every train
+# step page-faults its activations in again; TCMalloc keeps and reuses them
+# (measured in the README, "Speed on CPU"). It must be loaded before anything
+# else, hence LD_PRELOAD and a restart of the command.
 
 
 def tcmalloc_environment(environ: dict[str, str],
@@ -103,18 +109,10 @@ def load_config(name: str, overrides: list[str]):
 
 def user_errors() -> tuple[type[BaseException], ...]:
   """Exceptions whose message is meant for the user, shown without traceback."""
-  from transformer.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from transformer.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
-  from transformer.checkpoint import NoCheckpointError  # pylint: disable=g-import-not-at-top
+  from transformer.checkpoint import CheckpointError, NoCheckpointError  # pylint: disable=g-import-not-at-top
   from transformer.workdir import RunError  # pylint: disable=g-import-not-at-top
-  errors = [ConfigError, RunError, NoCheckpointError, CheckpointError]
-  try:
-    from transformer.data.corpus import DataError  # pylint: disable=g-import-not-at-top
-    from transformer.data.bible import CorpusUnavailableError  # pylint: disable=g-import-not-at-top
-    errors += [DataError, CorpusUnavailableError]
-  except ImportError:
-    pass
-  return tuple(errors)
+  return (ConfigError, RunError, NoCheckpointError, CheckpointError,
+          DataError, CorpusUnavailableError)
 
 
 def is_lead_process() -> bool:
@@ -123,16 +121,27 @@ def is_lead_process() -> bool:
   return jax.process_index() == 0
 
 
-def setup_for_workdir(config, workdir: str):
-  """(task, tokenizer, mesh) for a trained workdir; errors if there is none."""
+def train_command(experiment_name: str | None, workdir: str) -> str:
+  """The command line that trains (or resumes) the run in `workdir`."""
+  return (f'python launch.py --experiment={experiment_name or "NAME"} '
+          f'--workdir={workdir}')
+
+
+def setup_for_workdir(config, workdir: str, *, mode: str,
+                      experiment_name: str | None = None):
+  """(task, tokenizer, mesh) for a trained workdir; errors if there is none.
+
+  mode, experiment_name: for the message when there is none (--mode=MODE
+  needs a trained workdir; train first with --experiment=NAME).
+  """
   from transformer import tasks, train, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   tokenizer_file = tokenizer_lib.filename(config)
   if not os.path.exists(os.path.join(workdir, tokenizer_file)):
     raise workdir_lib.RunError(
-        f'--mode={FLAGS.mode} needs a trained workdir, and {workdir} has no '
-        f'{tokenizer_file}. Train first: python launch.py '
-        f'--experiment={FLAGS.experiment} --workdir={workdir}')
+        f'--mode={mode} needs a trained workdir, and {workdir} has no '
+        f'{tokenizer_file}. Train first: '
+        f'{train_command(experiment_name, workdir)}')
   workdir_lib.check_config(config, workdir, save=False)
   mesh = train.make_mesh(config=config)
   train.check_batch_sizes(config, mesh, training=False)
@@ -140,51 +149,73 @@ def setup_for_workdir(config, workdir: str):
   return task, tokenizer_lib.load_or_train(config, workdir), mesh
 
 
-def evaluate(config, workdir: str, split: str, step: int | None,
-             samples: int = 0) -> dict:
-  """Evaluates `split`, prints and saves the task's metrics; returns them."""
+class Restored(NamedTuple):
+  """A trained workdir's model, restored (averaged as config.eval says)."""
+  task: Any
+  tokenizer: Any
+  mesh: Any
+  params: Any
+  steps: list[int]
+
+
+def restore(config, workdir: str, step: int | None, *, mode: str,
+            experiment_name: str | None = None) -> Restored:
+  """The workdir's task, tokenizer and mesh (`setup_for_workdir`) and the
+  parameters of checkpoint `step` (default the latest)."""
   from transformer import checkpoint  # pylint: disable=g-import-not-at-top
-  task, tokenizer, mesh = setup_for_workdir(config, workdir)
+  task, tokenizer, mesh = setup_for_workdir(
+      config, workdir, mode=mode, experiment_name=experiment_name)
   params, steps = checkpoint.restore_params(
       task, workdir, mesh, step=step,
       average=config.eval.average_checkpoints)
-  evaluator = task.evaluator(tokenizer, mesh, split)
-  metrics, outputs = evaluator(params)
-  metrics['checkpoint_steps'] = steps
-  if not is_lead_process():  # every process evaluates; one writes and prints
-    return metrics
-  base = evaluator.write(os.path.join(workdir, 'eval'),
-                         evaluator.file_name(steps), outputs, metrics)
-  print(evaluator.report(metrics, outputs, base, samples=samples), flush=True)
-  return metrics
+  return Restored(task, tokenizer, mesh, params, steps)
 
 
-def predictor(config, workdir: str, step: int | None = None
-              ) -> Callable[[Iterable[str]], Iterator[str]]:
-  """Restores the workdir's model once; returns a function from input lines
-  to one output line each, in order: the translation, or the label and its
-  probability, or the value. Every process computes; process 0 warns."""
-  from transformer import checkpoint  # pylint: disable=g-import-not-at-top
-  task, tokenizer, mesh = setup_for_workdir(config, workdir)
-  params, _ = checkpoint.restore_params(
-      task, workdir, mesh, step=step,
-      average=config.eval.average_checkpoints)
+def lead_warnings() -> Callable[[str], None]:
+  """A warn(message) that prints on stderr in process 0 only."""
   lead = is_lead_process()
 
   def warn(message: str) -> None:
     if lead:
       print(f'warning: {message}', file=sys.stderr)
 
-  return lambda lines: task.predict_lines(params, tokenizer, lines, mesh,
-                                          warn=warn)
+  return warn
 
 
-def predict(config, workdir: str, step: int | None) -> None:
-  """stdin (or --input) -> one output line per input line on stdout: the
-  translation, or the label and its probability, or the value."""
-  out = stdout_for_data_only()
-  predict_lines = predictor(config, workdir, step)
-  lead = is_lead_process()  # every process computes; one prints
+def evaluate(config, workdir: str, split: str, step: int | None,
+             samples: int = 0, *, experiment_name: str | None = None) -> dict:
+  """Evaluates `split`, prints and saves the task's metrics; returns them."""
+  run = restore(config, workdir, step, mode='evaluate',
+                experiment_name=experiment_name)
+  evaluator = run.task.evaluator(run.tokenizer, run.mesh, split)
+  metrics, outputs = evaluator(run.params)
+  metrics['checkpoint_steps'] = run.steps
+  if not is_lead_process():  # every process evaluates; one writes and prints
+    return metrics
+  base = evaluator.write(os.path.join(workdir, 'eval'),
+                         evaluator.file_name(run.steps), outputs, metrics)
+  print(evaluator.report(metrics, outputs, base, samples=samples), flush=True)
+  return metrics
+
+
+def predictor(config, workdir: str, step: int | None = None, *,
+              mode: str = 'predict', experiment_name: str | None = None
+              ) -> Callable[[Iterable[str]], Iterator[str]]:
+  """Restores the workdir's model once; returns a function from input lines
+  to one output line each, in order: the translation, or the label and its
+  probability, or the value. Every process computes; process 0 warns."""
+  run = restore(config, workdir, step, mode=mode,
+                experiment_name=experiment_name)
+  warn = lead_warnings()
+  return lambda lines: run.task.predict_lines(run.params, run.tokenizer,
+                                              lines, run.mesh, warn=warn)
+
+
+def print_lines(predict_lines: Callable[[Iterable[str]], Iterator[str]],
+                out) -> None:
+  """Each line of stdin (or --input) through `predict_lines`, printed to
+  `out` by process 0 (every process computes)."""
+  lead = is_lead_process()
   with (open(FLAGS.input, encoding='utf-8') if FLAGS.input else
         sys.stdin) as lines:
     for line in predict_lines(lines):
@@ -192,35 +223,30 @@ def predict(config, workdir: str, step: int | None) -> None:
         print(line, file=out, flush=True)
 
 
+def predict(config, workdir: str, step: int | None) -> None:
+  """stdin (or --input) -> one output line per input line on stdout: the
+  translation, or the label and its probability, or the value."""
+  out = stdout_for_data_only()
+  print_lines(predictor(config, workdir, step, mode=FLAGS.mode,
+                        experiment_name=FLAGS.experiment), out)
+
+
 def generate(config, workdir: str, step: int | None) -> None:
   """Continues --prompt (the continuation on stdout, as is), or each line of
-  stdin / --input ({"prompt": ..., "continuation": ...} per line)."""
-  from transformer import checkpoint  # pylint: disable=g-import-not-at-top
-  if config.task != 'language_model':
-    raise ConfigError(f'--mode=generate is for task=language_model; this '
-                      f'experiment is task={config.task}: use --mode=predict')
+  stdin / --input ({"prompt": ..., "continuation": ...} per line: the
+  language model's prediction lines)."""
   out = stdout_for_data_only()
-  task, tokenizer, mesh = setup_for_workdir(config, workdir)
-  params, _ = checkpoint.restore_params(
-      task, workdir, mesh, step=step,
-      average=config.eval.average_checkpoints)
-  lead = is_lead_process()
-
-  def warn(message: str) -> None:
-    if lead:
-      print(f'warning: {message}', file=sys.stderr)
-
-  if FLAGS.prompt is not None:
-    (_, continuation), = task.generate_texts(params, tokenizer,
-                                             [FLAGS.prompt], mesh, warn=warn)
-    if lead:
-      print(continuation, file=out, flush=True)
+  if FLAGS.prompt is None:
+    print_lines(predictor(config, workdir, step, mode='generate',
+                          experiment_name=FLAGS.experiment), out)
     return
-  with (open(FLAGS.input, encoding='utf-8') if FLAGS.input else
-        sys.stdin) as lines:
-    for line in task.predict_lines(params, tokenizer, lines, mesh, warn=warn):
-      if lead:
-        print(line, file=out, flush=True)
+  run = restore(config, workdir, step, mode='generate',
+                experiment_name=FLAGS.experiment)
+  (_, continuation), = run.task.generate_texts(
+      run.params, run.tokenizer, [FLAGS.prompt], run.mesh,
+      warn=lead_warnings())
+  if is_lead_process():
+    print(continuation, file=out, flush=True)
 
 
 def stdout_for_data_only():
@@ -238,32 +264,35 @@ def stdout_for_data_only():
 
 def visualize(config, workdir: str) -> None:
   """Attention maps for --sentence and training curves, as PNG files."""
-  from transformer import loop, visualize as visualize_lib  # pylint: disable=g-import-not-at-top
+  from transformer import visualize as visualize_lib  # pylint: disable=g-import-not-at-top
+  from transformer.workdir import RunError  # pylint: disable=g-import-not-at-top
   if not FLAGS.sentence:
-    raise loop.RunError('--mode=visualize needs --sentence="a source '
-                        'sentence" to draw the attention of.')
-  as_ints = lambda values, flag: None if values is None else [
-      _int(v, flag) for v in values]
+    raise RunError('--mode=visualize needs --sentence="a source '
+                   'sentence" to draw the attention of.')
   try:
-    paths = visualize_lib.run(config, workdir, sentence=FLAGS.sentence,
-                              layers=as_ints(FLAGS.layers, 'layers'),
-                              heads=as_ints(FLAGS.heads, 'heads'),
-                              step=FLAGS.step,
-                              command=f'python launch.py --experiment='
-                              f'{FLAGS.experiment} --workdir={workdir}')
+    paths = visualize_lib.run(
+        config, workdir, sentence=FLAGS.sentence,
+        layers=_ints(FLAGS.layers, 'layers'),
+        heads=_ints(FLAGS.heads, 'heads'), step=FLAGS.step,
+        command=train_command(FLAGS.experiment, workdir))
   except ValueError as error:  # a bad --sentence, --layers or --heads
-    raise loop.RunError(str(error)) from None
+    raise RunError(str(error)) from None
   if paths:  # only process 0 draws
     print('Wrote:\n  ' + '\n  '.join(paths))
 
 
-def _int(value: str, flag: str) -> int:
-  from transformer import loop  # pylint: disable=g-import-not-at-top
-  try:
-    return int(value)
-  except ValueError:
-    raise loop.RunError(f'--{flag}={value}: expected integers separated by '
-                        f'commas, e.g. --{flag}=0,-1') from None
+def _ints(values: list[str] | None, flag: str) -> list[int] | None:
+  """--layers / --heads as integers (None: not given); ValueError if not."""
+  if values is None:
+    return None
+  ints = []
+  for value in values:
+    try:
+      ints.append(int(value))
+    except ValueError:
+      raise ValueError(f'--{flag}={value}: expected integers separated by '
+                       f'commas, e.g. --{flag}=0,-1') from None
+  return ints
 
 
 def train(config, workdir: str) -> None:
@@ -273,8 +302,9 @@ def train(config, workdir: str) -> None:
     sys.exit(128 + {'SIGTERM': 15, 'SIGINT': 2}[summary['stop_reason']])
   # 'done' or 'time_limit': end as a finished run does.
   if config.eval.final:
-    evaluate(config, workdir, 'test', None, samples=5)
-  command = f'python launch.py --experiment={FLAGS.experiment} --workdir={workdir}'
+    evaluate(config, workdir, 'test', None, samples=5,
+             experiment_name=FLAGS.experiment)
+  command = train_command(FLAGS.experiment, workdir)
   print(f'\nTrained to step {summary["step"]} ({summary["stop_reason"]}) in '
         f'{summary["wall_s"] / 60:.1f} minutes.\n'
         f'  checkpoints: {workdir}/checkpoints   TensorBoard: tensorboard '
@@ -292,10 +322,10 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO
     std_logging.getLogger().setLevel(std_logging.WARNING)
-  # GPU matmuls from cuBLAS, not XLA's Triton GEMMs: on an H100 wmt_big ran
-  # 80.1 instead of 84.8 ms/step. A different kernel sums in another order;
-  # name the flag in XLA_FLAGS yourself to choose otherwise. (XLA reads
-  # XLA_FLAGS when the backend starts, after this.)
+  # GPU matmuls from cuBLAS, not XLA's Triton GEMMs, which were slower on
+  # the big models (README, "GPUs, TPUs and many hosts"). A different kernel
+  # sums in another order; name the flag in XLA_FLAGS yourself to choose
+  # otherwise. (XLA reads XLA_FLAGS when the backend starts, after this.)
   xla_flags = os.environ.get('XLA_FLAGS', '')
   if 'xla_gpu_enable_triton_gemm' not in xla_flags:
     os.environ['XLA_FLAGS'] = (
@@ -311,17 +341,14 @@ def main(argv):
   workdir = FLAGS.workdir or os.path.join('workdirs', FLAGS.experiment)
   try:
     config = load_config(FLAGS.experiment, FLAGS.set)
+    from transformer import tasks  # pylint: disable=g-import-not-at-top
+    tasks.check_mode(config, FLAGS.mode)  # translate, generate: some tasks
     if FLAGS.mode == 'train':
       train(config, workdir)
     elif FLAGS.mode == 'evaluate':
-      evaluate(config, workdir, FLAGS.split, FLAGS.step)
-    elif FLAGS.mode == 'translate':
-      if config.task != 'translation':
-        raise ConfigError(f'--mode=translate is for task=translation; '
-                           f'this experiment is task={config.task}: use '
-                           '--mode=predict')
-      predict(config, workdir, FLAGS.step)
-    elif FLAGS.mode == 'predict':
+      evaluate(config, workdir, FLAGS.split, FLAGS.step,
+               experiment_name=FLAGS.experiment)
+    elif FLAGS.mode in ('translate', 'predict'):
       predict(config, workdir, FLAGS.step)
     elif FLAGS.mode == 'generate':
       generate(config, workdir, FLAGS.step)

@@ -6,7 +6,7 @@ pooling, a linear head). The encoder has `bench_cpu`'s widths (vocabulary
 8,000, d_model 256, 4 heads, d_ff 1,024, float32, the paper's post-LN,
 dropout 0.1 as in training) and 4 layers, on batches of 64 rows of 128
 tokens, plain cross-entropy (label smoothing 0). The benchmark builds a
-4-class task itself (`benchmark.benchmark_task`: no workdir, labels or data
+4-class task itself (`tasks.for_benchmark`: no workdir, labels or data
 needed) and feeds it random full rows (128 tokens each, no padding, so every
 slot is real work) with random labels. It times the compiled train step
 (compile time, median and spread, back to back), the eval step (forward

@@ -18,7 +18,7 @@ What each model.remat keeps, from abstract shapes (nothing allocated or
 run): JAX's residuals (activations saved for the backward pass) and XLA's
 temporary memory of the step compiled ahead of time:
 
-  python -c "from experiments import bench_deep_cpu as e; from transformer import benchmark; print(benchmark.measure_remat_memory(e.get_config()))"
+  python -c "from experiments import bench_deep_cpu as e; from transformer import memory; print(memory.measure_remat_memory(e.get_config()))"
 
 Measured on a 2-core AMD EPYC CPU (KVM VM, `nproc` 2), JAX 0.10.2, under
 TCMalloc, real Bible batches (494 real tokens per step of 512 slots), random

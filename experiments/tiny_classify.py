@@ -1,7 +1,7 @@
 """tiny_classify: a two-layer encoder on a generated 3-class task; for tests.
 
 Each text is 4-12 words; its class is the marker word that occurs most
-often (transformer/data/labelled.py, 'toy'): perfectly separable.
+often (transformer/tasks/labelled/sources.py, 'toy'): perfectly separable.
   python launch.py --experiment=tiny_classify --workdir=/tmp/tiny_classify
 
 Measured on a 2-core AMD EPYC CPU (2026-12-01): 300 steps in 0.2 minutes,

@@ -1,7 +1,7 @@
 """tiny_lm: a two-layer decoder-only language model on a generated counting corpus; for tests.
 
 Each document is one to four lines that count up in number words
-(transformer/data/lm.py, 'toy'), read character by character.
+(transformer/tasks/language_model/data.py, 'toy'), read character by character.
   python launch.py --experiment=tiny_lm --workdir=/tmp/tiny_lm
   python launch.py --experiment=tiny_lm --workdir=/tmp/tiny_lm --mode=generate --prompt="one two"
 

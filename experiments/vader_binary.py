@@ -2,7 +2,7 @@
 
 The human-rated sets of Hutto & Gilbert (ICWSM 2014) that the vaderSentiment
 3.3.2 source package ships (`.ci/setup` fetches it), binned from the mean
-rating (transformer/data/labelled.py gives the cut points).
+rating (transformer/tasks/labelled/sources.py gives the cut points).
 
   python launch.py --experiment=vader_binary
 

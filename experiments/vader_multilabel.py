@@ -3,7 +3,7 @@
 The texts of vader_3way, labelled with every sentiment (negative, neutral,
 positive) that at least a quarter of the raters gave, by the sign of each
 rater's own rating (the archive keeps all of them: 15-99 per text;
-transformer/data/labelled.py). A quarter of the training texts hold two or
+transformer/tasks/labelled/sources.py). A quarter of the training texts hold two or
 three labels, e.g. sarcasm that some read as negative and others as
 positive. The head gives three independent sigmoids trained with binary log
 loss; the metrics are subset accuracy (all three right), macro-F1 over the

@@ -2,7 +2,7 @@
 
 The texts of vader_regression with a second target, the standard deviation
 of the individual ratings (0.3-3 rating points; the archive keeps every
-rater's rating, transformer/data/labelled.py). One head of two outputs,
+rater's rating, transformer/tasks/labelled/sources.py). One head of two outputs,
 MSE on both standardised targets; metrics per target and their mean.
 
   python launch.py --experiment=vader_spread

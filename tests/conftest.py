@@ -21,6 +21,26 @@ jax.config.update('jax_default_matmul_precision', 'highest')
 # launch.py; here their defaults are what the tests want.
 flags.FLAGS.mark_as_parsed()
 
+# The longest files first, as measured (pytest --durations=0, alone): the
+# workers (setup.cfg: --dist loadfile --no-loadscope-reorder) take whole
+# files in this order, so the short files come last and fill the gaps, and
+# neither worker is left alone with a long file at the end. Other files
+# follow in pytest's order. pytest-xdist's own order (most tests first)
+# would put the long end-to-end files, which hold few tests, last.
+LONGEST_FIRST = (
+    'test_launch.py', 'test_benchmark.py', 'test_launch_runs.py',
+    'test_lm_launch.py', 'test_train.py', 'test_launch_classification.py',
+    'test_decode.py', 'test_end_to_end_eval.py', 'test_allocator.py',
+    'test_remat_scan.py', 'test_mesh.py', 'test_model.py', 'test_notebook.py',
+    'test_visualize.py', 'test_language_model.py', 'test_classification.py',
+    'test_evaluate.py')
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
+
+
 TINY_MODEL = ModelConfig(vocab_size=37, d_model=32, d_ff=64, num_heads=4,
                          num_encoder_layers=2, num_decoder_layers=2,
                          dropout_rate=0.1, max_length=64)

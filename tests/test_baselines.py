@@ -1,4 +1,4 @@
-"""transformer/baselines.py on the toy tasks (fast), and the VADER loader."""
+"""transformer/tasks/labelled/baselines.py on the toy tasks (fast), and the VADER loader."""
 
 import collections
 import dataclasses
@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from experiments import tiny_classify
-from transformer import baselines
 from transformer.config import Config, DataConfig, TrainConfig
-from transformer.data import labelled
+from transformer.tasks.labelled import baselines, sources
 
 
 def _finite(value) -> float:
@@ -114,7 +113,7 @@ def test_regression_baselines_on_the_toy_task(classify_config):
     assert _finite(ridge[split]['mse']) < _finite(result['mean'][split]['mse'])
 
 
-_SDIST = labelled.vader_sdist_path(Config())
+_SDIST = sources.vader_sdist_path(Config())
 
 
 @pytest.mark.skipif(not os.path.exists(_SDIST),

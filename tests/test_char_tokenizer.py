@@ -16,7 +16,8 @@ import pytest
 from transformer import config as config_lib
 from transformer.config import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, Config,
                                 DataConfig, ModelConfig)
-from transformer.data import sources, tokenizer as tokenizer_lib
+from transformer.data import tokenizer as tokenizer_lib
+from transformer.tasks.translation import sources
 from transformer.data.corpus import DataError
 from transformer.data.tokenizer import CharTokenizer
 

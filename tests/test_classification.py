@@ -16,8 +16,8 @@ from transformer import model as model_lib
 from transformer import train as train_lib
 from transformer.config import (PAD_ID, Config, ConfigError, DataConfig,
                                 ModelConfig, TrainConfig)
-from transformer.data import labelled_pipeline
 from transformer.tasks import labelled
+from transformer.tasks.labelled import pipeline as labelled_pipeline
 
 MODEL = ModelConfig(vocab_size=40, d_model=32, d_ff=64, num_heads=4,
                     num_encoder_layers=2, num_decoder_layers=0,

@@ -9,14 +9,14 @@ import dataclasses
 import json
 import os
 import shutil
-import time
 
 import numpy as np
 import pytest
 
 from transformer.config import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, Config,
                                 DataConfig, ModelConfig)
-from transformer.data import pipeline, sources, tokenizer as tokenizer_lib
+from transformer.data import tokenizer as tokenizer_lib
+from transformer.tasks.translation import pipeline, sources
 from transformer.data.corpus import DataError
 from transformer.data import corpus
 
@@ -245,10 +245,9 @@ def test_tfds_array_record_files(tiny_tfds_dir):
 def test_tfds_missing_data_fails_fast(tmp_path):
   config = DataConfig(source='tfds', tfds_name='wmt14_translate/de-en',
                       tfds_data_dir=str(tmp_path), direction='de-en')
-  start = time.perf_counter()
+  # A DataError that says how to build the data, not a download attempt.
   with pytest.raises(DataError) as error:
     sources.load_split(config, 'train')
-  assert time.perf_counter() - start < 10
   message = str(error.value)
   assert 'tfds build wmt14_translate/de-en' in message
   assert 'array_record' in message and str(tmp_path) in message

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from transformer import decode
+from transformer.tasks.translation import decode
 from transformer.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ModelConfig
 from transformer.model import Transformer
 
@@ -390,7 +390,7 @@ def test_batch_sharded_over_two_devices_gives_the_same_outputs(tmp_path):
       import jax, jax.numpy as jnp, numpy as np
       from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
       import test_decode as t
-      from transformer import decode
+      from transformer.tasks.translation import decode
       assert jax.device_count() == 2
       mesh = Mesh(np.array(jax.devices()), ('data',))
       inputs = jax.device_put(np.load({str(tmp_path / 'inputs.npz')!r})[

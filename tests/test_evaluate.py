@@ -10,10 +10,11 @@ import sacrebleu
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from transformer import tasks
-from transformer import checkpoint, evaluate
+from transformer import checkpoint
 from transformer import train as train_lib
 from transformer.checkpoint import Checkpointer
 from transformer.config import EOS_ID, Config, DataConfig, EvalConfig
+from transformer.tasks.translation import evaluate
 
 from conftest import TINY_MODEL
 

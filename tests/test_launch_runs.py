@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from scripts.launching import finish
-from test_launch import (STEPS, checkpoint_names, final_params, jax_leaves,
-                         last_record, launch, losses_of_one_and_two_processes,
-                         run)
+from test_launch import (ADAM_EPS, STEPS, checkpoint_names, final_params,
+                         jax_leaves, last_record, launch,
+                         losses_of_one_and_two_processes, run)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.usefixtures('shared_compilation_cache')]
@@ -29,7 +29,7 @@ def test_two_processes_match_one_process_with_all_devices(tmp_path):
   want, got = losses_of_one_and_two_processes(tmp_path, [
       '--experiment=tiny', '--set=train.steps=6', '--set=train.log_every=1',
       '--set=train.checkpoint_every=6', '--set=eval.final=false',
-      '--set=eval.every=0', '--set=data.shards=8'])
+      '--set=eval.every=0', '--set=data.shards=8', ADAM_EPS])
   assert sorted(got) == sorted(want) == list(range(1, 7))
   assert all(np.isfinite(got[s]) for s in got)
   np.testing.assert_allclose([got[s] for s in sorted(got)],

@@ -16,7 +16,7 @@ import scipy.stats
 from sklearn import metrics as skm
 
 from transformer import losses
-from transformer import metrics
+from transformer.tasks.labelled import metrics
 
 NAMES = ['ant', 'bee', 'cat', 'dog']
 

@@ -1,4 +1,4 @@
-"""Tests of the n-gram baseline (transformer/ngram.py).
+"""Tests of the n-gram baseline (transformer/tasks/language_model/ngram.py).
 
 References: probabilities worked out by hand on a two-document corpus, the
 empirical unigram entropy computed here with collections.Counter, and sums
@@ -13,9 +13,9 @@ import os
 import numpy as np
 import pytest
 
-from transformer import ngram
 from transformer.config import Config, DataConfig, ModelConfig
-from transformer.data import lm
+from transformer.tasks.language_model import data as lm
+from transformer.tasks.language_model import ngram
 
 BOS, EOS = 2, 3
 

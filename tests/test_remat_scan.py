@@ -24,16 +24,17 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from transformer import benchmark, checkpoint, decode, generate, losses
+from transformer import checkpoint, losses, memory
 from transformer import config as config_lib
 from transformer import train as train_lib
-from transformer import visualize
 from transformer import workdir as workdir_lib
 from transformer.config import (PAD_ID, Config, DataConfig, GenerateConfig,
                                 ModelConfig, TrainConfig)
 from transformer.model import LanguageModel, Transformer
 from transformer.tasks import language_model as lm_tasks
+from transformer.tasks.language_model import generate
 from transformer.tasks import translation
+from transformer.tasks.translation import decode
 
 from conftest import TINY_MODEL
 
@@ -232,8 +233,8 @@ def cached_steps(scan: bool):
     cache = generate.init_cache(model, params, tokens.shape[0], 8)
     logits = []
     for t in range(tokens.shape[1]):
-      step_logits, cache = generate._step(model, params, cache,  # pylint: disable=protected-access
-                                          tokens[:, t], jnp.int32(t))
+      step_logits, cache = generate.cached_step(model, params, cache,
+                                                tokens[:, t], jnp.int32(t))
       logits.append(step_logits)
     return jnp.stack(logits, axis=1)
   return jax.jit(run)
@@ -312,12 +313,12 @@ def test_scanned_language_model_generates_what_the_unrolled_one_does():
 
 
 def test_scanned_model_records_attention_as_the_unrolled_one_does():
-  """sow_weights under scan: `visualize` reads the same per-layer names."""
+  """sow_weights under scan: the pictures read the same per-layer names."""
   params = unrolled_params('translation')
   source, target = [5, 6, 7, 8, 3], [9, 10, 11, 3]
-  want = visualize.capture_attention(
+  want = translation.pictures.capture_attention(
       params, task_for('translation').config.model, source, target)
-  got = visualize.capture_attention(
+  got = translation.pictures.capture_attention(
       stack_layers(params), task_for('translation', scan=True).config.model,
       source, target)
   assert got.keys() == want.keys()
@@ -434,10 +435,10 @@ def test_remat_keeps_less_for_the_backward_pass():
   scanned = dataclasses.replace(
       MEMORY_CONFIG, model=dataclasses.replace(MEMORY_CONFIG.model,
                                                scan_layers=True))
-  result = benchmark.measure_remat_memory(scanned, modes=('dots',),
-                                          compile_steps=False)
-  result.update(benchmark.measure_remat_memory(scanned, modes=('none',
-                                                               'full')))
+  result = memory.measure_remat_memory(scanned, modes=('dots',),
+                                       compile_steps=False)
+  result.update(memory.measure_remat_memory(scanned, modes=('none',
+                                                            'full')))
   none, full, dots = (result[f'step_residual_bytes_remat_{mode}']
                       for mode in ('none', 'full', 'dots'))
   assert 0 < full < dots < none

@@ -12,6 +12,7 @@ import pytest
 
 from transformer import tasks
 from transformer import losses
+from transformer import partitioning
 from transformer import train as train_lib
 from transformer.config import Config, TrainConfig
 
@@ -305,6 +306,12 @@ def test_gradient_accumulation_equals_one_big_batch():
                              rtol=1e-4)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
                four.params, one.params)
+  # The first update's rate is 0 (warm-up from 0): the parameters above have
+  # not moved. Adam's first moments hold 0.1 x each parameter's gradient
+  # (median 3.5e-4, largest 2.6e-2): measured at most 5.6e-9 apart.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-7),
+               four.opt_state[0].mu, one.opt_state[0].mu)
 
 
 def test_micro_batches_take_every_kth_row():
@@ -329,29 +336,31 @@ def test_non_finite_step_is_flagged():
 
 def test_fsdp_spec_splits_the_largest_divisible_dimension():
   P = jax.sharding.PartitionSpec
-  assert train_lib.fsdp_spec((512, 2048), 8) == P(None, 'data')
-  assert train_lib.fsdp_spec((37000, 512), 8) == P('data', None)
-  assert train_lib.fsdp_spec((3, 512, 63), 8) == P(None, 'data', None)
-  assert train_lib.fsdp_spec((512,), 8) == P()  # small: replicated
-  assert train_lib.fsdp_spec((30001, 5), 8) == P()  # nothing divides
+  assert partitioning.fsdp_spec((512, 2048), 8) == P(None, 'data')
+  assert partitioning.fsdp_spec((37000, 512), 8) == P('data', None)
+  assert partitioning.fsdp_spec((3, 512, 63), 8) == P(None, 'data', None)
+  assert partitioning.fsdp_spec((512,), 8) == P()  # small: replicated
+  assert partitioning.fsdp_spec((30001, 5), 8) == P()  # nothing divides
 
 
 def test_eight_devices_give_the_same_losses_as_one():
+  """Each task's losses over 4 steps (2 updates), dropout on, batches split
+  over 8 devices, against one device (tests/scripts/sharded_steps.py).
+
+  rtol 1e-5: the 8 devices sum in another order, so each loss may differ by
+  a few float32 roundings (measured: at most 3.3e-7 relative); with Adam's
+  eps at 1e-6 (the script says why) the updates do not amplify that. A
+  gradient that misses one of the 8 shards moves the losses 1e-4 to 1e-3
+  apart from the first update on, a shard read twice 1e-3 to 1e-2 from the
+  start (measured on tests/scripts/mesh_steps.py's models)."""
   result = launching.run_script('sharded_steps.py', devices=8)
-  for key in ('one', 'one_threefry', 'one_rbg'):
-    assert np.all(np.isfinite(result[key])), key
-  np.testing.assert_allclose(result['all'], result['one'], rtol=1e-5)
-  np.testing.assert_allclose(result['all_fsdp'], result['one'], rtol=1e-5)
-  assert np.all(np.isfinite(result['classify_one']))
-  assert result['classify_one'][0] != result['classify_one'][-1]  # it learns
-  for key in ('classify_all', 'classify_all_fsdp'):
-    np.testing.assert_allclose(result[key], result['classify_one'], rtol=1e-5)
-  assert np.all(np.isfinite(result['lm_one']))
-  assert result['lm_one'][0] != result['lm_one'][-1]
-  for key in ('lm_all', 'lm_all_fsdp'):
-    np.testing.assert_allclose(result[key], result['lm_one'], rtol=1e-5)
-  # The default dropout masks ('hash') and both jax.random ones.
-  for impl in ('threefry', 'rbg'):
-    np.testing.assert_allclose(result[f'all_{impl}'], result[f'one_{impl}'],
-                               rtol=1e-5)
-    assert result[f'one_{impl}'] != result['one']  # other dropout masks
+  for prefix in ('', 'classify_', 'lm_'):
+    one = result[f'{prefix}one']
+    assert np.all(np.isfinite(one)), prefix
+    assert one[0] != one[-1], prefix  # it learns
+    np.testing.assert_allclose(result[f'{prefix}all'], one, rtol=1e-5,
+                               err_msg=prefix)
+  # Classification drew its masks with 'threefry', the language model with
+  # 'rbg': other masks than the default 'hash', so other losses.
+  for prefix in ('classify_', 'lm_'):
+    assert result[f'{prefix}one'] != result[f'{prefix}one_hash'], prefix

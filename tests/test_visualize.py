@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from transformer import plots
 from transformer import visualize
 from transformer.config import BOS_ID, EOS_ID, PAD_ID
 from transformer.model import Transformer
+from transformer.tasks.labelled import pictures as labelled_pictures
+from transformer.tasks.translation import pictures as translation_pictures
 
 from conftest import TINY_MODEL
 
@@ -35,7 +38,7 @@ def params():
 
 @pytest.fixture(scope='module')
 def captured(params):
-  return visualize.capture_attention(params, TINY_MODEL, SOURCE, TARGET)
+  return translation_pictures.capture_attention(params, TINY_MODEL, SOURCE, TARGET)
 
 
 class FakeTokenizer:
@@ -116,7 +119,7 @@ def test_shapes_and_rows_are_distributions(captured):
   layers = {'encoder_self': TINY_MODEL.num_encoder_layers,
             'decoder_self': TINY_MODEL.num_decoder_layers,
             'cross': TINY_MODEL.num_decoder_layers}
-  for kind in visualize.KINDS:
+  for kind in plots.KINDS:
     assert len(captured[kind]) == layers[kind]
     for weights in captured[kind]:
       assert weights.shape == shapes[kind]
@@ -206,7 +209,7 @@ def naive_greedy(params, source, max_extra_length):
 
 @pytest.fixture(scope='module')
 def maps(params):
-  return visualize.attention_maps(
+  return translation_pictures.attention_maps(
       params, TINY_MODEL, FakeTokenizer(TINY_MODEL.vocab_size),
       '  w5 w6 w7 w8 ', max_extra_length=3)
 
@@ -221,9 +224,9 @@ def test_attention_maps_of_a_sentence(params, maps):
   assert maps.decoder_input_pieces[0] == '<s>'
   assert maps.target_pieces[-1] == '</s>'
   assert maps.translation == tokenizer.decode(maps.target_ids)
-  again = visualize.capture_attention(params, TINY_MODEL, maps.source_ids,
+  again = translation_pictures.capture_attention(params, TINY_MODEL, maps.source_ids,
                                       maps.target_ids)
-  for kind in visualize.KINDS:
+  for kind in plots.KINDS:
     for ours, reference in zip(maps.maps(kind), again[kind]):
       assert_finite(ours, reference)
       np.testing.assert_array_equal(ours, reference)
@@ -234,7 +237,7 @@ def test_attention_maps_of_a_sentence(params, maps):
 @pytest.mark.parametrize('sentence', ['', '   \n'])
 def test_empty_sentence(params, sentence):
   with pytest.raises(ValueError, match='empty'):
-    visualize.attention_maps(params, TINY_MODEL, FakeTokenizer(37), sentence)
+    translation_pictures.attention_maps(params, TINY_MODEL, FakeTokenizer(37), sentence)
   with pytest.raises(ValueError, match='empty'):  # before the workdir is read
     visualize.run(_config(), '/nonexistent', sentence=sentence, layers=None,
                   heads=None)
@@ -246,23 +249,23 @@ def test_empty_sentence(params, sentence):
 
 
 def test_layer_and_head_resolution():
-  assert visualize.resolve_layers(None, 2, 2) == {'encoder': [0, 1],
+  assert plots.resolve_layers(None, 2, 2) == {'encoder': [0, 1],
                                                   'decoder': [0, 1]}
-  assert visualize.resolve_layers(None, 1, 1) == {'encoder': [0],
+  assert plots.resolve_layers(None, 1, 1) == {'encoder': [0],
                                                   'decoder': [0]}
-  assert visualize.resolve_layers([-1, 1, 0], 6, 2) == {
+  assert plots.resolve_layers([-1, 1, 0], 6, 2) == {
       'encoder': [5, 1, 0], 'decoder': [1, 0]}
   # Layer 4 exists in the encoder only: the decoder skips it.
-  assert visualize.resolve_layers([4], 6, 2) == {'encoder': [4],
+  assert plots.resolve_layers([4], 6, 2) == {'encoder': [4],
                                                  'decoder': []}
-  assert visualize.resolve_heads(None, 4) == [0, 1, 2, 3]
-  assert visualize.resolve_heads([-1, 0, 3], 4) == [3, 0]
+  assert plots.resolve_heads(None, 4) == [0, 1, 2, 3]
+  assert plots.resolve_heads([-1, 0, 3], 4) == [3, 0]
 
 
 @pytest.mark.parametrize('layers', [[2], [-3], [0, 7]])
 def test_invalid_layer(layers):
   with pytest.raises(ValueError, match=r'-2\.\.1'):
-    visualize.resolve_layers(layers, 2, 2)
+    plots.resolve_layers(layers, 2, 2)
   with pytest.raises(ValueError, match=r'-2\.\.1'):  # before the workdir
     visualize.run(_config(), '/nonexistent', sentence='w5', layers=layers,
                   heads=None)
@@ -271,7 +274,7 @@ def test_invalid_layer(layers):
 @pytest.mark.parametrize('heads', [[4], [-5], [0, 9]])
 def test_invalid_head(heads):
   with pytest.raises(ValueError, match=r'-4\.\.3'):
-    visualize.resolve_heads(heads, 4)
+    plots.resolve_heads(heads, 4)
   with pytest.raises(ValueError, match=r'-4\.\.3'):
     visualize.run(_config(), '/nonexistent', sentence='w5', layers=None,
                   heads=heads)
@@ -298,14 +301,14 @@ def check_png(path, min_width=300, min_height=200):
 
 
 def test_draw_writes_one_png_per_kind_and_layer(maps, tmp_path):
-  written = visualize.draw(maps, str(tmp_path))
+  written = translation_pictures.draw(maps, str(tmp_path))
   names = ['encoder_self_layer0.png', 'encoder_self_layer1.png',
            'decoder_self_layer0.png', 'decoder_self_layer1.png',
            'cross_layer0.png', 'cross_layer1.png']
   assert written == [str(tmp_path / n) for n in names]
   sizes = [check_png(p) for p in written]
   # Two heads in one row are narrower than four.
-  narrow = visualize.draw(maps, str(tmp_path / 'two'), layers=[-1],
+  narrow = translation_pictures.draw(maps, str(tmp_path / 'two'), layers=[-1],
                           heads=[0, -1])
   assert [os.path.basename(p) for p in narrow] == [
       'encoder_self_layer1.png', 'decoder_self_layer1.png', 'cross_layer1.png']
@@ -322,7 +325,7 @@ def synthetic_maps(source_length, target_length, heads=2, layers=1):
   inputs = [BOS_ID] + target[:-1]
   tok = FakeTokenizer(37)
   pieces = lambda ids: [tok.id_to_piece(i) for i in ids]
-  return visualize.AttentionMaps(
+  return translation_pictures.AttentionMaps(
       source, target, inputs, pieces(source), pieces(target), pieces(inputs),
       tok.decode(target), rows(source_length, source_length),
       [np.tril(w) for w in rows(target_length, target_length)],
@@ -331,14 +334,14 @@ def synthetic_maps(source_length, target_length, heads=2, layers=1):
 
 def test_long_sentence_picture(tmp_path):
   """60 tokens: the labels shrink and the figure grows."""
-  short = visualize.draw(synthetic_maps(5, 4), str(tmp_path / 'short'),
+  short = translation_pictures.draw(synthetic_maps(5, 4), str(tmp_path / 'short'),
                          layers=[0], heads=[0])[2]
-  long = visualize.draw(synthetic_maps(60, 50), str(tmp_path / 'long'),
+  long = translation_pictures.draw(synthetic_maps(60, 50), str(tmp_path / 'long'),
                         layers=[0], heads=[0])[2]
   assert os.path.basename(long) == 'cross_layer0.png'
   short_size, long_size = check_png(short), check_png(long)
   assert long_size[0] > 2 * short_size[0] and long_size[1] > 1200
-  assert visualize._tick_fontsize(60) < visualize._tick_fontsize(6)
+  assert plots._tick_fontsize(60) < plots._tick_fontsize(6)
 
 
 # ---------------------------------------------------------------------------
@@ -367,28 +370,28 @@ def test_training_curves_keep_the_last_record_per_step(tmp_path):
       {'step': 40, 'kind': 'eval', 'loss': 2.5, 'bleu': 7.5},
   ]
   write_metrics(tmp_path, records, ['{"step": 50, "kind": "tra'])  # cut off
-  series = visualize.curve_series(str(tmp_path / 'metrics.jsonl'))
+  series = plots.curve_series(str(tmp_path / 'metrics.jsonl'))
   assert series == {'train_loss': ([10, 20, 30, 40], [5.0, 4.0, 3.0, 2.0]),
                     'eval_loss': ([20, 40], [4.25, 2.5]),
                     'bleu': ([20, 40], [2.0, 7.5])}
-  path = visualize.training_curves(str(tmp_path), str(tmp_path / 'c.png'))
+  path = plots.training_curves(str(tmp_path), str(tmp_path / 'c.png'))
   assert path == str(tmp_path / 'c.png')
   with_bleu = check_png(path)
   # Without eval records: only the training loss, one panel.
   write_metrics(tmp_path, [r for r in records if r['kind'] == 'train'])
-  series = visualize.curve_series(str(tmp_path / 'metrics.jsonl'))
+  series = plots.curve_series(str(tmp_path / 'metrics.jsonl'))
   assert series['eval_loss'] == ([], []) and series['bleu'] == ([], [])
-  alone = check_png(visualize.training_curves(str(tmp_path),
+  alone = check_png(plots.training_curves(str(tmp_path),
                                               str(tmp_path / 'd.png')))
   assert alone[0] < with_bleu[0]  # BLEU has its own subplot
 
 
 def test_training_curves_errors(tmp_path):
   with pytest.raises(FileNotFoundError):
-    visualize.training_curves(str(tmp_path), str(tmp_path / 'c.png'))
+    plots.training_curves(str(tmp_path), str(tmp_path / 'c.png'))
   write_metrics(tmp_path, [{'step': 1, 'kind': 'eval', 'bleu': 3.0}])
   with pytest.raises(ValueError, match='no loss'):
-    visualize.training_curves(str(tmp_path), str(tmp_path / 'c.png'))
+    plots.training_curves(str(tmp_path), str(tmp_path / 'c.png'))
 
 
 # ---------------------------------------------------------------------------
@@ -429,7 +432,7 @@ def test_encoder_attention_rows_are_distributions_over_the_real_tokens(
     classifier_params):
   task = classification()
   n, length = len(TEXT_IDS), 8
-  scores, weights = visualize.capture_encoder_attention(
+  scores, weights = labelled_pictures.capture_encoder_attention(
       task, classifier_params, TEXT_IDS, length)
   assert len(weights) == ENCODER_ONLY.num_encoder_layers
   for layer in weights:
@@ -455,7 +458,7 @@ def test_encoder_attention_matches_numpy_and_ignores_padding(
   """Layer 0 recomputed from the classifier's embedding table, padding keys
   masked; more padding changes no probability of the real tokens."""
   encoder = classifier_params['encoder']
-  _, padded = visualize.capture_encoder_attention(
+  _, padded = labelled_pictures.capture_encoder_attention(
       classification(), classifier_params, TEXT_IDS, 8)
   ids = TEXT_IDS + [PAD_ID] * 3
   x = np_embed(encoder, ids)
@@ -464,7 +467,7 @@ def test_encoder_attention_matches_numpy_and_ignores_padding(
                           keys[None, None, :])
   assert_finite(padded[0], expected)
   np.testing.assert_allclose(padded[0], expected, atol=2e-5)
-  _, unpadded = visualize.capture_encoder_attention(
+  _, unpadded = labelled_pictures.capture_encoder_attention(
       classification(), classifier_params, TEXT_IDS)
   n = len(TEXT_IDS)
   for ours, reference in zip(padded, unpadded):
@@ -476,8 +479,8 @@ def test_encoder_attention_matches_numpy_and_ignores_padding(
 def test_encoder_maps_encode_the_text_as_evaluation_does(classifier_params,
                                                          pooling):
   task = classification(pooling=pooling)
-  maps = visualize.encoder_maps(task, classifier_params, FakeTokenizer(37),
-                                '  w5 w6 w7 w8 ')
+  maps = labelled_pictures.encoder_maps(task, classifier_params,
+                                        FakeTokenizer(37), '  w5 w6 w7 w8 ')
   bos = [BOS_ID] if pooling == 'first' else []
   assert maps.ids == bos + [5, 6, 7, 8, EOS_ID]
   assert maps.pieces == ['<s>'] * len(bos) + ['▁w5', '▁w6', '▁w7', '▁w8',
@@ -497,20 +500,20 @@ def test_encoder_maps_cut_a_long_text_and_refuse_an_empty_one(
     classifier_params):
   task = classification(eval_max_length=6)
   words = ' '.join(f'w{i}' for i in range(4, 14))  # 10 pieces
-  maps = visualize.encoder_maps(task, classifier_params, FakeTokenizer(37),
-                                words)
+  maps = labelled_pictures.encoder_maps(task, classifier_params,
+                                        FakeTokenizer(37), words)
   assert maps.ids == [4, 5, 6, 7, 8, EOS_ID] and maps.dropped == 5
   assert maps.encoder_self[0].shape[1:] == (6, 6)
   for sentence in ('', '  '):
     with pytest.raises(ValueError, match='empty.*to label'):
-      visualize.encoder_maps(task, classifier_params, FakeTokenizer(37),
-                             sentence)
+      labelled_pictures.encoder_maps(task, classifier_params,
+                                     FakeTokenizer(37), sentence)
 
 
 def test_encoder_pictures_carry_the_prediction(classifier_params, tmp_path):
-  maps = visualize.encoder_maps(classification(), classifier_params,
-                                FakeTokenizer(37), 'w5 w6 w7')
-  written = visualize.draw_layers(
+  maps = labelled_pictures.encoder_maps(classification(), classifier_params,
+                                        FakeTokenizer(37), 'w5 w6 w7')
+  written = plots.draw_layers(
       'encoder_self', maps.encoder_self, [1], [0, 2], maps.pieces,
       maps.pieces, str(tmp_path), row_label='token (query)',
       column_label='token (key)', note='prediction: b (probability 0.5)')
@@ -518,28 +521,34 @@ def test_encoder_pictures_carry_the_prediction(classifier_params, tmp_path):
   check_png(written[0])
 
 
-def test_family_by_task_type():
-  from transformer.tasks import labelled, translation
+def test_what_each_task_draws():
+  """What the driver asks of each family: the layers --layers picks from,
+  the scores beside the loss, what --sentence is for."""
+  from transformer.tasks import labelled, translation  # pylint: disable=g-import-not-at-top
   config = labelled_config()
-  assert visualize.family(translation.Translation(_config())).decoder
-  chosen = visualize.family(labelled.Classification(config, CLASSES))
-  assert not chosen.decoder and chosen.scores == ('accuracy', 'macro_f1')
-  chosen = visualize.family(labelled.Regression(
-      labelled_config(task='regression')))
-  assert not chosen.decoder and chosen.scores == ('pearson', 'spearman')
-  with pytest.raises(TypeError):
-    visualize.family(object())
+  task = translation.Translation(_config())
+  assert task.attention_layers() == (TINY_MODEL.num_encoder_layers,
+                                     TINY_MODEL.num_decoder_layers)
+  assert task.CURVE_SCORES == ('bleu',)
+  assert task.SENTENCE_PURPOSE == 'to translate'
+  task = labelled.Classification(config, CLASSES)
+  assert task.attention_layers() == (config.model.num_encoder_layers, 0)
+  assert task.CURVE_SCORES == ('accuracy', 'macro_f1')
+  task = labelled.Regression(labelled_config(task='regression'))
+  assert task.attention_layers()[1] == 0
+  assert task.CURVE_SCORES == ('pearson', 'spearman')
+  assert task.SENTENCE_PURPOSE == 'to label'
 
 
 def test_encoder_only_layers(capsys):
-  assert visualize.resolve_layers(None, 2, 0) == {'encoder': [0, 1],
+  assert plots.resolve_layers(None, 2, 0) == {'encoder': [0, 1],
                                                   'decoder': []}
-  assert visualize.resolve_layers([-1], 3, 0) == {'encoder': [2],
+  assert plots.resolve_layers([-1], 3, 0) == {'encoder': [2],
                                                   'decoder': []}
   assert capsys.readouterr().err == ''  # no note about a missing decoder
   with pytest.raises(ValueError, match=r'the encoder has 2 layers; valid '
                      r'layer indices are -2\.\.1'):
-    visualize.resolve_layers([2], 2, 0)
+    plots.resolve_layers([2], 2, 0)
 
 
 
@@ -576,7 +585,8 @@ def test_language_model_attention_is_causal_and_matches_numpy(
   recomputed from the embedding table through pre-LN's LayerNorm."""
   task, params = lm_task_and_params
   assert task.config.model.layer_norm_epsilon == 1e-6  # np_layer_norm's
-  weights = visualize.decoder_only_attention(task, params, LM_TEXT)
+  from transformer.tasks.language_model import pictures  # pylint: disable=g-import-not-at-top
+  weights = pictures.decoder_only_attention(task, params, LM_TEXT)
   n, m = len(LM_TEXT), task.config.model
   assert len(weights) == m.num_decoder_layers
   above = np.triu(np.ones((n, n), bool), k=1)
@@ -622,23 +632,23 @@ def write_evaluation(workdir, name='test_step5', matrix=MATRIX,
 
 def test_confusion_matrix_cells_and_shading(tmp_path):
   path = str(tmp_path / 'cm.png')
-  picture = visualize.draw_confusion_matrix(MATRIX, CLASSES, path)
+  picture = plots.draw_confusion_matrix(MATRIX, CLASSES, path)
   assert picture.path == path
   np.testing.assert_array_equal(picture.counts, MATRIX)
   row_normalised = np.array([[5 / 6, 1 / 6, 0], [2 / 6, 3 / 6, 1 / 6],
                              [0, 0, 0]])
   np.testing.assert_allclose(picture.shading, row_normalised, atol=1e-12)
-  width, height = visualize.confusion_figsize(CLASSES)
+  width, height = plots.confusion_figsize(CLASSES)
   expected = (round(width * 100), round(height * 100))
   assert check_png(path) == expected == picture.size
   # More classes, longer names: a bigger picture.
   names = [f'class number {i}' for i in range(12)]
-  big = visualize.draw_confusion_matrix(np.eye(12, dtype=int) * 3, names,
+  big = plots.draw_confusion_matrix(np.eye(12, dtype=int) * 3, names,
                                         str(tmp_path / 'big.png'))
   assert big.size[0] > expected[0] and big.size[1] > expected[1]
   np.testing.assert_array_equal(big.shading, np.eye(12))
   with pytest.raises(ValueError, match='not 2x2'):
-    visualize.draw_confusion_matrix(MATRIX, ('a', 'b'), path)
+    plots.draw_confusion_matrix(MATRIX, ('a', 'b'), path)
 
 
 def test_confusion_matrix_of_the_newest_evaluation(tmp_path):
@@ -651,31 +661,31 @@ def test_confusion_matrix_of_the_newest_evaluation(tmp_path):
     f.write('{"bleu": 3')
   with open(os.path.join(workdir, 'eval', 'test_step9.json'), 'w') as f:
     json.dump({'bleu': 3.0}, f)
-  found = visualize.latest_evaluation(workdir)
+  found = plots.latest_evaluation(workdir)
   assert found[0].endswith('test_step5.json')
   assert found[1]['confusion_matrix'] == MATRIX
-  path = visualize.confusion_matrix_picture(workdir, out, CLASSES)
-  assert path == os.path.join(out, visualize.CONFUSION_FILENAME)
-  size = visualize.confusion_figsize(CLASSES)
+  path = labelled_pictures.confusion_matrix_picture(workdir, out, CLASSES)
+  assert path == os.path.join(out, plots.CONFUSION_FILENAME)
+  size = plots.confusion_figsize(CLASSES)
   assert check_png(path) == (round(size[0] * 100), round(size[1] * 100))
 
 
 def test_confusion_labels_order():
   metrics = {'confusion_matrix': MATRIX,
              'per_class': {'z': {}, 'y': {}, 'x': {}}}
-  assert visualize.confusion_labels(metrics, CLASSES) == ['z', 'y', 'x']
+  assert plots.confusion_labels(metrics, CLASSES) == ['z', 'y', 'x']
   # Without per_class: labels.json's order, else the indices.
-  assert visualize.confusion_labels({'confusion_matrix': MATRIX},
+  assert plots.confusion_labels({'confusion_matrix': MATRIX},
                                     CLASSES) == list(CLASSES)
-  assert visualize.confusion_labels({'confusion_matrix': MATRIX}) == [
+  assert plots.confusion_labels({'confusion_matrix': MATRIX}) == [
       '0', '1', '2']
 
 
 def test_no_evaluation_says_how_to_make_one(tmp_path, capsys):
   workdir = str(tmp_path)
   for _ in range(2):  # no eval/ at all, then one without a classification
-    assert visualize.latest_evaluation(workdir) is None
-    assert visualize.confusion_matrix_picture(
+    assert plots.latest_evaluation(workdir) is None
+    assert labelled_pictures.confusion_matrix_picture(
         workdir, str(tmp_path / 'pictures'), CLASSES) is None
     err = capsys.readouterr().err
     assert 'no confusion matrix' in err and '--mode=evaluate' in err
@@ -684,7 +694,7 @@ def test_no_evaluation_says_how_to_make_one(tmp_path, capsys):
     with open(tmp_path / 'eval' / 'test_step3.json', 'w') as f:
       json.dump({'bleu': 1.0}, f)
   assert not os.path.exists(tmp_path / 'pictures')
-  visualize.confusion_matrix_picture(
+  labelled_pictures.confusion_matrix_picture(
       workdir, str(tmp_path / 'pictures'),
       command='python launch.py --experiment=tiny_classify --workdir=W')
   assert ('python launch.py --experiment=tiny_classify --workdir=W '
@@ -702,18 +712,18 @@ def test_training_curves_of_labelled_tasks(tmp_path):
   ]
   write_metrics(tmp_path, records)
   metrics_path = str(tmp_path / 'metrics.jsonl')
-  series = visualize.curve_series(metrics_path, ('accuracy', 'macro_f1'))
+  series = plots.curve_series(metrics_path, ('accuracy', 'macro_f1'))
   assert series == {'train_loss': ([10, 20], [1.0, 0.5]),
                     'eval_loss': ([10, 20], [0.9, 0.4]),
                     'accuracy': ([10, 20], [0.6, 0.8]),
                     'macro_f1': ([10, 20], [0.55, 0.75])}
   # An undefined correlation (None) is left out, not plotted as 0.
-  assert visualize.curve_series(metrics_path, ('pearson',))['pearson'] == (
+  assert plots.curve_series(metrics_path, ('pearson',))['pearson'] == (
       [20], [0.7])
-  both = check_png(visualize.training_curves(
+  both = check_png(plots.training_curves(
       str(tmp_path), str(tmp_path / 'c.png'), ('accuracy', 'macro_f1')))
   # No eval score logged: one panel.
-  alone = check_png(visualize.training_curves(
+  alone = check_png(plots.training_curves(
       str(tmp_path), str(tmp_path / 'd.png'), ('spearman',)))
   assert alone[0] < both[0]
 
@@ -765,7 +775,7 @@ def test_run_draws_a_classification_workdir(classify_workdir, capsys):
       'encoder_self_layer1.png', 'confusion_matrix.png',
       'training_curves.png']
   assert check_png(written[1]) == tuple(
-      round(v * 100) for v in visualize.confusion_figsize(labels))
+      round(v * 100) for v in plots.confusion_figsize(labels))
   # Layers are checked against the encoder alone, before anything slow.
   with pytest.raises(ValueError, match='the encoder has 2 layers;'):
     visualize.run(config, workdir, sentence='red', layers=[2], heads=None)

@@ -145,7 +145,7 @@ class DataConfig:
   # SWORD texts); 'tfds', a TFDS translation set (`tfds_name`); 'text', the
   # user's own files `text_dir/{train,valid,test}.{src,tgt}`; 'toy', a
   # generated word-reversal task.
-  # Classification and regression (transformer/data/labelled.py): 'vader',
+  # Classification and regression (transformer/tasks/labelled/sources.py): 'vader',
   # the human-rated sentiment sentences of Hutto & Gilbert (2014);
   # 'bible_genre', Bible verses labelled with their book's genre; 'tfds'
   # (imdb_reviews, glue/sst2); 'text', the user's own
@@ -188,7 +188,7 @@ class DataConfig:
   # independent sigmoids trained with train.loss='log_loss'. Users' files
   # hold the names separated by label_separator (a JSON list in JSON Lines).
   # 'vader' with sentiment_classes 2 or 3: the sentiments that at least a
-  # quarter of the raters gave (transformer/data/labelled.py).
+  # quarter of the raters gave (transformer/tasks/labelled/sources.py).
   multi_label: bool = False
   label_separator: str = ','
   # data.source='vader': 0 = the mean rating (-4..4) as a regression target;

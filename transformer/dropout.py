@@ -2,8 +2,9 @@
 
 Dropout keeps each element with probability 1 - rate and scales kept ones by
 1 / (1 - rate). The masks need random bits, and how they are drawn decides
-how much dropout costs: on a 2-core CPU, drawing them with `jax.random` took
-~12% of the bench_cpu train step. `train.dropout_rng` picks the source:
+how much dropout costs: on a CPU, drawing them with `jax.random` took a
+large share of the train step (README, "Speed on CPU"). `train.dropout_rng`
+picks the source:
 
 - 'hash' (default): bit = lowbias32(lowbias32(index ^ k0) ^ lowbias32(row + k1)),
   a counter-based hash of each element's position in the array and of the

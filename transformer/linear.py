@@ -9,11 +9,11 @@ the same x W, by flattening the input to a matrix first:
 Why: differentiating the 3-D form, JAX writes the weight gradient x^T g as a
 product contracting two axes (B and L) of both operands. XLA:CPU then copies
 g into a transposed layout and multiplies in an x^T (g^T)^T form on its
-Eigen fallback kernel: at the `bench_cpu` shape an FFN weight gradient took
-up to 23 ms (under 50 GFLOP/s, against 140-180 for matmuls of that size),
-and every weight gradient paid for a transposing copy. From the 2-D form XLA
-contracts B * L of both operands directly, with no copy (the train step went
-from 951 to 859 ms). The products and sums are the same, and so are the
+Eigen fallback kernel: an FFN weight gradient ran at a fraction of the rate
+of other matmuls of its size, and every weight gradient paid for a
+transposing copy. From the 2-D form XLA contracts B * L of both operands
+directly, with no copy (the step times before and after: README, "Speed on
+CPU"). The products and sums are the same, and so are the
 results (`tests/test_linear.py` checks values and gradients against
 `lax.dot_general`).
 """

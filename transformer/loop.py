@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import tensorboardX
 from jax.experimental import multihost_utils
 
 from transformer import config as config_lib
@@ -22,7 +23,8 @@ from transformer import train as train_lib
 from transformer import workdir as workdir_lib
 from transformer.checkpoint import Checkpointer
 from transformer.config import Config
-from transformer.workdir import RunError  # pylint: disable=unused-import
+from transformer.data import tokenizer as tokenizer_lib
+from transformer.workdir import RunError
 
 
 class MetricsWriter:
@@ -33,7 +35,6 @@ class MetricsWriter:
     if not self.enabled:
       return
     self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-    import tensorboardX  # pylint: disable=g-import-not-at-top
     self.tensorboard = tensorboardX.SummaryWriter(
         os.path.join(workdir, 'tensorboard'), flush_secs=30)
 
@@ -118,7 +119,6 @@ def train(config: Config, workdir: str, *, restart: bool = False
 
 def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
   """`train` inside the locked workdir."""
-  from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   print('Config:\n' + config_lib.to_json(config), flush=True)
   mesh = train_lib.make_mesh(config=config)
   train_lib.check_batch_sizes(config, mesh, training=True)
@@ -201,7 +201,7 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
         jax.block_until_ready(pending)  # steps run asynchronously: wait first
         last_metrics = _log_step(step, total, pending, writer,
                                  time.time() - last_log_time,
-                                 step - last_log_step, task.rate_unit)
+                                 step - last_log_step, task)
         pending, last_log_time, last_log_step = [], time.time(), step
       if evaluator and (step % config.eval.every == 0 or step == total):
         _log_eval(step, evaluator, state.params, writer)
@@ -279,31 +279,33 @@ def _check_finite(pending: list[dict[str, jax.Array]], step: int) -> None:
 
 # What every train step reports; the rest of its metrics are the task's.
 _STEP_KEYS = ('loss', 'tokens', 'grad_norm', 'learning_rate', 'finite')
+# Short names of metrics in the printed line (metrics.jsonl keeps the long).
+_SHORT_NAMES = {'perplexity': 'ppl'}
 
 
 def _log_step(step: int, total: int, pending, writer: MetricsWriter,
-              seconds: float, steps: int, unit: str) -> dict[str, float]:
+              seconds: float, steps: int, task) -> dict[str, float]:
   """Prints and records the mean metrics of the steps since the last log.
 
-  Rates use the last `steps` of them, timed over `seconds`; `unit` names
-  what the loss is averaged over ('tokens', 'examples').
+  Rates use the last `steps` of them, timed over `seconds`, in the task's
+  `rate_unit` (what the loss is averaged over: 'tokens', 'examples').
   """
   _check_finite(pending, step)
   values = jax.device_get(pending)
   mean = lambda key: float(np.mean([float(m[key]) for m in values]))
+  unit = task.rate_unit
   # 'loss' is the objective the gradients follow (translation: label-
   # smoothed, minus its floor, losses.cross_entropy); the task's own metrics
-  # follow (translation: 'nll', -log p(target), and its perplexity exp(nll),
-  # which compare with the evaluation's).
+  # follow (translation: 'nll', -log p(target)), with what the task derives
+  # from them (`train_log_metrics`: the perplexity exp(nll), which compares
+  # with the evaluation's).
   task_metrics = [k for k in values[-1] if k not in _STEP_KEYS]
-  metrics = {'loss': mean('loss'), **{k: mean(k) for k in task_metrics}}
-  if 'nll' in metrics:
-    metrics['perplexity'] = float(np.exp(metrics['nll']))
+  metrics = task.train_log_metrics(
+      {'loss': mean('loss'), **{k: mean(k) for k in task_metrics}})
   metrics.update(learning_rate=float(values[-1]['learning_rate']),
                  grad_norm=mean('grad_norm'))
-  shown = {'nll': 'nll', 'perplexity': 'ppl'}
   line = f'step {step:>7d}/{total}  loss {metrics["loss"]:.4f}  ' + ''.join(
-      f'{shown.get(k, k)} {metrics[k]:.4f}  ' for k in metrics
+      f'{_SHORT_NAMES.get(k, k)} {metrics[k]:.4f}  ' for k in metrics
       if k not in ('loss', 'learning_rate', 'grad_norm'))
   line += (f'lr {metrics["learning_rate"]:.2e}  '
            f'grad_norm {metrics["grad_norm"]:.3f}')

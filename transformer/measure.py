@@ -1,5 +1,6 @@
 """Measuring helpers that the benchmark driver and every family's benchmark
-hooks (transformer/tasks/*/benchmark.py) share: timing of calls, random
+hooks (transformer/tasks/*/benchmark.py) share: timing of calls and of
+decoders (translation's beam search, a language model's generation), random
 and real batches, the parameters decoding is timed with, the FLOPs of an
 encoder layer, and the number formats of the results table.
 """
@@ -35,8 +36,11 @@ def encoder_layer_flops(model_config: ModelConfig, batch: int,
 
 
 def summary(times: list[float]) -> dict[str, float]:
-  q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (
-      times[0],) * 3
+  # 'inclusive': quartiles within [min, max]. The default ('exclusive')
+  # extrapolates from few samples, and a slow outlier once gave a negative
+  # first quartile of step times.
+  q1, _, q3 = statistics.quantiles(
+      times, n=4, method='inclusive') if len(times) > 1 else (times[0],) * 3
   return {'median': statistics.median(times), 'min': min(times),
           'max': max(times), 'p25': q1, 'p75': q3}
 
@@ -95,6 +99,32 @@ def train_batches(task, workdir: str, count: int, rng: np.random.Generator,
             'random', f'random token batches [{rows}, '
             f'{config.data.max_length}], no padding: the data is not '
             f'available ({error})')
+
+
+def time_decoder(name: str, decode: Callable[[], Any],
+                 best: Callable[[Any], jax.Array], sentences: int,
+                 repeats: int) -> dict[str, float]:
+  """NAME_first_call_s (compiles), then the median of `repeats` decodes and
+  the rates it gives for the first `sentences` rows (the real ones), and
+  the longest of their outputs."""
+  start = time.perf_counter()
+  output = jax.block_until_ready(decode())
+  first_call_s = time.perf_counter() - start
+  outputs = np.asarray(jax.device_get(best(output)))
+  lengths = np.count_nonzero(outputs[:sentences] != PAD_ID, axis=1)
+  generated = int(lengths.sum())
+  times = summary(time_calls(decode, repeats))
+  seconds = times['median']
+  return {
+      f'{name}_first_call_s': first_call_s,
+      f'{name}_s': seconds,
+      f'{name}_min_s': times['min'],
+      f'{name}_max_s': times['max'],
+      f'{name}_sentences_per_s': sentences / seconds,
+      f'{name}_tokens_per_s': generated / seconds,
+      f'{name}_mean_output_length': generated / max(sentences, 1),
+      f'{name}_max_output_length': int(lengths.max(initial=0)),
+  }
 
 
 UNTRAINED = ('random initialisation (no checkpoint in the workdir), EOS '

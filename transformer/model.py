@@ -209,14 +209,13 @@ class DecoderLayer(nn.Module):
 #     [B, L, d_ff] each. The attention products have batch dimensions
 #     (batch, heads), so they are recomputed: their [B, heads, L, L] scores
 #     and probabilities are the largest activations at long L and the
-#     cheapest to redo. `checkpoint_dots` would keep those as well: on
-#     wmt_big's train step 19.5 GB of activations kept for the backward
-#     pass against 11.3 GB (none: 48.7 GB, full: 4.7 GB; JAX's residuals,
-#     `benchmark.step_residual_bytes`, with XLA's attention).
+#     cheapest to redo. `checkpoint_dots` would keep those as well, for
+#     much more memory at long rows (`memory.py` counts each policy's
+#     residuals; the README, "GPUs, TPUs and many hosts", has wmt_big's).
 # XLA:CPU drops the optimization barriers that keep the recomputation apart
 # and merges it back into the forward pass: there remat saves memory only
-# with model.scan_layers, whose loop keeps it apart (benchmark.py's
-# measure_remat_memory shows both).
+# with model.scan_layers, whose loop keeps it apart
+# (`memory.measure_remat_memory` shows both).
 REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
     'full': None,
     'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,

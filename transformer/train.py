@@ -34,8 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from transformer import dropout as dropout_lib
 from transformer import partitioning
 from transformer.config import Config, ConfigError
-# fsdp_spec: the FSDP rule for arrays without logical names (partitioning).
-from transformer.partitioning import DATA_AXIS, MODEL_AXIS, fsdp_spec  # pylint: disable=unused-import
+from transformer.partitioning import DATA_AXIS, MODEL_AXIS
 
 Array = jax.Array
 Batch = dict[str, Array]
@@ -213,7 +212,8 @@ def state_sharding(config: Config, mesh: Mesh, shapes: TrainState):
   Args:
     shapes: `state_shapes(task)`: arrays boxed with their logical axis
       names. An array without names is replicated, or with train.fsdp split
-      along its largest dimension the data axis divides (`fsdp_spec`).
+      along its largest dimension the data axis divides
+      (`partitioning.fsdp_spec`).
   """
   def sharding(shape, names: P) -> NamedSharding:
     return NamedSharding(mesh, partitioning.mesh_spec(

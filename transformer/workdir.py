@@ -18,13 +18,21 @@ from typing import Any
 import jax
 
 from transformer import config as config_lib
+from transformer import tasks
 from transformer.config import Config
 
 LOCK_FILE = '.lock'
-# What `set_aside_run` moves: everything a training run writes.
+# The tokenizer's files (transformer/data/tokenizer.py).
+TOKENIZER_FILES = ('tokenizer.model', 'tokenizer.vocab', 'tokenizer.chars.json')
+# What `set_aside_run` moves: everything a training run writes; the task
+# families add what their tasks learn from the training data (`run_files`).
 RUN_FILES = ('checkpoints', 'config.json', 'metrics.jsonl', 'tensorboard',
-             'eval', 'tokenizer.model', 'tokenizer.vocab',
-             'tokenizer.chars.json', 'labels.json', 'targets.json')
+             'eval') + TOKENIZER_FILES
+
+
+def run_files() -> tuple[str, ...]:
+  """Every file and directory a training run writes into its workdir."""
+  return RUN_FILES + tasks.run_files()
 
 
 class RunError(Exception):
@@ -75,7 +83,8 @@ def set_aside_run(workdir: str) -> str | None:
   out of the way of the new run. Returns that directory, or None if there
   was nothing to move.
   """
-  present = [n for n in RUN_FILES if os.path.exists(os.path.join(workdir, n))]
+  present = [n for n in run_files()
+             if os.path.exists(os.path.join(workdir, n))]
   if not present:
     return None
   stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
@@ -150,10 +159,10 @@ def has_saved_state(workdir: str) -> bool:
   """Whether a run left checkpoints, a tokenizer or what its task learnt
   from the training data (class names) in `workdir`."""
   checkpoints = os.path.join(workdir, 'checkpoints')
-  return any(os.path.exists(os.path.join(workdir, name)) for name in (
-      'tokenizer.model', 'tokenizer.chars.json', 'labels.json',
-      'targets.json')) or (
-          os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+  saved = ('tokenizer.model', 'tokenizer.chars.json') + tasks.run_files()
+  return any(os.path.exists(os.path.join(workdir, name))
+             for name in saved) or (
+                 os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:

@@ -208,9 +208,9 @@ def _clean(osis: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-# diatheke takes ~0.1 s to start and then reads some 5,000 verses a second,
-# so it is called once per group of books (not per verse, nor per book) and
-# the groups run in parallel. Groups start and end on books of the module's
+# diatheke is slow to start and slow per verse (README, "Data"), so it is
+# called once per group of books (not per verse, nor per book) and the
+# groups run in parallel. Groups start and end on books of the module's
 # versification: a range naming a book the module lacks prints nothing, which
 # is what the deuterocanon groups do for the Spanish module.
 _BOOK_RANGES: tuple[str, ...] = (

@@ -126,6 +126,12 @@ class TextLines(Sequence[str]):
           f'{column} of the line); text files must be UTF-8 encoded'
       ) from None
 
+  @property
+  def offsets(self) -> np.ndarray:
+    """offsets[i]: where line i starts; offsets[-1]: the end of the file
+    (int64; the index itself: copy it before changing it)."""
+    return self._offsets
+
   def __len__(self) -> int:
     return len(self._offsets) - 1
 
@@ -153,6 +159,34 @@ def tfds_prepare_hint(name: str, data_dir: str) -> str:
           f'data_dir={data_dir or None!r}, file_format="array_record")'
           '.download_and_prepare(). The data is never downloaded at run time.')
 
+
+def tfds_text(value) -> str:
+  """A TFDS text feature (bytes, str, or a 0-d numpy array of either) as
+  str."""
+  if isinstance(value, np.ndarray):
+    value = value.item()
+  if isinstance(value, bytes):
+    return value.decode('utf-8')
+  return str(value)
+
+
+# The toy tasks' vocabulary (translation's word reversal, the labelled toy
+# task's filler words).
+TOY_WORDS = tuple('''
+a able about above act add after again age ago air all also am an and animal
+any are area arm art as ask at away baby back bad bag ball bank bar base be
+bear beat bed been before begin best big bird bit black blue boat body book
+born both box boy bring brown build busy but buy by call came can car card
+care carry case cat cause cell chair child city class clear close cold come
+cook cool copy corn cost could count cross cry cup cut dad dance dark day dead
+deal dear deep did die dog door down draw dream dress drink drive drop dry
+duck each ear early earth east easy eat edge egg end even ever eye face fact
+fall far farm fast fat feel few field fill find fine fire first fish five fly
+food foot for form four free from full fun game gas get girl give glad go god
+gold good got gray great green grow had hair half hand hard has hat have he
+head hear heat help her here high hill him his hit hold hole home hope horse
+hot hour house how huge hunt
+'''.split())
 
 
 def normalise(text: str) -> str:

@@ -33,7 +33,6 @@ import numpy as np
 import sentencepiece as spm
 
 from transformer.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Config
-from transformer.data import sources
 from transformer.data.corpus import DataError
 
 MODEL_FILENAME = 'tokenizer.model'
@@ -320,8 +319,8 @@ def load_or_train(config: Config, directory: str,
   `tokenizer.chars.json`), trained on the training split if missing.
 
   corpus: gives the texts to train on when needed, as tuples of strings
-    (the task's `tokenizer_corpus`); default: the translation pairs of
-    `sources.load_split(config.data, 'train')`.
+    (the task's `tokenizer_corpus`); default: that of the config's task
+    (`tasks.for_benchmark`: built from the config alone).
   Training: every string of the corpus (source+target lines), at most
   data.tokenizer_sentences (sampled with config.seed), model type
   data.tokenizer, exactly model.vocab_size pieces, data.character_coverage
@@ -333,7 +332,11 @@ def load_or_train(config: Config, directory: str,
   if os.path.exists(path):
     tokenizer = CharTokenizer.load(path) if chars else Tokenizer(path)
   else:
-    pairs = (corpus or (lambda: sources.load_split(config.data, 'train')))()
+    if corpus is None:
+      # Imported here: the task families' modules import this one.
+      from transformer import tasks  # pylint: disable=g-import-not-at-top
+      corpus = tasks.for_benchmark(config).tokenizer_corpus
+    pairs = corpus()
     if len(pairs) == 0:
       raise DataError('the training split is empty: there is nothing to '
                       'train the tokenizer on')

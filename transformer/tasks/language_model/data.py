@@ -1,4 +1,4 @@
-"""Documents and batches for the decoder-only language model (task=language_model).
+"""Documents and batches of the language model (task=language_model).
 
 `load_documents(config, split)` returns a random-access, picklable sequence
 (`len`, `[i]`) of documents (str) of one split, by `config.data.source`:
@@ -54,8 +54,8 @@ data.max_length tokens is cut into consecutive pieces of max_length tokens
 (no token dropped); each piece starts again at position 0, since the model
 sees each row on its own and a piece cannot attend to the previous one.
 
-Training (`train_dataset`), one grain pipeline per data shard, as
-pipeline.py's translation pipeline:
+Training (`train_dataset`), one grain pipeline per data shard (data/
+grain_utils.py), as translation's pipeline:
   documents -> shard s of data.shards: documents[s::shards]
   -> global shuffle with config.seed, a new order every epoch; repeat
   -> tokenize (+ EOS) -> pieces of at most max_length tokens
@@ -93,7 +93,7 @@ import grain
 import numpy as np
 
 from transformer.config import EOS_ID, PAD_ID, Config
-from transformer.data import corpus, pipeline, sources
+from transformer.data import bible, corpus, grain_utils
 from transformer.data.corpus import DataError
 
 SOURCES = ('bible', 'text', 'tfds', 'toy')
@@ -150,15 +150,13 @@ BIBLE_LM_FORMAT_VERSION = 1
 
 
 def bible_modules() -> dict[str, str]:
-  from transformer.data import bible  # pylint: disable=import-outside-toplevel
   return {'en': bible.EN_MODULE, 'es': bible.ES_MODULE}
 
 
 def prepare_bible(directory: str, language: str) -> dict:
   """Writes directory/{split}.tsv (book, chapter, verse, text) and meta.json
   from the language's module; returns the meta. Idempotent."""
-  from transformer.data import bible  # pylint: disable=import-outside-toplevel
-  meta = corpus.read_meta(directory, BIBLE_LM_FORMAT_VERSION)  # pylint: disable=protected-access
+  meta = corpus.read_meta(directory, BIBLE_LM_FORMAT_VERSION)
   if meta is not None:
     return meta
   module = bible_modules()[language]
@@ -177,8 +175,8 @@ def prepare_bible(directory: str, language: str) -> dict:
           'chapters': {s: len({r[:2] for r in rows})
                        for s, rows in tables.items()},
           'verses': {s: len(rows) for s, rows in tables.items()}}
-  corpus.write_prepared(directory, ('book', 'chapter', 'verse', 'text'),  # pylint: disable=protected-access
-                           tables, meta)
+  corpus.write_prepared(directory, ('book', 'chapter', 'verse', 'text'),
+                        tables, meta)
   return meta
 
 
@@ -191,7 +189,7 @@ def _bible(config: Config, split: str) -> Documents:
                            BIBLE_LM_SUBDIR.format(language=language))
   prepare_bible(directory, language)
   chapters: dict[tuple[str, int], list[str]] = {}
-  for book, chapter, _, text in corpus.read_prepared(directory, split):  # pylint: disable=protected-access
+  for book, chapter, _, text in corpus.read_prepared(directory, split):
     chapters.setdefault((book, int(chapter)), []).append(text)
   return Documents(['\n'.join(v) for v in chapters.values()], list(chapters))
 
@@ -242,7 +240,7 @@ class TextDocuments(Sequence[str]):
 def _line_offsets(path: str) -> np.ndarray:
   """offsets[i]: where line i starts (after a byte-order mark for line 0),
   offsets[-1]: the end of the file. DataError on invalid UTF-8 (file, line)."""
-  offsets = corpus.TextLines(path)._offsets.copy()  # pylint: disable=protected-access
+  offsets = corpus.TextLines(path).offsets.copy()
   with open(path, 'rb') as f:
     if f.read(len(_BOM)) == _BOM:
       offsets[0] = len(_BOM)
@@ -333,8 +331,8 @@ def index_text(path: str, documents: str, hold_out: bool) -> TextIndex:
   if hold_out:
     texts = TextDocuments(path, index.starts, index.ends, stream=False)
     index.held_out = np.array(
-        [corpus.bucket(_HOLD_OUT_SALT, corpus.normalise(t),  # pylint: disable=protected-access
-                          _HOLD_OUT_BUCKETS) == 0 for t in texts], bool)
+        [corpus.bucket(_HOLD_OUT_SALT, corpus.normalise(t),
+                       _HOLD_OUT_BUCKETS) == 0 for t in texts], bool)
   return index
 
 
@@ -433,11 +431,12 @@ class TfdsDocuments(Sequence[str]):
     index = _position(index, len(self), 'record')
     if self.indices is not None:
       index = self.indices[index]
-    return sources.TfdsTranslation._text(  # pylint: disable=protected-access
-        self.data_source[int(index)][self.feature])
+    return corpus.tfds_text(self.data_source[int(index)][self.feature])
 
 
 def _tfds(config: Config, split: str) -> TfdsDocuments:
+  # Here, not at the top: importing TFDS takes seconds, and only this
+  # source needs it.
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   name = config.data.tfds_name
   if name not in TFDS_SETS:
@@ -602,8 +601,8 @@ class _OneRow(grain.transforms.Map):
   length: int
 
   def map(self, piece):
-    tokens, segmentation, positions = pipeline._pad(piece['targets'],  # pylint: disable=protected-access
-                                                    self.length)
+    tokens, segmentation, positions = grain_utils.pad_row(piece['targets'],
+                                                          self.length)
     return {'targets': tokens, 'targets_positions': positions,
             'targets_segmentation': segmentation}
 
@@ -633,20 +632,20 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
   keeps the last, smaller batch (tests).
   """
   data = config.data
-  mine, shards, rows = pipeline._shards_of(data, process_index, process_count)  # pylint: disable=protected-access
+  mine, shards, rows = grain_utils.shards_of(data, process_index,
+                                             process_count)
   documents = load_documents(config, split)
   stream = is_stream(config)
   per_shard = []
   for shard in mine:
-    ds = pipeline._shard(documents, shard, shards)  # pylint: disable=protected-access
+    ds = grain_utils.shard(documents, shard, shards)
     if len(ds) == 0:
       raise DataError(f'the {split!r} split of data.source={data.source!r} '
                       f'has {len(documents)} documents: none for data shard '
                       f'{shard} of {shards}')
     ds = ds.shuffle(seed=config.seed % 2**32).repeat(num_epochs)
-    ds = ds.map(_Encode(tokenizer, stream)).to_iter_dataset(grain.ReadOptions(
-        num_threads=pipeline.READ_THREADS,
-        prefetch_buffer_size=pipeline.READ_BUFFER))
+    ds = ds.map(_Encode(tokenizer, stream)).to_iter_dataset(
+        grain_utils.read_options())
     if stream:
       ds = grain.experimental.ConcatThenSplitIterDataset(
           ds, length_struct={'targets': data.max_length}).map(_StreamRows())
@@ -654,14 +653,14 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
       ds = grain.experimental.FlatMapIterDataset(ds, _Pieces(data.max_length))
       ds = grain.experimental.FirstFitPackIterDataset(
           ds, length_struct={'targets': data.max_length},
-          num_packing_bins=pipeline.PACKING_BINS_PER_ROW * rows,
+          num_packing_bins=grain_utils.PACKING_BINS_PER_ROW * rows,
           seed=config.seed, shuffle_bins=True).map(_Rows()) if data.pack \
           else ds.map(_OneRow(data.max_length))
     per_shard.append(ds.batch(rows, drop_remainder=num_epochs is None))
   if len(per_shard) == 1:
     return per_shard[0]
   return grain.experimental.ZipIterDataset(per_shard).map(
-      pipeline._concatenate_rows)  # pylint: disable=protected-access
+      grain_utils.concatenate_rows)
 
 
 # ---------------------------------------------------------------------------

@@ -23,26 +23,21 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from absl import flags
 import grain
 import numpy as np
 
-from transformer.config import EOS_ID, PAD_ID, Config, DataConfig
-from transformer.data import sources
+from transformer.config import EOS_ID, Config, DataConfig
+from transformer.data import grain_utils
 from transformer.data.corpus import DataError
+from transformer.tasks.translation import sources
 
 # The batch keys; positions are named like Transformer.__call__'s arguments,
 # so `model.apply(variables, **batch)` works.
 BATCH_KEYS = ('inputs', 'targets', 'inputs_segmentation',
               'targets_segmentation', 'inputs_positions', 'targets_positions')
-# First-fit packing keeps this many rows open per batch of rows: more bins,
-# fuller rows (each row is emitted once a sentence fits in none of them).
-PACKING_BINS_PER_ROW = 4
-# Threads that read and tokenize in each process (grain ReadOptions).
-READ_THREADS = 0
-READ_BUFFER = 64
 # Evaluation rows are padded to the split's longest sentence, rounded up to a
 # multiple of this.
 EVAL_LENGTH_MULTIPLE = 8
@@ -98,26 +93,13 @@ class _Encode(grain.transforms.Map):
                        self.overlong)[0]
 
 
-def _pad(ids: Sequence[int], length: int
-         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """ids padded to `length`: tokens, segmentation (1, then 0), positions."""
-  n = len(ids)
-  tokens = np.full(length, PAD_ID, np.int32)
-  tokens[:n] = ids
-  segmentation = np.zeros(length, np.int32)
-  segmentation[:n] = 1
-  positions = np.zeros(length, np.int32)
-  positions[:n] = np.arange(n, dtype=np.int32)
-  return tokens, segmentation, positions
-
-
 def _one_row(example: dict[str, np.ndarray], length: int
              ) -> dict[str, np.ndarray]:
   """One example (unpacked) padded to `length`, with BATCH_KEYS."""
   row = {}
   for key in ('inputs', 'targets'):
     (row[key], row[f'{key}_segmentation'],
-     row[f'{key}_positions']) = _pad(example[key], length)
+     row[f'{key}_positions']) = grain_utils.pad_row(example[key], length)
   return row
 
 
@@ -143,31 +125,6 @@ class _RenamePacked(grain.transforms.Map):
 # ---------------------------------------------------------------------------
 # Training.
 # ---------------------------------------------------------------------------
-
-
-def _shards_of(data: DataConfig, process_index: int,
-               process_count: int) -> tuple[range, int, int]:
-  """(this process's shard indices, total shards, rows per shard)."""
-  if process_count <= 0 or not 0 <= process_index < process_count:
-    raise DataError(f'process_index={process_index} must be in '
-                    f'[0, process_count={process_count})')
-  shards = data.shards or process_count
-  if shards % process_count:
-    raise DataError(f'data.shards={shards} must be a multiple of the number '
-                    f'of processes ({process_count})')
-  if data.batch_size % shards:
-    raise DataError(
-        f'data.batch_size={data.batch_size} must be divisible by the number '
-        f'of data shards ({shards}: data.shards, or one per process): each '
-        'shard makes batch_size / shards rows. Use a multiple of '
-        f'{shards}')
-  per_process = shards // process_count
-  start = process_index * per_process
-  return range(start, start + per_process), shards, data.batch_size // shards
-
-
-def _shard(pairs, shard: int, shards: int) -> grain.MapDataset:
-  return grain.MapDataset.source(pairs)[shard::shards]
 
 
 def _first_kept(shard: grain.MapDataset, tokenizer, data: DataConfig,
@@ -204,21 +161,23 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
       and keeps the last, smaller batch (for tests and measurements).
   Returns:
     An IterDataset of dicts (BATCH_KEYS) of int32 [batch_size //
-    process_count, max_length]: this process's rows of the global batch. `iter(ds)` gives a fresh iterator with
-    get_state()/set_state().
+    process_count, max_length]: this process's rows of the global batch.
+    `iter(ds)` gives a fresh iterator with get_state()/set_state().
   Raises:
     DataError: batch_size not divisible by the number of shards, shards not
       by process_count, or nothing left after filtering.
   """
   data = config.data
-  mine, shards, rows = _shards_of(data, process_index, process_count)
+  mine, shards, rows = grain_utils.shards_of(data, process_index,
+                                             process_count)
   pairs = sources.load_split(data, split)  # once: shards are views of it
   per_shard = [_shard_batches(config, tokenizer, pairs, split, shard, shards,
                               rows, num_epochs) for shard in mine]
   if len(per_shard) == 1:
     ds = per_shard[0]
   else:  # this process's rows of each batch: its shards' rows, in order
-    ds = grain.experimental.ZipIterDataset(per_shard).map(_concatenate_rows)
+    ds = grain.experimental.ZipIterDataset(per_shard).map(
+        grain_utils.concatenate_rows)
   if data.worker_count > 0:
     # grain's worker processes read absl flags, which absl.app (launch.py)
     # parses; a program of one's own must parse them first.
@@ -239,26 +198,21 @@ def _shard_batches(config: Config, tokenizer, all_pairs, split: str,
                    num_epochs: int | None) -> grain.IterDataset:
   """One shard's pipeline: shuffle, tokenize, filter, pack, batch `rows`."""
   data = config.data
-  pairs = _shard(all_pairs, shard, shards)
+  pairs = grain_utils.shard(all_pairs, shard, shards)
   _first_kept(pairs, tokenizer, data, split, shard, shards)
   ds = pairs.shuffle(seed=config.seed % 2**32).repeat(num_epochs)
   ds = ds.map(_Encode(tokenizer, data.max_length, data.overlong))
   if not data.pack:
     ds = ds.map(_PadRow(data.max_length))
-  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=READ_THREADS,
-                                            prefetch_buffer_size=READ_BUFFER))
+  ds = ds.to_iter_dataset(grain_utils.read_options())
   if data.pack:
     ds = grain.experimental.FirstFitPackIterDataset(
         ds, length_struct={'inputs': data.max_length,
                            'targets': data.max_length},
-        num_packing_bins=PACKING_BINS_PER_ROW * rows,
+        num_packing_bins=grain_utils.PACKING_BINS_PER_ROW * rows,
         seed=config.seed, shuffle_bins=True)
     ds = ds.map(_RenamePacked())
   return ds.batch(rows, drop_remainder=num_epochs is None)
-
-
-def _concatenate_rows(batches: tuple[dict[str, np.ndarray], ...]):
-  return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
 
 
 def filter_counts(config: Config, tokenizer, split: str = 'train', *,
@@ -269,8 +223,8 @@ def filter_counts(config: Config, tokenizer, split: str = 'train', *,
   Returns {'pairs', 'kept', 'empty', 'overlong_dropped',
   'overlong_truncated'}; kept counts truncated pairs too.
   """
-  shard = _shard(sources.load_split(config.data, split), process_index,
-                 process_count)
+  shard = grain_utils.shard(sources.load_split(config.data, split),
+                            process_index, process_count)
   counts = {'pairs': len(shard), KEPT: 0, EMPTY: 0, OVERLONG_DROPPED: 0,
             OVERLONG_TRUNCATED: 0}
   for i in range(len(shard)):
@@ -367,7 +321,8 @@ def eval_dataset(config: Config, tokenizer, split: str,
     for r, (_, _, example) in enumerate(chunk):
       for key in ('inputs', 'targets'):
         (batch[key][r], batch[f'{key}_segmentation'][r],
-         batch[f'{key}_positions'][r]) = _pad(example[key], lengths[key])
+         batch[f'{key}_positions'][r]) = grain_utils.pad_row(example[key],
+                                                             lengths[key])
     valid = np.arange(size) < len(chunk)
     batches.append(EvalBatch(batch, valid, [s for s, _, _ in chunk],
                              [t for _, t, _ in chunk]))

@@ -11,8 +11,9 @@ Every source returns a random-access sequence (`len`, `[i]`) of
 
 Text files are never loaded whole: one pass builds an index of line byte
 offsets (and checks the UTF-8), then lines are read by offset, so files
-larger than memory work. Every problem the user can fix raises `DataError` (corpus.py),
-naming the file, line or key at fault and what would be accepted.
+larger than memory work. Every problem the user can fix raises `DataError`
+(transformer/data/corpus.py), naming the file, line or key at fault and what
+would be accepted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Sequence
 import numpy as np
 
 from transformer.config import DataConfig
-from transformer.data import corpus
+from transformer.data import bible, corpus
+from transformer.data.corpus import DataError
 
 BIBLE_SUBDIR = 'bible_es_en'
 BIBLE_LANGUAGES = ('es', 'en')
@@ -37,7 +39,7 @@ def _parse_direction(direction: str, languages: Sequence[str],
   allowed = [f'{a}-{b}' for a in languages for b in languages if a != b]
   if len(parts) != 2 or parts[0] not in languages or parts[1] not in languages \
       or parts[0] == parts[1]:
-    raise corpus.DataError(f'data.direction={direction!r} is not available for '
+    raise DataError(f'data.direction={direction!r} is not available for '
                     f'{what}: expected one of {", ".join(allowed)}')
   return parts[0], parts[1]
 
@@ -50,7 +52,7 @@ class ParallelText(Sequence[Pair]):
     self.source = corpus.TextLines(source_path)
     self.target = corpus.TextLines(target_path)
     if len(self.source) != len(self.target):
-      raise corpus.DataError(
+      raise DataError(
           f'{source_path} has {len(self.source)} lines but {target_path} has '
           f'{len(self.target)}: parallel files need one sentence per line, '
           'line i of one translating line i of the other')
@@ -73,28 +75,27 @@ def bible_dir(config: DataConfig) -> str:
 
 
 def _bible(config: DataConfig, split: str) -> ParallelText:
-  from transformer.data import bible  # pylint: disable=import-outside-toplevel
   src, tgt = _parse_direction(config.direction, BIBLE_LANGUAGES,
                               "data.source='bible'")
   directory = bible_dir(config)
   try:
     bible.prepare(directory)
   except bible.CorpusUnavailableError as error:
-    raise corpus.DataError(f"data.source='bible': {error}") from None
+    raise DataError(f"data.source='bible': {error}") from None
   return ParallelText(os.path.join(directory, f'{split}.{src}'),
                       os.path.join(directory, f'{split}.{tgt}'))
 
 
 def _text(config: DataConfig, split: str) -> ParallelText:
   if not config.text_dir:
-    raise corpus.DataError("data.source='text' needs data.text_dir: a directory "
+    raise DataError("data.source='text' needs data.text_dir: a directory "
                     'holding train.src and train.tgt (and optionally '
                     'valid.src/.tgt, test.src/.tgt), one sentence per line')
   directory = os.path.expanduser(config.text_dir)
   paths = [os.path.join(directory, f'{split}.{ext}') for ext in ('src', 'tgt')]
   for path in paths:
     if not os.path.isfile(path):
-      raise corpus.DataError(
+      raise DataError(
           f'{path}: file not found. data.source=\'text\' reads '
           f'{split}.src and {split}.tgt from data.text_dir={config.text_dir!r}'
           ' (UTF-8, one sentence per line, same number of lines)')
@@ -112,21 +113,15 @@ class TfdsTranslation(Sequence[Pair]):
   def __len__(self) -> int:
     return len(self.data_source)
 
-  @staticmethod
-  def _text(value) -> str:
-    if isinstance(value, np.ndarray):
-      value = value.item()
-    if isinstance(value, bytes):
-      return value.decode('utf-8')
-    return str(value)
-
   def __getitem__(self, index: int) -> Pair:
     example = self.data_source[int(index)]
-    return (self._text(example[self.source_lang]),
-            self._text(example[self.target_lang]))
+    return (corpus.tfds_text(example[self.source_lang]),
+            corpus.tfds_text(example[self.target_lang]))
 
 
 def _tfds(config: DataConfig, split: str) -> TfdsTranslation:
+  # tensorflow_datasets is optional (pip install -e .[wmt]): imported only
+  # when data.source='tfds' asks for it.
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   # Registers the translation builders (wmt*, ted_*, ...).
   import tensorflow_datasets.translate  # pylint: disable=import-outside-toplevel,unused-import
@@ -141,7 +136,7 @@ def _tfds(config: DataConfig, split: str) -> TfdsTranslation:
     # Missing data, a TFRecord-only preparation, an unknown name or split:
     # tfds raises several types; all mean "not usable as it is".
     message = str(error).split('\n', 1)[0]
-    raise corpus.DataError(
+    raise DataError(
         f'data.tfds_name={name!r} split {TFDS_SPLITS[split]!r} is not '
         f'available as ArrayRecord in {shown_dir} '
         f'({type(error).__name__}: {message}). '
@@ -153,22 +148,8 @@ def _tfds(config: DataConfig, split: str) -> TfdsTranslation:
   return TfdsTranslation(source, src, tgt)
 
 
-# Toy task: reverse a sequence of words.
-TOY_WORDS = tuple('''
-a able about above act add after again age ago air all also am an and animal
-any are area arm art as ask at away baby back bad bag ball bank bar base be
-bear beat bed been before begin best big bird bit black blue boat body book
-born both box boy bring brown build busy but buy by call came can car card
-care carry case cat cause cell chair child city class clear close cold come
-cook cool copy corn cost could count cross cry cup cut dad dance dark day dead
-deal dear deep did die dog door down draw dream dress drink drive drop dry
-duck each ear early earth east easy eat edge egg end even ever eye face fact
-fall far farm fast fat feel few field fill find fine fire first fish five fly
-food foot for form four free from full fun game gas get girl give glad go god
-gold good got gray great green grow had hair half hand hard has hat have he
-head hear heat help her here high hill him his hit hold hole home hope horse
-hot hour house how huge hunt
-'''.split())
+# Toy task: reverse a sequence of words (corpus.TOY_WORDS).
+TOY_WORDS = corpus.TOY_WORDS
 TOY_SIZES = {'train': 20_000, 'valid': 500, 'test': 500}
 TOY_MIN_WORDS, TOY_MAX_WORDS = 3, 12
 _TOY_SPLIT_SEEDS = {'train': 1, 'valid': 2, 'test': 3}
@@ -215,6 +196,6 @@ def load_split(config: DataConfig, split: str) -> Sequence[Pair]:
   loaders = {'bible': _bible, 'text': _text, 'tfds': _tfds,
              'toy': lambda c, s: Toy(s)}
   if config.source not in loaders:
-    raise corpus.DataError(f'data.source={config.source!r}: expected one of '
+    raise DataError(f'data.source={config.source!r}: expected one of '
                     f'{", ".join(loaders)}')
   return loaders[config.source](config, split)

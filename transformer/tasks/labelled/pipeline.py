@@ -2,7 +2,7 @@
 
 Training (`train_dataset`), one grain pipeline, as translation's:
 
-  (text, label) examples (labelled.load_split)
+  (text, label) examples (load_split, in __init__.py)
   -> optional re-sampling of the classes (data.class_sampling)
   -> data shards: examples[s::shards]; a process reads only its own shards
   -> global shuffle with config.seed, a new order every epoch; repeat
@@ -12,7 +12,8 @@ Training (`train_dataset`), one grain pipeline, as translation's:
   -> batch: {'inputs': int32 [rows, max_length], 'labels': int32 [rows]
      (class ids) or float32 [rows, 1] (standardised targets)}.
 
-Its iterator is checkpointable like translation's (get_state / set_state).
+Its iterator is checkpointable like translation's (get_state / set_state);
+the shards and the read options are transformer/data/grain_utils.py's.
 Evaluation (`eval_batches`): every example in order, the last batch padded
 with rows of weight 0.
 """
@@ -26,7 +27,7 @@ import grain
 import numpy as np
 
 from transformer.config import BOS_ID, EOS_ID, PAD_ID, Config
-from transformer.data import pipeline
+from transformer.data import grain_utils
 from transformer.data.corpus import DataError
 
 # Re-sampled epochs are drawn for this many epochs at once (then repeated):
@@ -116,7 +117,8 @@ def train_dataset(config: Config, tokenizer, examples: Sequence,
       data.class_sampling other than 'none'.
   """
   data = config.data
-  mine, shards, rows = pipeline._shards_of(data, process_index, process_count)  # pylint: disable=protected-access
+  mine, shards, rows = grain_utils.shards_of(data, process_index,
+                                             process_count)
   if data.class_sampling != 'none':
     if class_ids is None:
       raise DataError(f'data.class_sampling={data.class_sampling!r} needs '
@@ -132,14 +134,12 @@ def train_dataset(config: Config, tokenizer, examples: Sequence,
       raise DataError(f'the training split of data.source={data.source!r} '
                       f'has no example for data shard {shard} of {shards}')
     ds = ds.shuffle(seed=config.seed % 2**32).repeat(num_epochs).map(encode)
-    ds = ds.to_iter_dataset(grain.ReadOptions(
-        num_threads=pipeline.READ_THREADS,
-        prefetch_buffer_size=pipeline.READ_BUFFER))
+    ds = ds.to_iter_dataset(grain_utils.read_options())
     per_shard.append(ds.batch(rows, drop_remainder=num_epochs is None))
   if len(per_shard) == 1:
     return per_shard[0]
   return grain.experimental.ZipIterDataset(per_shard).map(
-      pipeline._concatenate_rows)  # pylint: disable=protected-access
+      grain_utils.concatenate_rows)
 
 
 @dataclasses.dataclass

@@ -12,24 +12,35 @@ continuation does not depend on which other prompts share its batch.
 The token sequence of row b is s = prompt + continuation; the model reads
 BOS, s_0, s_1, ... at positions 0, 1, 2, ... and the output at position t
 predicts s_t (as in training, where each document starts with BOS).
+
+`generate_texts` is the text side (--mode=generate, --mode=predict, the
+evaluator's samples): prompts encoded, batched by data.eval_batch_size and
+padded to a multiple of PROMPT_BUCKET tokens, continuations decoded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from transformer import sampling
-from transformer.config import BOS_ID, EOS_ID, PAD_ID, GenerateConfig, ModelConfig
+from transformer import sampling, sharding
+from transformer.config import (BOS_ID, EOS_ID, PAD_ID, Config, ConfigError,
+                                GenerateConfig, ModelConfig)
 from transformer.model import LanguageModel
 
 Array = jax.Array
 
+# Prompts are padded to a multiple of this many tokens (fewer compilations).
+PROMPT_BUCKET = 16
 
-def _step(model: LanguageModel, params, cache, tokens: Array,
-          position: Array):
+
+def cached_step(model: LanguageModel, params, cache, tokens: Array,
+                position: Array):
   """[B] previous tokens at `position` -> ([B, vocab] logits, new cache)."""
   positions = jnp.full((tokens.shape[0], 1), position, jnp.int32)
   logits, variables = model.apply({'params': params, 'cache': cache},
@@ -76,7 +87,7 @@ def generate(params, config: ModelConfig, prompts: Array,
 
   def body(state):
     t, previous, sequence, done, cache = state
-    logits, cache = _step(model, params, cache, previous, t)
+    logits, cache = cached_step(model, params, cache, previous, t)
     # Padding and BOS are never a next token.
     logits = logits.at[:, jnp.array([PAD_ID, BOS_ID])].set(-jnp.inf)
     drawn = sample(jax.vmap(jax.random.fold_in, (0, None))(keys, t), logits)
@@ -104,3 +115,79 @@ def continuation_ids(row) -> list[int]:
   ids = [int(i) for i in row]
   return ids[:ids.index(EOS_ID)] if EOS_ID in ids else [
       i for i in ids if i != PAD_ID]
+
+
+# ---------------------------------------------------------------------------
+# Texts: prompts in, continuations out.
+# ---------------------------------------------------------------------------
+
+
+def generate_texts(config: Config, params, tokenizer, prompts: Iterable[str],
+                   mesh, *, warn: Callable[[str], None],
+                   max_new_tokens: int | None = None
+                   ) -> Iterator[tuple[str, str]]:
+  """(prompt, continuation) per prompt, in order, batched by
+  data.eval_batch_size; prompt i samples with key fold_in(seed, i)."""
+  settings = config.generate
+  if max_new_tokens is not None:
+    settings = dataclasses.replace(settings, max_new_tokens=max_new_tokens)
+  size = sharding.padded_batch_size(config.data.eval_batch_size, mesh)
+  seed = jax.random.key(settings.seed)
+  for number, batch in _batches(prompts, size):
+    ids = [prompt_ids(config.model, tokenizer, p, settings.max_new_tokens,
+                      warn) for p in batch]
+    width = -(-max(max(map(len, ids)), 1) // PROMPT_BUCKET) * PROMPT_BUCKET
+    rows = np.full((size, width), PAD_ID, np.int32)
+    lengths = np.zeros(size, np.int32)
+    for i, row in enumerate(ids):
+      rows[i, :len(row)], lengths[i] = row, len(row)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(
+        seed, jnp.arange(number, number + size))
+    out = np.asarray(generate(params, config.model, rows, lengths, keys,
+                              settings))
+    for i, prompt in enumerate(batch):
+      yield prompt, _continuation(tokenizer, ids[i],
+                                  continuation_ids(out[i]))
+
+
+def prompt_ids(model: ModelConfig, tokenizer, prompt: str, new: int,
+               warn: Callable[[str], None]) -> list[int]:
+  """The prompt's ids; with learned positions, its last tokens that leave
+  room for `new` ones in model.max_length (warned)."""
+  ids = tokenizer.encode(prompt)
+  room = model.max_length - new
+  if model.positions == 'learned' and len(ids) > room:
+    if room <= 0:
+      raise ConfigError(
+          f'generate.max_new_tokens={new} leaves no room for a prompt in '
+          f'model.max_length={model.max_length} learned positions: lower '
+          'generate.max_new_tokens')
+    warn(f'prompt of {len(ids)} tokens: keeping its last {room}, so that '
+         f'it and generate.max_new_tokens={new} fit model.max_length='
+         f'{model.max_length}')
+    ids = ids[-room:]
+  return ids
+
+
+def _batches(items: Iterable[str], size: int
+             ) -> Iterator[tuple[int, list[str]]]:
+  """(index of the first, up to `size` items), reading `items` lazily."""
+  batch, first = [], 0
+  for item in items:
+    batch.append(item)
+    if len(batch) == size:
+      yield first, batch
+      batch, first = [], first + size
+  if batch:
+    yield first, batch
+
+
+def _continuation(tokenizer, prompt: list[int], new_ids: list[int]) -> str:
+  """The text the new tokens add to the prompt. Decoded together with the
+  prompt, since SentencePiece drops a piece's leading space at the start of
+  a text; falls back to the new tokens alone if the prompt does not decode
+  to a prefix."""
+  text = tokenizer.decode(prompt)
+  full = tokenizer.decode(list(prompt) + list(new_ids))
+  return full[len(text):] if full.startswith(text) else tokenizer.decode(
+      new_ids)

@@ -1,4 +1,5 @@
-"""Evaluation and translation: decode, score with sacreBLEU."""
+"""Translation's evaluation and --mode=translate: decode (beam search,
+sec. 6.1), score with sacreBLEU and chrF."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import jax
 import numpy as np
 import sacrebleu
 
-from transformer import decode as decode_lib
 from transformer import losses
 from transformer import sharding
 from transformer import train as train_lib
 from transformer.config import EOS_ID, PAD_ID, Config
+from transformer.tasks.translation import decode as decode_lib
+from transformer.tasks.translation import pipeline
 
 
 # ---------------------------------------------------------------------------
@@ -59,11 +61,10 @@ def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
 
 class Evaluator:
   """Translation: loss, perplexity, accuracy, BLEU and chrF of one split,
-  data loaded once. `task` is a `tasks.translation.Translation`."""
+  data loaded once. `task` is a `Translation`."""
 
   def __init__(self, task, tokenizer, mesh, split: str,
                num_examples: int = 0):
-    from transformer.data import pipeline  # pylint: disable=g-import-not-at-top
     config = task.config
     self.config, self.tokenizer, self.mesh = config, tokenizer, mesh
     self.split = split
@@ -80,7 +81,8 @@ class Evaluator:
     for item in self.data:
       batch = dict(item.batch, weights=item.valid.astype(np.float32))
       sharded = {k: sharding.to_mesh(v, self.mesh) for k, v in batch.items()}
-      for key, value in jax.device_get(self._eval_step(params, sharded)).items():
+      step_sums = jax.device_get(self._eval_step(params, sharded))
+      for key, value in step_sums.items():
         sums[key] = sums.get(key, 0.0) + float(value)
       tokens = decode_rows(params, self.config, item.batch['inputs'],
                            self.mesh, beam_size=beam_size)

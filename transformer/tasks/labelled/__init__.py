@@ -8,8 +8,22 @@ independent sigmoid logits (log_loss; any number of labels per text).
 `config.task='regression'`: one output per target (data.label_column, or
 data.rater_spread), trained on targets standardised with the training
 split's means and standard deviations (WORKDIR/targets.json); predictions
-are reported in the original units. Losses are in transformer/losses.py, metrics (scikit-learn, scipy) in
-transformer/metrics.py.
+are reported in the original units.
+
+The family, one module per job:
+  __init__.py   the tasks, what a run learns from its training split
+                (`prepare_classification`, `prepare_regression`), the
+                benchmark's task, and `load_split`: the (text, label) pairs
+                of a split of data.source
+  sources.py    the built-in sources: VADER, Bible genres, TFDS, the toy task
+  files.py      the users' TSV, CSV or JSON Lines files (data.source='text')
+  pipeline.py   grain batches for training, evaluation and prediction
+  evaluate.py   the evaluator (loss, metrics, predictions written)
+  metrics.py    accuracy, F1, ROC-AUC, correlations (scikit-learn, scipy)
+  baselines.py  TF-IDF + linear models, VADER's lexicon, on the same splits
+  benchmark.py  --mode=benchmark's hooks: random batches, FLOPs, rates
+  pictures.py   --mode=visualize: encoder attention, confusion matrix
+Losses are in transformer/losses.py.
 """
 
 from __future__ import annotations
@@ -17,16 +31,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from transformer import losses, metrics as metrics_lib
+from transformer import losses, sharding
 from transformer.config import Config, ConfigError
+from transformer.data.corpus import DataError, check_split
 from transformer.model import EncoderClassifier
+from transformer.tasks import base
+from transformer.tasks.labelled import benchmark as benchmark_lib
+from transformer.tasks.labelled import evaluate
+from transformer.tasks.labelled import files
+from transformer.tasks.labelled import metrics as metrics_lib
+from transformer.tasks.labelled import pictures as pictures_lib
+from transformer.tasks.labelled import pipeline
+from transformer.tasks.labelled import sources
+from transformer.tasks.labelled.sources import Example
 
 Array = jax.Array
 Batch = dict[str, Array]
@@ -37,7 +60,7 @@ REGRESSION_LOSSES = ('mse', 'huber')
 
 
 @dataclasses.dataclass(frozen=True)
-class _Labelled:
+class _Labelled(base.Task):
   """What classification and regression share: the model, data, evaluation
   and prediction around a head of `num_outputs` scores per text."""
   config: Config
@@ -78,43 +101,51 @@ class _Labelled:
 
   # --- The outer loop's side. --------------------------------------------
 
-  def examples(self, split: str):
-    from transformer.data import labelled  # pylint: disable=g-import-not-at-top
-    return labelled.load_split(self.config, split)
+  def examples(self, split: str) -> Sequence[Example]:
+    return load_split(self.config, split)
 
   def tokenizer_corpus(self):
     return _Texts(self.examples('train'))
 
   def train_dataset(self, tokenizer, *, process_index: int,
                     process_count: int):
-    from transformer.data import labelled_pipeline  # pylint: disable=g-import-not-at-top
     examples = self.examples('train')
     class_ids = (self.class_ids([label for _, label in examples])
                  if self.config.data.class_sampling != 'none' else None)
-    return labelled_pipeline.train_dataset(
+    return pipeline.train_dataset(
         self.config, tokenizer, examples, self.encode_label,
         class_ids=class_ids, process_index=process_index,
         process_count=process_count)
 
   def evaluator(self, tokenizer, mesh, split: str, num_examples: int = 0):
-    return Evaluator(self, tokenizer, mesh, split, num_examples)
+    return evaluate.Evaluator(self, tokenizer, mesh, split, num_examples)
+
+  def check_labels(self, examples: Sequence[Example], split: str) -> None:
+    """Raises DataError if a split's labels do not fit the task (the
+    evaluator checks; nothing to check for regression)."""
+    del examples, split
 
   def predict_lines(self, params, tokenizer, lines: Iterable[str], mesh, *,
                     warn) -> Iterator[str]:
     """One output line per input line: 'label<TAB>probability' or the value;
     an empty line gives an empty line."""
     del warn
-    from transformer import sharding  # pylint: disable=g-import-not-at-top
-    from transformer.data import labelled_pipeline  # pylint: disable=g-import-not-at-top
-    from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
     predict = jax.jit(self.scores)
-    ways = train_lib.data_parallel_size(mesh)
-    size = -(-self.config.data.eval_batch_size // ways) * ways
-    for rows, nonempty in labelled_pipeline.line_batches(
+    size = sharding.padded_batch_size(self.config.data.eval_batch_size, mesh)
+    for rows, nonempty in pipeline.line_batches(
         self.config, tokenizer, iter(lines), size):
-      scores = sharding.to_host(predict(params, sharding.to_mesh(rows, mesh)))  # pylint: disable=protected-access
+      scores = sharding.to_host(predict(params, sharding.to_mesh(rows, mesh)))
       for row, keep in zip(scores[:len(nonempty)], nonempty):
         yield self.format_prediction(row) if keep else ''
+
+  # --- Benchmark and pictures. --------------------------------------------
+
+  def benchmark(self) -> benchmark_lib.LabelledHooks:
+    return benchmark_lib.LabelledHooks(self)
+
+  def attention_layers(self) -> tuple[int, int]:
+    """The encoder's layers; EncoderClassifier builds no decoder."""
+    return self.config.model.num_encoder_layers, 0
 
 
 class _Texts:
@@ -135,6 +166,9 @@ class Classification(_Labelled):
   """config.task='classification' with the run's class names."""
   labels: tuple[str, ...] = ()
   class_weights: tuple[float, ...] | None = None
+
+  RUN_FILES = (LABELS_FILE,)
+  CURVE_SCORES = ('accuracy', 'macro_f1')
 
   @property
   def num_outputs(self) -> int:
@@ -234,6 +268,29 @@ class Classification(_Labelled):
         labels, self.probabilities(scores), self.labels,
         multi_label=self.multi_label)
 
+  def check_labels(self, examples: Sequence[Example], split: str) -> None:
+    """DataError if the split has a class the training split lacks."""
+    seen = {name for _, label in examples for name in
+            (label if self.multi_label else (str(label),))}
+    unknown = sorted(seen - set(self.labels))
+    if unknown:
+      raise DataError(
+          f'the {split!r} split has labels the training split does not '
+          f'have: {unknown[:5]}; the model knows {list(self.labels)} '
+          f'(WORKDIR/{LABELS_FILE}).')
+
+  def random_labels(self, rng: np.random.Generator, rows: int) -> np.ndarray:
+    """[rows] uniformly random int32 class ids (the benchmark's)."""
+    return rng.integers(0, len(self.labels), rows, dtype=np.int32)
+
+  def random_labels_note(self) -> str:
+    return f'uniformly random labels of {len(self.labels)} classes'
+
+  def pictures(self, run: base.PictureRun) -> list[str]:
+    """The encoder's attention and the newest evaluation's confusion
+    matrix (pictures.py)."""
+    return pictures_lib.classification_pictures(run)
+
 
 @dataclasses.dataclass(frozen=True)
 class Regression(_Labelled):
@@ -241,6 +298,9 @@ class Regression(_Labelled):
   names: tuple[str, ...] = ('value',)
   mean: tuple[float, ...] = (0.0,)
   std: tuple[float, ...] = (1.0,)
+
+  RUN_FILES = (TARGETS_FILE,)
+  CURVE_SCORES = ('pearson', 'spearman')
 
   @property
   def num_outputs(self) -> int:
@@ -291,100 +351,16 @@ class Regression(_Labelled):
       result['targets'] = list(self.names)
     return result
 
+  def random_labels(self, rng: np.random.Generator, rows: int) -> np.ndarray:
+    """[rows, D] standard normal float32 targets (the benchmark's)."""
+    return rng.standard_normal((rows, self.num_outputs)).astype(np.float32)
 
-# ---------------------------------------------------------------------------
-# Evaluation.
-# ---------------------------------------------------------------------------
+  def random_labels_note(self) -> str:
+    return 'standard normal targets'
 
-
-class Evaluator:
-  """The task's loss and metrics (metrics.py) on a split, data loaded once."""
-
-  def __init__(self, task: _Labelled, tokenizer, mesh, split: str,
-               num_examples: int = 0):
-    from transformer import train as train_lib  # pylint: disable=g-import-not-at-top
-    from transformer.data import labelled_pipeline  # pylint: disable=g-import-not-at-top
-    self.task, self.mesh, self.split = task, mesh, split
-    examples = task.examples(split)
-    if isinstance(task, Classification):
-      seen = {name for _, label in examples for name in
-              (label if task.multi_label else (str(label),))}
-      unknown = sorted(seen - set(task.labels))
-      if unknown:
-        from transformer.data.corpus import DataError  # pylint: disable=g-import-not-at-top
-        raise DataError(
-            f'the {split!r} split has labels the training split does not '
-            f'have: {unknown[:5]}; the model knows {list(task.labels)} '
-            f'(WORKDIR/{LABELS_FILE}).')
-    self.batches = labelled_pipeline.eval_batches(task.config, tokenizer,
-                                                  examples, num_examples)
-    self._step = jax.jit(lambda params, inputs, labels, weights: (
-        task.scores(params, inputs), train_lib.eval_step(
-            params, {'inputs': inputs, 'labels': labels, 'weights': weights},
-            task=task)))
-
-  def __call__(self, params) -> tuple[dict[str, Any], list[str]]:
-    """Returns (metrics, one prediction line per example)."""
-    from transformer import sharding  # pylint: disable=g-import-not-at-top
-    start, loss, weight, scores, targets = time.time(), 0.0, 0.0, [], []
-    for batch in self.batches:
-      labels = np.stack([self.task.encode_label(label)
-                         for _, label in batch.examples] +
-                        [self.task.encode_label(batch.examples[0][1])] *
-                        (len(batch.weights) - len(batch.examples)))
-      out, sums = self._step(params, *(sharding.to_mesh(x, self.mesh) for x in  # pylint: disable=protected-access
-                                       (batch.inputs, labels, batch.weights)))
-      sums = jax.device_get(sums)
-      loss, weight = loss + float(sums['loss']), weight + float(sums['weight'])
-      scores.append(sharding.to_host(out)[:len(batch.examples)])  # pylint: disable=protected-access
-      targets += [label for _, label in batch.examples]
-    scores = np.concatenate(scores)
-    metrics = {'loss': loss / max(weight, 1e-30),
-               **self.task.metrics(targets, scores),
-               'seconds': time.time() - start}
-    return metrics, [self.task.format_prediction(s) for s in scores]
-
-  def summary(self, metrics: dict[str, Any]) -> str:
-    return (f'loss {metrics["loss"]:.4f}  ' +
-            metrics_lib.summary_line(metrics, self.task.config.task) +
-            f'  ({metrics["examples"]} examples, {metrics["seconds"]:.0f}s)')
-
-  def file_name(self, steps: list[int]) -> str:
-    return f'{self.split}_step{steps[-1]}' + (
-        f'_avg{len(steps)}' if len(steps) > 1 else '')
-
-  def report(self, metrics: dict[str, Any], predictions: list[str],
-             base: str, *, samples: int = 0) -> str:
-    steps = metrics['checkpoint_steps']
-    lines = [f'\n{self.split} split, checkpoint {steps[-1]}, '
-             f'{metrics["examples"]} examples:',
-             '  ' + self.summary(metrics),
-             f'Predictions: {base}.tsv (text, label, prediction), metrics '
-             f'{base}.json']
-    examples = [e for b in self.batches for e in b.examples]
-    for (text, label), prediction in list(zip(examples, predictions))[:samples]:
-      lines.append(f'  {self.task.format_label(label):>12}  ->  '
-                   f'{prediction}   {text[:70]}')
-    return '\n'.join(lines)
-
-  def write(self, directory: str, name: str, predictions: list[str],
-            metrics: dict[str, Any]) -> str:
-    """NAME.tsv (text, label(s), prediction columns) and NAME.json (the
-    metrics)."""
-    os.makedirs(directory, exist_ok=True)
-    base = os.path.join(directory, name)
-    examples = [e for b in self.batches for e in b.examples]
-    clean = lambda text: str(text).replace('\t', ' ').replace('\n', ' ')
-    task = self.task
-    with open(f'{base}.tsv', 'w', encoding='utf-8') as f:
-      f.write('\t'.join(('text', *task.label_columns(),
-                         *task.prediction_columns())) + '\n')
-      for (text, label), prediction in zip(examples, predictions):
-        f.write(f'{clean(text)}\t{task.format_label(label)}\t'
-                f'{prediction}\n')
-    with open(f'{base}.json', 'w') as f:
-      json.dump(metrics, f, indent=2)
-    return base
+  def pictures(self, run: base.PictureRun) -> list[str]:
+    """The encoder's attention (pictures.py)."""
+    return pictures_lib.encoder_pictures(run)
 
 
 # ---------------------------------------------------------------------------
@@ -544,3 +520,85 @@ def benchmark_task(config: Config) -> Classification | Regression:
   return Classification(
       config, labels=tuple(f'class_{i}' for i in range(classes)),
       class_weights=None)
+
+
+# ---------------------------------------------------------------------------
+# The data: (text, label) pairs of one split of data.source.
+# ---------------------------------------------------------------------------
+
+TASKS = ('classification', 'regression')
+_LOADERS = {
+    'vader': sources.vader_examples,
+    'bible_genre': sources.bible_genre_examples,
+    'text': files.text_examples,
+    'tfds': sources.tfds_examples,
+    'toy': lambda config, split: sources.toy_examples(
+        split, config.task, multi_label=config.data.multi_label),
+}
+# The sources whose labels may be sets (data.multi_label).
+MULTI_LABEL_SOURCES = ('vader', 'text', 'toy')
+
+
+def load_split(config: Config, split: str) -> Sequence[Example]:
+  """The (text, label) pairs of one split of `config.data.source`
+  (sources.py, files.py).
+
+  Args:
+    config: the whole config; `task` says whether labels are class names
+      ('classification') or floats ('regression').
+    split: 'train', 'valid' or 'test'.
+  Returns:
+    A random-access sequence (len, [i]) of (str, str | float), picklable.
+  Raises:
+    DataError: the data is missing or malformed, or does not fit the task.
+  """
+  check_split(split)
+  if config.task not in TASKS:
+    raise DataError(f'task={config.task!r} has no labelled data: '
+                    'transformer/tasks/labelled/ serves '
+                    f'{" and ".join(TASKS)}')
+  if config.data.source not in _LOADERS:
+    raise DataError(
+        f'data.source={config.data.source!r} is not a source of labelled '
+        f'text: expected one of {", ".join(_LOADERS)}')
+  if config.data.multi_label and (config.task != 'classification' or
+                                  config.data.source not in
+                                  MULTI_LABEL_SOURCES):
+    raise DataError(
+        f'data.multi_label=true (task={config.task}, data.source='
+        f'{config.data.source}): sets of labels are for task=classification '
+        f'with data.source {", ".join(MULTI_LABEL_SOURCES)}')
+  return _LOADERS[config.data.source](config, split)
+
+
+def describe(config: Config) -> str:
+  """One line naming the data set, for logs."""
+  data = config.data
+  if data.source == 'vader':
+    labels = ('the mean rating (-4..4)' if data.sentiment_classes == 0 else
+              f'{data.sentiment_classes} classes of the mean rating')
+    if data.rater_spread:
+      labels += " and the raters' standard deviation"
+    if data.multi_label:
+      labels = (f'the sentiments that at least '
+                f'{sources.PERCEIVED_SHARE:.0%} of the raters gave '
+                '(multi-label)')
+    return ('VADER human-rated sentiment (Hutto & Gilbert, ICWSM 2014; '
+            f'tweets, movie and Amazon reviews, NYT editorials): {labels}')
+  if data.source == 'bible_genre':
+    return (f'Bible verses (World English Bible) labelled with their book\'s '
+            f'genre ({len(sources.GENRES)} classes), split by chapter')
+  if data.source == 'text':
+    return (f'labelled text files in {data.text_dir or "(no data.text_dir)"} '
+            f'(text column {data.text_column!r}, label {data.label_column!r})')
+  if data.source == 'tfds':
+    spec = sources.TFDS_SETS.get(data.tfds_name)
+    test = f', test = its {spec.test} split' if spec else ''
+    return (f'TFDS {data.tfds_name} (valid = ~10% held out of train{test})')
+  if data.source == 'toy':
+    if data.multi_label:
+      return 'toy multi-label: the colour words (of 3) in the text'
+    return ('toy classification: the majority colour word of 3' if
+            config.task == 'classification' else
+            'toy regression: count of "up" minus count of "down"')
+  return f'data.source={data.source!r}'

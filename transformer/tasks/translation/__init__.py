@@ -1,9 +1,16 @@
 """Translation: the encoder-decoder Transformer of the paper.
 
-The model family behind `config.task='translation'`: teacher-forced
-next-token cross-entropy for training (sec. 5.4's label smoothing), beam
-search and sacreBLEU for evaluation (`transformer/evaluate.py`), translation
-of lines for `--mode=translate` and `--mode=predict`.
+The family behind `config.task='translation'`: teacher-forced next-token
+cross-entropy for training (sec. 5.4's label smoothing), beam search and
+sacreBLEU for evaluation, translation of lines for `--mode=translate` and
+`--mode=predict`.
+
+  sources.py    the parallel corpora: Bible, text files, TFDS, toy
+  pipeline.py   grain batches for training (packed) and evaluation
+  decode.py     greedy and beam search over the key/value cache
+  evaluate.py   the evaluator (beam search, sacreBLEU) and translate_lines
+  benchmark.py  --mode=benchmark's hooks: FLOPs, decoding, input pipeline
+  pictures.py   --mode=visualize: the three kinds of attention
 """
 
 from __future__ import annotations
@@ -13,21 +20,30 @@ from typing import Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from transformer import losses
 from transformer.config import Config, PAD_ID
 from transformer.model import Transformer
+from transformer.tasks import base
+from transformer.tasks.translation import benchmark as benchmark_lib
+from transformer.tasks.translation import evaluate
+from transformer.tasks.translation import pictures as pictures_lib
+from transformer.tasks.translation import pipeline
+from transformer.tasks.translation import sources
 
 Array = jax.Array
 Batch = dict[str, Array]
 
 
 @dataclasses.dataclass(frozen=True)
-class Translation:
+class Translation(base.Task):
   """config.task='translation'. Hashable: jit takes it as a static argument."""
   config: Config
 
-  rate_unit = 'tokens'  # what the loss averages over (the log's rate)
+  EXTRA_MODES = ('translate',)
+  CURVE_SCORES = ('bleu',)
+  SENTENCE_PURPOSE = 'to translate'
 
   def try_it(self, command: str) -> str:
     """The line that ends a training run's report."""
@@ -84,27 +100,41 @@ class Translation:
 
   def tokenizer_corpus(self) -> Sequence[tuple[str, ...]]:
     """What the tokenizer is trained on: both sides of the training pairs."""
-    from transformer.data import sources  # pylint: disable=g-import-not-at-top
     return sources.load_split(self.config.data, 'train')
 
   def train_dataset(self, tokenizer, *, process_index: int,
                     process_count: int):
-    from transformer.data import pipeline  # pylint: disable=g-import-not-at-top
     return pipeline.train_dataset(self.config, tokenizer,
                                   process_index=process_index,
                                   process_count=process_count)
 
   def evaluator(self, tokenizer, mesh, split: str, num_examples: int = 0):
     """Beam search and sacreBLEU on a split (`evaluate.Evaluator`)."""
-    from transformer import evaluate  # pylint: disable=g-import-not-at-top
     return evaluate.Evaluator(self, tokenizer, mesh, split, num_examples)
 
   def predict_lines(self, params, tokenizer, lines: Iterable[str], mesh, *,
                     warn) -> Iterator[str]:
     """One translation per line, in order (empty lines stay empty)."""
-    from transformer import evaluate  # pylint: disable=g-import-not-at-top
     return evaluate.translate_lines(params, self.config, tokenizer, lines,
                                     mesh, warn=warn)
+
+  # --- Optional hooks. ----------------------------------------------------
+
+  def train_log_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+    """Adds the perplexity exp(nll), which compares with the evaluation's."""
+    if 'nll' not in metrics:
+      return metrics
+    return {**metrics, 'perplexity': float(np.exp(metrics['nll']))}
+
+  def benchmark(self) -> benchmark_lib.TranslationHooks:
+    """Rates in target tokens, the encoder-decoder's FLOPs, decoding and
+    the input pipeline (`benchmark.TranslationHooks`)."""
+    return benchmark_lib.TranslationHooks(self)
+
+  def pictures(self, run: base.PictureRun) -> list[str]:
+    """The sentence's greedy translation; encoder, decoder and cross
+    attention (`pictures.draw_run`)."""
+    return pictures_lib.draw_run(run)
 
 
 def prepare(config: Config, workdir: str, *, create: bool) -> Translation:
