@@ -296,12 +296,18 @@ def _ints(values: list[str] | None, flag: str) -> list[int] | None:
 
 
 def train(config, workdir: str) -> None:
-  from transformer import loop  # pylint: disable=g-import-not-at-top
+  from transformer import loop, tasks  # pylint: disable=g-import-not-at-top
+  # An optional test file that is absent: said now, not found after training.
+  missing = tasks.missing_split(config, 'test') if config.eval.final else None
+  if missing:
+    print(f'Note: {missing}, so the final evaluation on the test split is '
+          'skipped (the test file is optional; add it to evaluate on it).',
+          file=sys.stderr, flush=True)
   summary = loop.train(config, workdir, restart=FLAGS.restart)
   if summary['stop_reason'] in ('SIGTERM', 'SIGINT'):  # preempted
     sys.exit(128 + {'SIGTERM': 15, 'SIGINT': 2}[summary['stop_reason']])
   # 'done' or 'time_limit': end as a finished run does.
-  if config.eval.final:
+  if config.eval.final and not missing:
     evaluate(config, workdir, 'test', None, samples=5,
              experiment_name=FLAGS.experiment)
   command = train_command(FLAGS.experiment, workdir)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from transformer import tasks
 from transformer.config import BOS_ID, EOS_ID, PAD_ID, Config, DataConfig
 from transformer.data import bible
 from transformer.data import tokenizer as tokenizer_lib
@@ -527,3 +528,23 @@ def test_bible_without_diatheke_says_how_to_install(tmp_path, monkeypatch):
     lm.load_documents(config('bible', data_dir=str(tmp_path)), 'train')
   with pytest.raises(DataError, match="'en' and 'es'"):
     lm.load_documents(config('bible', language='fr'), 'train')
+
+
+@pytest.mark.parametrize('task,name', [('language_model', 'test.txt'),
+                                       ('classification', 'test.tsv')])
+def test_missing_optional_test_file_is_named_before_training(tmp_path, task,
+                                                              name):
+  config = dataclasses.replace(
+      Config(), task=task,
+      data=dataclasses.replace(Config().data, source='text',
+                               text_dir=str(tmp_path)))
+  train = 'train.txt' if task == 'language_model' else 'train.tsv'
+  (tmp_path / train).write_text('text\tlabel\nsome words\ta\n')
+  missing = tasks.missing_split(config, 'test')
+  assert missing is not None and str(tmp_path) in missing
+  assert tasks.missing_split(config, 'valid') is None  # held out of train
+  (tmp_path / name).write_text('text\tlabel\nother words\ta\n')
+  assert tasks.missing_split(config, 'test') is None
+  assert tasks.missing_split(dataclasses.replace(
+      config, data=dataclasses.replace(config.data, source='toy')),
+                             'test') is None

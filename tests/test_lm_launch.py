@@ -123,3 +123,22 @@ def test_visualize_draws_the_causal_attention_and_the_curves(trained):
     with open(os.path.join(pictures, name), 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n', name
   assert 'pieces: o n e' in out.stdout, out.stdout
+
+
+def test_missing_optional_test_file_skips_the_final_evaluation(tmp_path):
+  # Users' text with train.txt only: the run says so before training, ends
+  # like a finished run, and evaluates nothing on test (it used to fail
+  # after training: 'the test split needs test.txt').
+  text_dir = tmp_path / 'text'
+  text_dir.mkdir()
+  lines = [f'line {i} of the story, told {i % 7} times' for i in range(400)]
+  (text_dir / 'train.txt').write_text('\n'.join(lines) + '\n')
+  workdir = str(tmp_path / 'run')
+  out = harness.run(workdir, '--set=data.source=text',
+                    f'--set=data.text_dir={text_dir}',
+                    '--set=data.documents=lines', '--set=train.steps=2',
+                    '--set=eval.final=true', base=LM)
+  note = 'the final evaluation on the test split is skipped'
+  assert note in out.stderr and str(text_dir / 'test.txt') in out.stderr
+  assert 'Trained to step 2' in out.stdout
+  assert not os.path.exists(os.path.join(workdir, 'eval'))

@@ -87,6 +87,11 @@ def check_mode(config: Config, mode: str) -> None:
                     '--mode=predict')
 
 
+def missing_split(config: Config, split: str) -> str | None:
+  """Why an optional `split` is absent from config's data, or None."""
+  return family(config).task_class.missing_split(config, split)
+
+
 def run_files() -> tuple[str, ...]:
   """Every family's files a run keeps in its workdir (labels.json, ...)."""
   return tuple(dict.fromkeys(name for f in FAMILIES.values()

@@ -219,6 +219,14 @@ class Task(abc.ABC):
   def modes(cls) -> tuple[str, ...]:
     return COMMON_MODES + cls.EXTRA_MODES
 
+  @classmethod
+  def missing_split(cls, config: Config, split: str) -> str | None:
+    """Why `config`'s data has no `split` where that split is optional
+    (users' files without a test file), or None: checked before training,
+    so that the run skips that evaluation instead of failing after it."""
+    del config, split
+    return None
+
   # --- Required: the pure core. --------------------------------------------
 
   @abc.abstractmethod

@@ -68,6 +68,10 @@ class _Labelled(base.Task):
   num_outputs = 1
   rate_unit = 'examples'  # what the loss averages over (the log's rate)
 
+  @classmethod
+  def missing_split(cls, config: Config, split: str) -> str | None:
+    return files.missing_split(config, split)
+
   def try_it(self, command: str) -> str:
     """The line that ends a training run's report."""
     return f'predict:   echo "A sentence to label." | {command} --mode=predict'

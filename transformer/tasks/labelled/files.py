@@ -378,6 +378,17 @@ def _text_files(config: Config) -> tuple[str, dict[str, tuple[str, str]]]:
   return directory, files
 
 
+def missing_split(config: Config, split: str) -> str | None:
+  """'text': the test file is optional; the message when it is absent."""
+  data = config.data
+  if data.source != 'text' or split != 'test' or not data.text_dir:
+    return None
+  directory = os.path.expanduser(data.text_dir)
+  if not os.path.isdir(directory) or _find_file(directory, split):
+    return None
+  return (f'{directory} has no test.tsv, test.csv or test.jsonl')
+
+
 def text_examples(config: Config, split: str) -> LabelledFile:
   """The split of the files in data.text_dir (module docstring)."""
   directory, files = _text_files(config)

@@ -59,6 +59,10 @@ class LanguageModelTask(base.Task):
   CURVE_SCORES: ClassVar[tuple[str, ...]] = ('bits_per_character',)
   SENTENCE_PURPOSE: ClassVar[str] = 'to continue'
 
+  @classmethod
+  def missing_split(cls, config: Config, split: str) -> str | None:
+    return data.missing_split(config, split)
+
   def try_it(self, command: str) -> str:
     return f'generate:  {command} --mode=generate --prompt="In the beginning"'
 

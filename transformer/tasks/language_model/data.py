@@ -345,6 +345,15 @@ def _cached_index(path: str, size: int, mtime_ns: int, documents: str,
   return index_text(path, documents, hold_out)
 
 
+def missing_split(config: Config, split: str) -> str | None:
+  """'text': test.txt is optional; the message when it is absent."""
+  data = config.data
+  if data.source != 'text' or split != 'test' or not data.text_dir:
+    return None
+  path = os.path.join(os.path.expanduser(data.text_dir), 'test.txt')
+  return None if os.path.isfile(path) else f'{path}: file not found'
+
+
 def _text(config: Config, split: str) -> TextDocuments:
   data = config.data
   if not data.text_dir:
