@@ -15,9 +15,6 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from absl import app, flags, logging
 
 from transformer import experiment
-from transformer.config import ConfigError
-from transformer.data.bible import CorpusUnavailableError
-from transformer.data.corpus import DataError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('experiment', 'bible_es_en',
@@ -111,8 +108,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
   """Exceptions whose message is meant for the user, shown without traceback."""
   from transformer.checkpoint import CheckpointError, NoCheckpointError  # pylint: disable=g-import-not-at-top
   from transformer.workdir import RunError  # pylint: disable=g-import-not-at-top
-  return (ConfigError, RunError, NoCheckpointError, CheckpointError,
-          DataError, CorpusUnavailableError)
+  return experiment.CONFIG_AND_DATA_ERRORS + (RunError, NoCheckpointError,
+                                             CheckpointError)
 
 
 def is_lead_process() -> bool:

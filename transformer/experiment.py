@@ -8,11 +8,19 @@ itself under TCMalloc before anything loads JAX.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
+import sys
+from typing import Any, Callable
 
 from transformer import config as config_lib
+from transformer.data.bible import CorpusUnavailableError
+from transformer.data.corpus import DataError
 
 PACKAGE = 'experiments'  # at the repository root, beside launch.py
+# Config and data problems: a command line shows them without a traceback.
+CONFIG_AND_DATA_ERRORS = (config_lib.ConfigError, DataError,
+                          CorpusUnavailableError)
 
 
 def available() -> list[str]:
@@ -32,3 +40,25 @@ def load_config(name: str, overrides: list[str]) -> config_lib.Config:
   for assignment in overrides:
     config = config_lib.override(config, assignment)
   return config
+
+
+def run_command(name: str, overrides: list[str],
+                measure: Callable[[config_lib.Config], dict[str, Any]],
+                table: Callable[[dict[str, Any]], str],
+                output: str | None) -> None:
+  """The baselines' command lines: `measure` the experiment's config; the
+  table on stdout and the JSON in `output`, or the table on stderr and the
+  JSON on stdout. Config and data errors end the command with their
+  message, no traceback."""
+  try:
+    result = {'experiment': name, 'overrides': overrides,
+              **measure(load_config(name, overrides))}
+  except CONFIG_AND_DATA_ERRORS as error:
+    sys.exit(f'error: {error}')
+  text = json.dumps(result, indent=2)
+  print(table(result), file=sys.stdout if output else sys.stderr)
+  if output:
+    with open(output, 'w', encoding='utf-8') as f:
+      f.write(text + '\n')
+  else:
+    print(text)

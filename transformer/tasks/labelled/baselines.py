@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import json
 import os
-import sys
 import tarfile
 import tempfile
 import time
@@ -54,14 +52,10 @@ from threadpoolctl import threadpool_limits
 from transformer import experiment
 from transformer.config import Config, ConfigError
 from transformer.data import corpus
-from transformer.data.bible import CorpusUnavailableError
-from transformer.data.corpus import DataError
 from transformer.tasks import labelled
 from transformer.tasks.labelled import metrics as metrics_lib
 from transformer.tasks.labelled import sources
 
-# Config and data problems: shown without a traceback.
-USER_ERRORS = (ConfigError, DataError, CorpusUnavailableError)
 
 SPLITS = ('train', 'valid', 'test')
 # Half-decade steps; a choice at either end is flagged in the output (the
@@ -415,18 +409,7 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--output', help='JSON file (default: stdout, with the '
                       'table on stderr)')
   args = parser.parse_args(argv)
-  try:
-    result = {'experiment': args.experiment, 'overrides': args.set,
-              **run(experiment.load_config(args.experiment, args.set))}
-  except USER_ERRORS as error:  # config and data: no traceback
-    sys.exit(f'error: {error}')
-  text = json.dumps(result, indent=2)
-  print(table(result), file=sys.stdout if args.output else sys.stderr)
-  if args.output:
-    with open(args.output, 'w', encoding='utf-8') as f:
-      f.write(text + '\n')
-  else:
-    print(text)
+  experiment.run_command(args.experiment, args.set, run, table, args.output)
 
 
 if __name__ == '__main__':

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import tempfile
@@ -51,14 +50,10 @@ from typing import Sequence
 import numpy as np
 
 from transformer import experiment
-from transformer.config import BOS_ID, Config, ConfigError
+from transformer.config import BOS_ID, Config
 from transformer.data import tokenizer as tokenizer_lib
-from transformer.data.bible import CorpusUnavailableError
-from transformer.data.corpus import DataError
 from transformer.tasks.language_model import data
 
-# Config and data problems: shown without a traceback.
-USER_ERRORS = (ConfigError, DataError, CorpusUnavailableError)
 
 SPLITS = ('train', 'valid', 'test')
 DEFAULT_ORDERS = {'char': 8, 'token': 4}
@@ -307,19 +302,10 @@ def main(argv: list[str] | None = None) -> None:
   if args.order is not None and args.order < 1:
     parser.error('--order must be at least 1')
   levels = ('char', 'token') if args.level == 'both' else (args.level,)
-  try:
-    result = {'experiment': args.experiment, 'overrides': args.set,
-              **run(experiment.load_config(args.experiment, args.set), levels,
-                    args.order, args.tokenizer_dir)}
-  except USER_ERRORS as error:  # config and data: no traceback
-    sys.exit(f'error: {error}')
-  text = json.dumps(result, indent=2)
-  print(table(result), file=sys.stdout if args.output else sys.stderr)
-  if args.output:
-    with open(args.output, 'w', encoding='utf-8') as f:
-      f.write(text + '\n')
-  else:
-    print(text)
+  experiment.run_command(
+      args.experiment, args.set,
+      lambda config: run(config, levels, args.order, args.tokenizer_dir),
+      table, args.output)
 
 
 if __name__ == '__main__':
