@@ -6,6 +6,7 @@ defaults; `launch.py --set=KEY=VALUE` overrides any field by its dotted path.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import json
@@ -210,6 +211,9 @@ class DataConfig:
   # beside train.class_weights): 'oversample' repeats the small classes,
   # 'undersample' drops from the large ones, both to equal counts per epoch.
   class_sampling: Literal['none', 'oversample', 'undersample'] = 'none'
+  # How users' text files (data.source='text') are encoded: any codec
+  # Python names that is a superset of ASCII ('latin-1', 'cp1252', ...).
+  encoding: str = 'utf-8'
 
   # What a resumed run may change: where the data lies, how many processes
   # read it, how evaluation batches it; the tokenizer is already trained.
@@ -231,23 +235,47 @@ class DataConfig:
       raise ValueError(f'data.label_separator={self.label_separator!r} must '
                        "be one character other than whitespace, e.g. ',' or "
                        "'|'")
+    _check_encoding(self.encoding)
     if len(self.direction.split('-')) != 2:
       raise ValueError(f'data.direction={self.direction!r} must look like '
                        "'es-en' (source-target)")
 
 
+def _check_encoding(name: str) -> None:
+  """data.encoding must be a codec whose newline and ASCII bytes are ASCII's
+  (the files are split into lines and fields by their bytes)."""
+  try:
+    codec = codecs.lookup(name)
+  except LookupError:
+    raise ValueError(f'data.encoding={name!r} is not a text encoding Python '
+                     "knows; e.g. 'utf-8', 'latin-1', 'cp1252'") from None
+  if '\n\t,'.encode(codec.name, errors='replace') != b'\n\t,':
+    raise ValueError(f'data.encoding={name!r} does not write ASCII as ASCII '
+                     '(e.g. UTF-16); convert the files to UTF-8 first')
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Optimisation and the training loop. Defaults: the paper's sec. 5.3."""
+  # 0 with a time_limit: as many steps as fit in the budget, fixed after a
+  # few timed steps and saved with the run (transformer/budget.py).
   steps: int = 100_000
   # lr = scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), eq. (3).
-  schedule: Literal['paper', 'constant', 'cosine'] = 'paper'
+  # 'cosine' and 'linear': linear warm-up to learning_rate, then decay to
+  # final_learning_rate_fraction of it at the last step ('linear' to zero is
+  # what "Budgeted Training", Li et al. 2020, found best for a fixed budget).
+  schedule: Literal['paper', 'constant', 'cosine', 'linear'] = 'paper'
   learning_rate: float = 1.0  # 'paper': the scale; else the peak rate
   warmup_steps: int = 4000
+  final_learning_rate_fraction: float = 0.0  # nanoGPT's: 0.1
   adam_b1: float = 0.9
   adam_b2: float = 0.98
   adam_eps: float = 1e-9
   weight_decay: float = 0.0
+  # What AdamW's decoupled weight decay shrinks: 'all' parameters, or only
+  # the 'matrices' (dense kernels and embeddings; not biases or LayerNorm
+  # scales), as GPT-2 and nanoGPT do.
+  weight_decay_on: Literal['all', 'matrices'] = 'all'
   grad_clip_norm: float = 0.0  # global-norm clipping; 0 = off
   grad_accum_steps: int = 1  # micro-batches per step (batch_size divisible)
   label_smoothing: float = 0.1  # sec. 5.4
@@ -296,7 +324,14 @@ class TrainConfig:
     if self.time_limit < 0:
       raise ValueError(f'train.time_limit must be >= 0 minutes (0 = no '
                        f'limit), got {self.time_limit}')
-    for name in ('steps', 'warmup_steps', 'grad_accum_steps',
+    if self.steps < 0 or (self.steps == 0 and not self.time_limit):
+      raise ValueError(f'train.steps must be positive, or 0 with a '
+                       f'train.time_limit (as many steps as fit in it); got '
+                       f'steps={self.steps}, time_limit={self.time_limit}')
+    if not 0.0 <= self.final_learning_rate_fraction <= 1.0:
+      raise ValueError('train.final_learning_rate_fraction must be in [0, 1], '
+                       f'got {self.final_learning_rate_fraction}')
+    for name in ('warmup_steps', 'grad_accum_steps',
                  'checkpoint_every', 'keep_checkpoints', 'log_every',
                  'model_parallel'):
       if getattr(self, name) <= 0:
@@ -317,6 +352,14 @@ class EvalConfig:
   length_penalty: float = 0.6  # alpha of the GNMT length penalty
   max_extra_length: int = 50  # max output length = input length + this
   average_checkpoints: int = 1  # evaluate the mean of the last N checkpoints
+  # A metric of the evaluations during training (the task's BEST_METRICS:
+  # 'accuracy', 'macro_f1', 'pearson', 'loss', 'bits_per_character', 'bleu',
+  # ...): the checkpoint where it was best is kept apart from the rotation
+  # of train.keep_checkpoints, and the modes after training use it. '' = off.
+  best_metric: str = ''
+  # Early stopping: stop after this many evaluations in a row without a
+  # new best eval.best_metric. 0 = never.
+  patience: int = 0
   # After training: decode the test split with beam search, report BLEU and
   # print a few translations.
   final: bool = True
@@ -327,6 +370,12 @@ class EvalConfig:
     if self.beam_size <= 0 or self.average_checkpoints <= 0:
       raise ValueError('eval.beam_size and eval.average_checkpoints must be '
                        'positive')
+    if self.patience < 0:
+      raise ValueError(f'eval.patience must be >= 0, got {self.patience}')
+    if self.patience and not self.best_metric:
+      raise ValueError('eval.patience counts evaluations without a new best '
+                       'eval.best_metric: name one, e.g. '
+                       'eval.best_metric=loss')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -379,6 +428,11 @@ class Config:
           f'at least that many kept checkpoints, but train.keep_checkpoints='
           f'{self.train.keep_checkpoints}: raise train.keep_checkpoints or '
           'lower eval.average_checkpoints')
+    if self.eval.best_metric and not self.eval.every:
+      raise ValueError(
+          f'eval.best_metric={self.eval.best_metric!r} is chosen among the '
+          'evaluations during training, and eval.every=0 turns them off: '
+          'set eval.every (e.g. 200) or eval.best_metric=\'\'')
 
 
 def changeable_on_resume(config: Any, prefix: str = '') -> set[str]:
@@ -451,6 +505,34 @@ def _parse_value(text: str, annotation: Any, key: str) -> Any:
 
 def override(config: Config, assignment: str) -> Config:
   """Returns `config` with one `dotted.key=value` assignment applied."""
+  return override_all(config, [assignment])
+
+
+def override_all(config: Config, assignments: list[str]) -> Config:
+  """Returns `config` with every `dotted.key=value` of `assignments` applied.
+
+  All values are set before any check runs, so checks that relate two keys
+  (train.steps=0 needs a train.time_limit) see the final values whatever
+  the order of the assignments.
+  """
+  values = to_dict(config)
+  for assignment in assignments:
+    key, text = _split_assignment(config, assignment)
+    *parents, name = key.split('.')
+    node, cls = values, type(config)
+    for part in parents:
+      node, cls = node[part], type(getattr(cls(), part))
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    node[name] = _parse_value(text, field.type, key)
+  try:
+    return from_dict(values, type(config))
+  except ValueError as error:  # a __post_init__ check
+    given = ' '.join(f'--set={a}' for a in assignments)
+    raise ConfigError(f'{given}: {error}' if given else str(error)) from None
+
+
+def _split_assignment(config: Config, assignment: str) -> tuple[str, str]:
+  """(dotted key, value text) of 'KEY=VALUE'; ConfigError if no such key."""
   if '=' not in assignment:
     raise ConfigError(f'--set {assignment}: expected KEY=VALUE, e.g. '
                       '--set=train.steps=100')
@@ -462,19 +544,7 @@ def override(config: Config, assignment: str) -> Config:
     hint = f' Did you mean {" or ".join(close)}?' if close else ''
     raise ConfigError(f'--set {key}: no such config key.{hint} Every key is '
                       'listed in the README ("Configuration").')
-  return _replace_path(config, key.split('.'), text, key)
-
-
-def _replace_path(node: Any, parts: list[str], text: str, key: str) -> Any:
-  field = {f.name: f for f in dataclasses.fields(node)}[parts[0]]
-  if len(parts) == 1:
-    value = _parse_value(text, field.type, key)
-  else:
-    value = _replace_path(getattr(node, parts[0]), parts[1:], text, key)
-  try:
-    return dataclasses.replace(node, **{parts[0]: value})
-  except ValueError as error:  # a __post_init__ check
-    raise ConfigError(f'--set {key}={text}: {error}') from None
+  return key, text
 
 
 def to_dict(config: Config) -> dict:

@@ -37,9 +37,7 @@ def load_config(name: str, overrides: list[str]) -> config_lib.Config:
         f'--experiment={name}: no such experiment. Available: '
         f'{", ".join(names)} (files in {PACKAGE}/).')
   config = importlib.import_module(f'{PACKAGE}.{name}').get_config()
-  for assignment in overrides:
-    config = config_lib.override(config, assignment)
-  return config
+  return config_lib.override_all(config, list(overrides))
 
 
 def run_command(name: str, overrides: list[str],
