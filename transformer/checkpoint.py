@@ -41,6 +41,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from transformer import train as train_lib
+from transformer.best import BestMetric, best_of
 
 
 class CheckpointError(Exception):
@@ -68,14 +69,33 @@ class _IteratorSnapshot:
 
 
 class Checkpointer:
-  """Saves and restores (TrainState, data iterator) pairs in a directory."""
+  """Saves and restores (TrainState, data iterator) pairs in a directory.
+
+  The newest `keep` checkpoints are kept; with `best` (eval.best_metric),
+  also the one whose evaluation ranks best, for as long as it does. Each
+  save may carry JSON metrics (transformer/best.py: early stopping's
+  progress and the evaluation that ranks the checkpoint).
+  """
 
   def __init__(self, directory: str, *, keep: int = 5,
-               async_save: bool = True):
+               async_save: bool = True, best: BestMetric | None = None):
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True,
-        enable_async_checkpointing=async_save)
+    self.best = best
+    if best is None:
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True,
+          enable_async_checkpointing=async_save)
+    else:
+      keep_latest_and_best = ocp.checkpoint_managers.AnyPreservationPolicy([
+          ocp.checkpoint_managers.LatestN(keep),
+          ocp.checkpoint_managers.BestN(
+              get_metric_fn=best.rank, n=1,
+              keep_checkpoints_without_metrics=False)])
+      # best_fn makes Orbax write each save's metrics; the policy decides.
+      options = ocp.CheckpointManagerOptions(
+          create=True, enable_async_checkpointing=async_save,
+          best_fn=best.rank, best_mode='max',
+          preservation_policy=keep_latest_and_best)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=('state', 'data'))
 
@@ -89,8 +109,14 @@ class Checkpointer:
       return []
     return sorted(n for n in os.listdir(self.directory) if '.damaged' in n)
 
-  def save(self, state, iterator, *, step: int) -> None:
-    """Starts an asynchronous save; `wait` blocks until it is on disk."""
+  def metrics(self, step: int) -> dict[str, Any] | None:
+    """The metrics saved with checkpoint `step`, if any."""
+    return self._manager.metrics(step)
+
+  def save(self, state, iterator, *, step: int,
+           metrics: dict[str, Any] | None = None) -> None:
+    """Starts an asynchronous save; `wait` blocks until it is on disk.
+    `metrics` are kept only by a Checkpointer with `best`."""
     items = {'state': ocp.args.StandardSave(state)}
     if iterator is not None:
       items['data'] = grain.checkpoint.CheckpointSave(_IteratorSnapshot(iterator))
@@ -98,6 +124,7 @@ class Checkpointer:
     # for it instead, so that no requested checkpoint is lost.
     self._manager.wait_until_finished()
     if not self._manager.save(step, args=ocp.args.Composite(**items),
+                              metrics=metrics if self.best else None,
                               force=True):
       raise RuntimeError(f'Orbax declined to save step {step} in '
                          f'{self.directory}')
@@ -329,6 +356,48 @@ def all_finite(tree) -> bool:
 
 class NoCheckpointError(Exception):
   """The workdir holds nothing to evaluate; the message says what to run."""
+
+
+def choose_step(workdir: str, choice: str = '') -> tuple[int, str]:
+  """(step, note) of the checkpoint `choice` names.
+
+  '' is the best checkpoint when the run keeps one (eval.best_metric), else
+  the newest; 'best' the best (an error if none is kept); 'last' the newest;
+  digits that step. The note says which, e.g. 'the best checkpoint (step
+  600, valid accuracy 0.812)'.
+  """
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
+  try:
+    available = checkpointer.steps()
+    if not available:
+      raise NoCheckpointError(
+          f'{workdir} has no checkpoint. Train first: python launch.py '
+          f'--experiment=NAME --workdir={workdir}')
+    best = None
+    if choice in ('', 'best'):
+      best = best_of({s: checkpointer.metrics(s) for s in available})
+  finally:
+    checkpointer.close()
+  if choice in ('', 'best') and best is not None:
+    step, metric, value = best
+    return step, (f'the best checkpoint (step {step}, '
+                  f'{metric.describe(value)})')
+  if choice == 'best':
+    raise NoCheckpointError(
+        f'--checkpoint=best: {workdir} keeps no best checkpoint (its run was '
+        'trained without eval.best_metric, or never evaluated); its '
+        f'checkpoints are at steps {available}. Use --checkpoint=last or a '
+        'step.')
+  if choice in ('', 'last'):
+    return available[-1], f'the last checkpoint (step {available[-1]})'
+  if not choice.isdigit():
+    raise NoCheckpointError(f'--checkpoint={choice}: expected best, last or '
+                            f'a step number; {workdir} has checkpoints at '
+                            f'steps {available}')
+  if int(choice) not in available:
+    raise NoCheckpointError(f'--checkpoint={choice}: {workdir} has '
+                            f'checkpoints at steps {available}')
+  return int(choice), f'the checkpoint at step {choice}'
 
 
 def restore_params(task, workdir: str, mesh, *,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import sys
 import time
 from typing import Any
 
@@ -17,10 +19,12 @@ import numpy as np
 import tensorboardX
 from jax.experimental import multihost_utils
 
+from transformer import budget
 from transformer import config as config_lib
 from transformer import tasks
 from transformer import train as train_lib
 from transformer import workdir as workdir_lib
+from transformer.best import BestMetric, Progress
 from transformer.checkpoint import Checkpointer
 from transformer.config import Config
 from transformer.data import tokenizer as tokenizer_lib
@@ -119,7 +123,7 @@ def train(config: Config, workdir: str, *, restart: bool = False
 
 def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
   """`train` inside the locked workdir."""
-  print('Config:\n' + config_lib.to_json(config), flush=True)
+  best = tasks.best_metric(config)  # a bad name stops before any work
   mesh = train_lib.make_mesh(config=config)
   train_lib.check_batch_sizes(config, mesh, training=True)
 
@@ -139,7 +143,7 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
 
   init_fn, sharding = train_lib.jit_init_state(task, mesh)
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
-                              keep=config.train.keep_checkpoints)
+                              keep=config.train.keep_checkpoints, best=best)
   init_rng, dropout_rng = train_lib.seed_rngs(config)
   try:
     restored = checkpointer.restore(
@@ -154,20 +158,39 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
         f'({", ".join(checkpointer.damaged())}), so there is nothing to '
         'resume. To start over in this workdir, run the same command with '
         '--restart (the old run is moved to WORKDIR/previous/).')
-  if restored is None:
-    state, start_step = init_fn(init_rng), 0
-    print(f'Starting a new run in {workdir} on {mesh.size} device(s) '
-          f'({jax.devices()[0].platform}).', flush=True)
-  else:
-    state, start_step = restored
-    print(f'Resuming {workdir} from the checkpoint at step {start_step}.',
-          flush=True)
-  step_fn = train_lib.jit_train_step(task, mesh, sharding)
+  start_step = 0 if restored is None else restored[1]
   evaluator = None
   if config.eval.every:
     evaluator = task.evaluator(tokenizer, mesh, config.eval.split,
                                config.eval.num_examples)
+  if config.train.steps == 0:  # fit the steps to train.time_limit
+    measure = lambda: _time_run_parts(task, mesh, sharding, init_fn, init_rng,
+                                      dropout_rng, iterator, evaluator,
+                                      workdir, start_time)
+    config = _fit_to_budget(config, workdir, start_step, best, measure)
+    task = tasks.for_run(config, workdir)
+  print('Config:\n' + config_lib.to_json(config), flush=True)
+  if restored is None:
+    state = init_fn(init_rng)
+    print(f'Starting a new run in {workdir} on {mesh.size} device(s) '
+          f'({jax.devices()[0].platform}).', flush=True)
+  else:
+    state = restored[0]
+    print(f'Resuming {workdir} from the checkpoint at step {start_step}.',
+          flush=True)
+  progress = best and Progress.restore(
+      best, checkpointer.metrics(start_step) if restored else None)
+  step_fn = train_lib.jit_train_step(task, mesh, sharding)
+  return _loop(config, workdir, task, mesh, state, start_step, step_fn,
+               iterator, checkpointer, evaluator, progress, dropout_rng,
+               start_time)
 
+
+def _loop(config: Config, workdir: str, task, mesh, state, start_step: int,
+          step_fn, iterator, checkpointer: Checkpointer, evaluator,
+          progress: Progress | None, dropout_rng, start_time: float
+          ) -> dict[str, Any]:
+  """Steps, logs, evaluates and checkpoints from `start_step` until done."""
   writer = MetricsWriter(workdir)
   stop = StopRequested()
   time_limit = TimeLimit(config.train.time_limit, start_time)
@@ -175,11 +198,11 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
   last_log_time, last_log_step = time.time(), start_step
   last_metrics: dict[str, float] = {}
   stop_reason = 'error'  # until the loop ends normally
-  stopping = ''
+  stopping = _stopped_early(progress, config)  # a finished run, resumed
   step = start_step
   total = config.train.steps
   try:
-    while step < total:
+    while step < total and not stopping:
       batch = train_lib.global_batch(next(iterator), mesh)
       state, metrics = step_fn(state, batch, dropout_rng)
       step += 1
@@ -203,13 +226,27 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
                                  time.time() - last_log_time,
                                  step - last_log_step, task)
         pending, last_log_time, last_log_step = [], time.time(), step
-      if evaluator and (step % config.eval.every == 0 or step == total):
-        _log_eval(step, evaluator, state.params, writer)
-      if step % config.train.checkpoint_every == 0 or last:
+      evaluated, new_best = None, False
+      if evaluator is not None and (step % config.eval.every == 0 or
+                                    step == total):
+        numbers = _log_eval(step, evaluator, state.params, writer)
+        if progress:
+          evaluated = progress.metric.value_of(numbers)
+          new_best = progress.update(step, evaluated)
+          if new_best:
+            print(f'best  {step:>7d}  {progress.metric.describe(evaluated)}: '
+                  'this checkpoint is kept', flush=True)
+          stopping = stopping or _stopped_early(progress, config)
+          if stopping and pending:  # log the steps since the last line
+            last_metrics = _log_step(step, total, pending, writer,
+                                     time.time() - last_log_time,
+                                     step - last_log_step, task)
+            pending, last_log_time, last_log_step = [], time.time(), step
+          last = last or bool(stopping)
+      if step % config.train.checkpoint_every == 0 or last or new_best:
         _check_finite(pending, step)
-        checkpointer.save(state, iterator, step=step)
-      if stopping:
-        break
+        checkpointer.save(state, iterator, step=step, metrics=(
+            progress.checkpoint_metrics(evaluated) if progress else None))
     stop_reason = stopping or 'done'
   except RunError:  # a non-finite loss or gradient (_check_finite)
     stop_reason = 'non_finite'
@@ -227,10 +264,102 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
     print(f'Stopped at step {step}: train.time_limit='
           f'{config.train.time_limit:g} minutes reached; the checkpoint is '
           'saved. Run the same command again to continue.', flush=True)
-  elif stop_reason != 'done':
+  elif stop_reason not in ('done', 'early_stop'):
     print(f'Stopped by {stop_reason} at step {step}; the checkpoint is saved. '
           'Run the same command again to resume.', flush=True)
   return summary
+
+
+def _stopped_early(progress: Progress | None, config: Config) -> str:
+  """'early_stop' once eval.patience evaluations in a row brought no new
+  best eval.best_metric, else ''."""
+  patience = config.eval.patience
+  if not progress or not patience or progress.evals_since_best < patience:
+    return ''
+  best = progress.metric
+  where = ('' if progress.best_value is None else
+           f'; the best, {best.describe(progress.best_value)}, was at step '
+           f'{progress.best_step}')
+  print(f'Early stop: {progress.evals_since_best} evaluations without a '
+        f'better {best.split} {best.name} (eval.patience={patience}){where}.',
+        flush=True)
+  return 'early_stop'
+
+
+def _fit_to_budget(config: Config, workdir: str, start_step: int,
+                   best: BestMetric | None, measure) -> Config:
+  """config with train.steps fixed for train.steps=0 (budget.py): the
+  number saved with the run when it has one, else as many as fit in
+  train.time_limit, measured now (by process 0, for all) and saved."""
+  saved = budget.load(workdir) if start_step else None
+  if saved:
+    steps = int(saved['steps'])
+    print(f'train.steps=0: this run\'s budget fixed {steps:,} steps when it '
+          f'started ({budget.FILE}: {saved["why"]}).', flush=True)
+  else:
+    timings = measure()
+    fitted, why = budget.fit_steps(
+        config.train.time_limit, timings, eval_every=config.eval.every,
+        checkpoint_every=config.train.checkpoint_every,
+        saves_per_eval=1 if best else 0)
+    steps = start_step + int(multihost_utils.broadcast_one_to_all(
+        np.int64(fitted)))
+    print(f'train.steps=0: {fitted:,} steps fit in train.time_limit='
+          f'{config.train.time_limit:g} minutes ({why}); training to step '
+          f'{steps:,}.', flush=True)
+    if steps <= config.train.warmup_steps and config.train.schedule != 'paper':
+      print(f'Warning: the budget fits {steps} steps, no more than '
+            f'train.warmup_steps={config.train.warmup_steps}: the learning '
+            'rate never reaches its peak. Lower train.warmup_steps or give '
+            'more minutes.', file=sys.stderr, flush=True)
+    if jax.process_index() == 0:
+      budget.save(workdir, steps, why, timings, config.train.time_limit)
+  config = config_lib.override_all(config, [f'train.steps={steps}'])
+  workdir_lib.check_config(config, workdir)  # config.json shows the steps
+  return config
+
+
+# Timed train steps after the compiling one (their mean is the step time).
+_TIMED_STEPS = 5
+
+
+def _time_run_parts(task, mesh, sharding, init_fn, init_rng, dropout_rng,
+                    iterator, evaluator, workdir: str, start_time: float
+                    ) -> budget.Timings:
+  """Times compiling, a step, an evaluation and a checkpoint on a scratch
+  state and the first batch; the run's state and data position are left
+  as they were, so a budgeted run equals one with its train.steps fixed."""
+  step_fn = train_lib.jit_train_step(task, mesh, sharding)
+  position = iterator.get_state()
+  batch = train_lib.global_batch(next(iterator), mesh)
+  iterator.set_state(position)
+  state = init_fn(init_rng)
+  started = time.time()
+  state, metrics = step_fn(state, batch, dropout_rng)
+  jax.block_until_ready(metrics)
+  first = time.time() - started
+  started = time.time()
+  for _ in range(_TIMED_STEPS):
+    state, metrics = step_fn(state, batch, dropout_rng)
+  jax.block_until_ready(metrics)
+  step_s = (time.time() - started) / _TIMED_STEPS
+  evaluation_s = 0.0
+  if evaluator:
+    started = time.time()
+    evaluator(state.params)
+    evaluation_s = time.time() - started
+  scratch = os.path.join(workdir, 'budget_timing')
+  started = time.time()
+  timer = Checkpointer(scratch, keep=1, async_save=False)
+  timer.save(state, iterator, step=0)
+  timer.close()
+  checkpoint_s = time.time() - started
+  multihost_utils.sync_global_devices('budget timed')
+  if jax.process_index() == 0:
+    shutil.rmtree(scratch, ignore_errors=True)
+  return budget.Timings(elapsed=time.time() - start_time,
+                        compile=max(first - step_s, 0.0), step=step_s,
+                        evaluation=evaluation_s, checkpoint=checkpoint_s)
 
 
 class TimeLimit:
@@ -321,10 +450,13 @@ def _log_step(step: int, total: int, pending, writer: MetricsWriter,
   return metrics
 
 
-def _log_eval(step: int, evaluator, params, writer: MetricsWriter) -> None:
-  """Evaluates on eval.split; prints the task's summary line and logs."""
+def _log_eval(step: int, evaluator, params, writer: MetricsWriter
+              ) -> dict[str, float]:
+  """Evaluates on eval.split; prints the task's summary line and logs;
+  returns the numbers."""
   metrics, _ = evaluator(params)
   numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
   print(f'eval  {step:>7d}  {evaluator.split} {evaluator.summary(metrics)}',
         flush=True)
   writer.write(step, 'eval', numbers)
+  return numbers

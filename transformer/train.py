@@ -59,6 +59,9 @@ def learning_rate_schedule(config: Config) -> optax.Schedule:
 
   'paper': lrate = scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5),
   eq. (3): linear warm-up, then decay with the inverse square root of the step.
+  'cosine', 'linear': linear warm-up to train.learning_rate, then a cosine or
+  linear decay that reaches train.final_learning_rate_fraction of it at
+  train.steps. 'constant': warm-up, then the peak.
   """
   t = config.train
   if t.schedule == 'paper':
@@ -67,10 +70,46 @@ def learning_rate_schedule(config: Config) -> optax.Schedule:
       return (t.learning_rate * config.model.d_model**-0.5 *
               jnp.minimum(step**-0.5, step * t.warmup_steps**-1.5))
     return paper
+  end = t.learning_rate * t.final_learning_rate_fraction
   if t.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(
-        0.0, t.learning_rate, t.warmup_steps, max(t.steps, t.warmup_steps + 1))
-  return optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
+        0.0, t.learning_rate, t.warmup_steps, max(t.steps, t.warmup_steps + 1),
+        end_value=end)
+  warmup = optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
+  if t.schedule == 'linear':
+    decay = optax.linear_schedule(t.learning_rate, end,
+                                  max(t.steps - t.warmup_steps, 1))
+    return optax.join_schedules([warmup, decay], [t.warmup_steps])
+  return warmup
+
+
+def decayed_parameters(config: Config, params) -> Any:
+  """A pytree of bools: which parameters AdamW's weight decay shrinks.
+
+  'all', or 'matrices': dense kernels and embeddings, not biases and
+  LayerNorm scales (GPT-2's and nanoGPT's choice). Chosen by name, not by
+  rank, since model.scan_layers stacks a LayerNorm's scale into a matrix.
+  """
+  if config.train.weight_decay_on == 'all':
+    return jax.tree.map(lambda _: True, params)
+
+  def is_matrix(path, _):
+    return getattr(path[-1], 'key', None) in ('kernel', 'embedding')
+  return jax.tree_util.tree_map_with_path(is_matrix, params)
+
+
+def _decay_where(rate: float, where) -> optax.GradientTransformation:
+  """optax.add_decayed_weights on the parameters `where(params)` marks.
+
+  Not optax's `mask=`, whose wrapper adds a node to the optimizer state:
+  this keeps the state's structure whatever train.weight_decay_on is, so a
+  run may change it on resume like any training setting.
+  """
+  def update(updates, state, params):
+    decay = where(params)
+    return jax.tree.map(lambda u, p, d: u + rate * p if d else u,
+                        updates, params, decay), state
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
@@ -82,8 +121,16 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
   clipping switched on or off (what the NaN message advises).
   """
   t = config.train
-  adam = optax.adamw(learning_rate_schedule(config), b1=t.adam_b1,
-                     b2=t.adam_b2, eps=t.adam_eps, weight_decay=t.weight_decay)
+  if t.weight_decay_on == 'all':
+    adam = optax.adamw(learning_rate_schedule(config), b1=t.adam_b1,
+                       b2=t.adam_b2, eps=t.adam_eps,
+                       weight_decay=t.weight_decay)
+  else:  # AdamW's chain, with the decay on the matrices only
+    adam = optax.chain(
+        optax.scale_by_adam(b1=t.adam_b1, b2=t.adam_b2, eps=t.adam_eps),
+        _decay_where(t.weight_decay, functools.partial(decayed_parameters,
+                                                       config)),
+        optax.scale_by_learning_rate(learning_rate_schedule(config)))
   if t.grad_clip_norm <= 0:
     return adam
   clip = optax.clip_by_global_norm(t.grad_clip_norm)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from transformer.best import BestMetric
 from transformer.config import Config, ConfigError
 from transformer.tasks import labelled, language_model, translation
 from transformer.tasks.base import Task
@@ -85,6 +86,20 @@ def check_mode(config: Config, mode: str) -> None:
   raise ConfigError(f'--mode={mode} is for task={" or ".join(serving)}; '
                     f'this experiment is task={config.task}: use '
                     '--mode=predict')
+
+
+def best_metric(config: Config) -> BestMetric | None:
+  """eval.best_metric with its direction, from the task's BEST_METRICS;
+  None if unset; a ConfigError naming the accepted metrics if unknown."""
+  name = config.eval.best_metric
+  if not name:
+    return None
+  directions = family(config).task_class.BEST_METRICS
+  if name not in directions:
+    raise ConfigError(
+        f'eval.best_metric={name!r} is not a metric of task={config.task}\'s '
+        f'evaluation; choose one of {", ".join(sorted(directions))}')
+  return BestMetric(name, directions[name] == 'max', config.eval.split)
 
 
 def missing_split(config: Config, split: str) -> str | None:

@@ -212,6 +212,9 @@ class Task(abc.ABC):
   RUN_FILES: ClassVar[tuple[str, ...]] = ()
   # Eval metrics on the training curves' second panel.
   CURVE_SCORES: ClassVar[tuple[str, ...]] = ()
+  # The evaluation's metrics eval.best_metric may name: 'max' where higher
+  # is better, 'min' where lower is.
+  BEST_METRICS: ClassVar[dict[str, str]] = {}
   # What --sentence is for, in the message when it is empty.
   SENTENCE_PURPOSE: ClassVar[str] = 'to label'
 

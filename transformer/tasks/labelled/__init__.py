@@ -173,6 +173,8 @@ class Classification(_Labelled):
 
   RUN_FILES = (LABELS_FILE,)
   CURVE_SCORES = ('accuracy', 'macro_f1')
+  BEST_METRICS = {'accuracy': 'max', 'macro_f1': 'max', 'roc_auc': 'max',
+                  'log_loss': 'min', 'loss': 'min'}
 
   @property
   def num_outputs(self) -> int:
@@ -305,6 +307,8 @@ class Regression(_Labelled):
 
   RUN_FILES = (TARGETS_FILE,)
   CURVE_SCORES = ('pearson', 'spearman')
+  BEST_METRICS = {'pearson': 'max', 'spearman': 'max', 'mse': 'min',
+                  'mae': 'min', 'loss': 'min'}
 
   @property
   def num_outputs(self) -> int:

@@ -57,6 +57,9 @@ class LanguageModelTask(base.Task):
 
   EXTRA_MODES: ClassVar[tuple[str, ...]] = ('generate',)
   CURVE_SCORES: ClassVar[tuple[str, ...]] = ('bits_per_character',)
+  BEST_METRICS: ClassVar[dict[str, str]] = {
+      'loss': 'min', 'perplexity': 'min', 'bits_per_character': 'min',
+      'bits_per_byte': 'min'}
   SENTENCE_PURPOSE: ClassVar[str] = 'to continue'
 
   @classmethod

@@ -43,6 +43,8 @@ class Translation(base.Task):
 
   EXTRA_MODES = ('translate',)
   CURVE_SCORES = ('bleu',)
+  BEST_METRICS = {'bleu': 'max', 'chrf': 'max', 'accuracy': 'max',
+                  'nll': 'min', 'perplexity': 'min', 'loss': 'min'}
   SENTENCE_PURPOSE = 'to translate'
 
   def try_it(self, command: str) -> str:
