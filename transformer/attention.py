@@ -226,6 +226,7 @@ class MultiHeadAttention(nn.Module):
   causal: bool = False  # the masks given hide later positions (decoder self)
   dtype: jnp.dtype = jnp.float32
   kernel_init: Callable = nn.initializers.xavier_uniform()
+  out_kernel_init: Callable = nn.initializers.xavier_uniform()  # W^O
   dropout_impl: str = 'hash'  # see transformer/dropout.py
   attention_impl: str = 'auto'  # see dot_product_attention
 
@@ -276,7 +277,8 @@ class MultiHeadAttention(nn.Module):
       self.sow('intermediates', 'attention_weights', weights)
     return nn.DenseGeneral(
         d_model, axis=(-2, -1), dtype=self.dtype,
-        kernel_init=partitioning.logical(self.kernel_init, HEADS, KV, EMBED),
+        kernel_init=partitioning.logical(self.out_kernel_init, HEADS, KV,
+                                         EMBED),
         bias_init=partitioning.logical(nn.initializers.zeros_init(), EMBED),
         dot_general=linear.dot_general, name='out')(out)
 

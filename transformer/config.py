@@ -54,6 +54,12 @@ class ModelConfig:
   # outputs become one vector per text. 'mean' over the real (non-padding)
   # tokens, or 'first': the output at the first token, a [CLS]-style BOS.
   pooling: Literal['mean', 'first'] = 'mean'
+  # Initialisation (transformer/model.py, `initializers`). 'xavier': Glorot
+  # uniform kernels, token embeddings N(0, d^-1/2) multiplied by sqrt(d)
+  # (sec. 3.4). 'gpt2' (Radford et al. 2019; nanoGPT): every kernel and
+  # embedding N(0, 0.02), the projections back into the residual stream
+  # N(0, 0.02 / sqrt(2 * layers)), embeddings not multiplied.
+  init: Literal['xavier', 'gpt2'] = 'xavier'
   # Rematerialisation (gradient checkpointing, Chen et al. 2016, "Training
   # Deep Nets with Sublinear Memory Cost"), per encoder/decoder layer: the
   # backward pass recomputes what the forward pass did not keep. 'none'
@@ -92,7 +98,7 @@ class ModelConfig:
                'positions': ('sinusoidal', 'learned'),
                'dtype': ('float32', 'bfloat16'),
                'attention_impl': ('auto', 'xla', 'cudnn'),
-               'pooling': ('mean', 'first'),
+               'pooling': ('mean', 'first'), 'init': ('xavier', 'gpt2'),
                'remat': ('none', 'full', 'dots')}
     for name, allowed in choices.items():
       if getattr(self, name) not in allowed:

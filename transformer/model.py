@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +68,29 @@ def default_positions(tokens: Array) -> Array:
   return jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
 
 
+class Initializers(NamedTuple):
+  """The initialisers model.init chooses, and the embedding multiplier."""
+  kernel: Callable  # dense and attention projections into a sub-layer
+  residual: Callable  # projections back into the residual stream (W2, W^O)
+  embedding: Callable
+  embedding_scale: float  # token embeddings are multiplied by this
+
+
+def initializers(config: ModelConfig) -> Initializers:
+  """model.init: 'xavier' (Glorot uniform kernels, embeddings N(0, d^-1/2)
+  times sqrt(d): inputs and tied logits of unit scale), or 'gpt2' (GPT-2,
+  sec. 2.3: N(0, 0.02), residual projections scaled by 1/sqrt(N) for N
+  residual layers, here 2 per Transformer layer)."""
+  if config.init == 'gpt2':
+    layers = 2 * (config.num_encoder_layers + config.num_decoder_layers)
+    normal = nn.initializers.normal(stddev=0.02)
+    return Initializers(normal, nn.initializers.normal(
+        stddev=0.02 / max(layers, 1)**0.5), normal, 1.0)
+  xavier = nn.initializers.xavier_uniform()
+  return Initializers(xavier, xavier, nn.initializers.normal(
+      stddev=config.d_model**-0.5), float(config.d_model)**0.5)
+
+
 class FeedForward(nn.Module):
   """FFN(x) = max(0, x W1 + b1) W2 + b2, eq. (2); GELU as an option."""
   config: ModelConfig
@@ -77,16 +100,16 @@ class FeedForward(nn.Module):
     """x: [B, L, d_model] -> [B, L, d_model]."""
     c = self.config
     activation = {'relu': nn.relu, 'gelu': nn.gelu}[c.activation]
+    init = initializers(c)
     # wi is split on its output (mlp) and wo on its input over the 'model'
     # axis: Megatron-LM's MLP (partitioning.py).
-    dense = lambda features, name, axes: nn.Dense(
+    dense = lambda features, name, kernel_init, axes: nn.Dense(
         features, dtype=c.dtype, name=name, dot_general=linear.dot_general,
-        kernel_init=partitioning.logical(nn.initializers.xavier_uniform(),
-                                         *axes),
+        kernel_init=partitioning.logical(kernel_init, *axes),
         bias_init=partitioning.logical(nn.initializers.zeros_init(),
                                        axes[-1]))
-    h = activation(dense(c.d_ff, 'wi', (EMBED, MLP))(x))  # [B, L, d_ff]
-    return dense(x.shape[-1], 'wo', (MLP, EMBED))(h)
+    h = activation(dense(c.d_ff, 'wi', init.kernel, (EMBED, MLP))(x))  # [B, L, d_ff]
+    return dense(x.shape[-1], 'wo', init.residual, (MLP, EMBED))(h)
 
 
 def layer_norm(config: ModelConfig, name: str) -> nn.LayerNorm:
@@ -118,9 +141,11 @@ def attention_sublayer(config: ModelConfig, dropout_impl: str, name: str, *,
                        cross: bool = False, causal: bool = False
                        ) -> attention.MultiHeadAttention:
   """The multi-head attention of a layer, configured from the model config."""
+  init = initializers(config)
   return attention.MultiHeadAttention(
       config.num_heads, config.attention_dropout_rate, cross=cross,
-      causal=causal, dtype=config.dtype, dropout_impl=dropout_impl,
+      causal=causal, dtype=config.dtype, kernel_init=init.kernel,
+      out_kernel_init=init.residual, dropout_impl=dropout_impl,
       attention_impl=config.attention_impl, name=name)
 
 
@@ -301,11 +326,10 @@ class Transformer(nn.Module):
     # in bfloat16 too; the loss reads the logits in float32.
     embed = lambda name: nn.Embed(
         c.vocab_size, c.d_model, name=name, dtype=c.dtype,
-        # N(0, d^-1/2): after the sqrt(d) scaling inputs have unit scale, and
-        # the tied output projection gives logits of unit scale. Split by
-        # vocabulary rows over 'model' (partitioning.py).
-        embedding_init=partitioning.logical(
-            nn.initializers.normal(stddev=c.d_model**-0.5), VOCAB, EMBED))
+        # model.init (`initializers`). Split by vocabulary rows over
+        # 'model' (partitioning.py).
+        embedding_init=partitioning.logical(initializers(c).embedding,
+                                            VOCAB, EMBED))
     self.source_embedding = embed('embedding' if c.share_embeddings else
                                   'source_embedding')
     self.target_embedding = (self.source_embedding if c.share_embeddings else
@@ -375,9 +399,13 @@ class Transformer(nn.Module):
 
   def _embed(self, embedding: nn.Embed, tokens: Array, positions: Array, *,
              deterministic: bool) -> Array:
-    """Token embedding * sqrt(d_model) + positional encoding, then dropout."""
+    """Token embedding * sqrt(d_model) + positional encoding, then dropout
+    (model.init='gpt2': not multiplied)."""
     c = self.config
-    x = embedding(tokens) * jnp.sqrt(float(c.d_model))  # [B, L, d_model]
+    scale = initializers(c).embedding_scale
+    x = embedding(tokens)  # [B, L, d_model]
+    if scale != 1.0:
+      x = x * jnp.sqrt(float(c.d_model))
     if c.positions == 'learned':
       x = x + self.position_embedding(positions)
     else:
