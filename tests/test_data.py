@@ -312,6 +312,36 @@ def test_tokenizer_vocab_too_large(tmp_path):
   assert not os.listdir(tmp_path)  # no temporary directory left behind
 
 
+@pytest.mark.parametrize('model_type', ['unigram', 'bpe'])
+def test_tokenizer_vocab_too_small_for_the_characters(tmp_path, model_type):
+  """Each character of the corpus (and the word boundary) needs a piece of
+  its own beside the 4 specials: one fewer is a DataError naming the
+  number, exactly that many trains."""
+  letters = 'abcdefghijklmnopqrstuvwxyzáéíóúñü0123456789'
+  words = [''.join(letters[(7 * i + 3 * j) % len(letters)]
+                   for j in range(2 + i % 5)) for i in range(300)]
+  pairs = [(' '.join(words[i:i + 5]), ' '.join(words[i + 5:i + 8]))
+           for i in range(290)]
+  characters = set(''.join(s + t for s, t in pairs)) - {' '}
+  assert len(characters) == len(letters)
+  needed = len(characters) + 1 + 4  # + the word boundary, + the specials
+  config = dataclasses.replace(
+      text_config(tmp_path, tokenizer=model_type),
+      model=ModelConfig(vocab_size=needed - 1))
+  with pytest.raises(DataError) as error:
+    tokenizer_lib.load_or_train(config, str(tmp_path), lambda: pairs)
+  message = str(error.value)
+  assert message.startswith(f'model.vocab_size={needed - 1} is too small')
+  assert f'its {needed - 4} characters' in message
+  assert f'at least {needed} pieces' in message
+  assert 'data.character_coverage' in message
+  assert 'data.tokenizer=char' in message
+  assert not os.listdir(tmp_path)  # nothing left behind
+  enough = dataclasses.replace(config, model=ModelConfig(vocab_size=needed))
+  assert tokenizer_lib.load_or_train(enough, str(tmp_path),
+                                     lambda: pairs).vocab_size == needed
+
+
 # ---------------------------------------------------------------------------
 # Training batches.
 # ---------------------------------------------------------------------------
@@ -403,6 +433,58 @@ def test_one_epoch_holds_every_pair_exactly_once(tmp_path, text_tokenizer,
       1 for s, t in pairs if s.strip() and t.strip() and
       max(len(text_tokenizer.encode(s)), len(text_tokenizer.encode(t))) >= 40)
   assert counts[key] == overlong_pairs >= 1
+
+
+def overlong_corpus(directory, tokenizer, long_at, max_length):
+  """text_pairs(60) with ~280 more tokens on the source or the target at
+  `long_at`; checks with the tokenizer that exactly those are over-long."""
+  pairs = text_pairs(60, seed=4)
+  long = ' '.join(SPANISH * 3)
+  for n, i in enumerate(long_at):
+    pairs[i] = ((pairs[i][0] + ' ' + long, pairs[i][1]) if n % 2 else
+                (pairs[i][0], pairs[i][1] + ' ' + long))
+  write_corpus(directory, 'train', pairs)
+  over = [i for i, (s, t) in enumerate(pairs) if max(
+      len(tokenizer.encode(s)), len(tokenizer.encode(t))) + 1 > max_length]
+  assert over == sorted(long_at)
+  return pairs
+
+
+def test_dropped_overlong_pairs_are_counted_at_the_start(tmp_path, capsys,
+                                                          text_tokenizer):
+  long_at = [2, 11, 12, 30, 47, 58, 59]
+  overlong_corpus(tmp_path, text_tokenizer, long_at, 64)
+  config = text_config(tmp_path, max_length=64)
+  pipeline.train_dataset(config, text_tokenizer)
+  assert capsys.readouterr().out == (
+      'Note: 7 of 60 training pairs (11.67%) are longer than '
+      "data.max_length=64 tokens and are dropped (data.overlong='drop'; set "
+      'data.overlong=truncate or raise data.max_length to keep them).\n')
+  # Only process 0 says so; nothing is dropped with 'truncate'.
+  pipeline.train_dataset(config, text_tokenizer, process_index=1,
+                         process_count=2)
+  truncate = text_config(tmp_path, max_length=64, overlong='truncate')
+  pipeline.train_dataset(truncate, text_tokenizer)
+  # Nothing over-long, nothing said.
+  pipeline.train_dataset(text_config(tmp_path, max_length=512),
+                         text_tokenizer)
+  assert capsys.readouterr().out == ''
+
+
+def test_overlong_count_of_a_large_corpus_is_sampled(tmp_path, monkeypatch,
+                                                     text_tokenizer):
+  long_at = list(range(0, 60, 4))  # 15 of 60
+  overlong_corpus(tmp_path, text_tokenizer, long_at, 64)
+  monkeypatch.setattr(pipeline, 'OVERLONG_SAMPLE', 30)
+  config = text_config(tmp_path, max_length=64)
+  pairs = sources.load_split(config.data, 'train')
+  # 30 evenly spaced of the 60 pairs: round(i * 59 / 29).
+  sampled = [round(i * 59 / 29) for i in range(30)]
+  assert len(set(sampled)) == 30
+  dropped = sum(i in long_at for i in sampled)
+  assert pipeline.overlong_note(config, text_tokenizer, pairs).startswith(
+      f'Note: about {dropped / 30:.2%} of the 60 training pairs ({dropped} '
+      'of 30 evenly spaced ones) are longer than data.max_length=64 tokens')
 
 
 def test_unpacked_rows_and_reshuffle_each_epoch(text_corpus, text_tokenizer):

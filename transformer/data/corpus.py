@@ -3,13 +3,16 @@
 `DataError`, the one exception for data problems a user can fix (its message
 names the file, line or key at fault and what would be accepted); the split
 names; the data root; text files read by byte range without loading them
-whole (`ByteRanges`, `TextLines`); the stable hash that assigns items to
+whole (`ByteRanges`, `TextLines`) in data.encoding, with the one message
+for bytes that do not decode; the stable hash that assigns items to
 splits; and prepared corpora (one TSV per split plus a versioned meta.json,
 written atomically).
 """
 
 from __future__ import annotations
 
+import codecs
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +39,70 @@ def check_split(split: str) -> None:
   if split not in SPLITS:
     raise DataError(f'unknown split {split!r}: expected one of '
                     f'{", ".join(SPLITS)}')
+
+
+# ---------------------------------------------------------------------------
+# Encodings (data.encoding): any codec that writes ASCII as ASCII, so that
+# lines, tabs and commas are found by their bytes before decoding.
+# ---------------------------------------------------------------------------
+
+UTF8_BOM = b'\xef\xbb\xbf'
+
+
+@functools.lru_cache(maxsize=None)
+def encoding_kind(encoding: str) -> str:
+  """'utf-8' (UTF-8, with or without signature), 'single' (one byte per
+  character: latin-1, cp1252, ...; any byte offset is a character start),
+  or 'multi' (other multi-byte codecs: shift_jis, gb18030, ...; only line
+  starts are known to be character starts)."""
+  name = codecs.lookup(encoding).name
+  if name in ('utf-8', 'utf-8-sig'):
+    return 'utf-8'
+  decoder = codecs.getincrementaldecoder(name)(errors='ignore')
+  for byte in range(256):
+    # A lead byte of a longer sequence decodes to nothing until the rest
+    # comes; a single-byte codec gives a character (or nothing, for a byte
+    # it has no character for).
+    decoder.reset()
+    if not decoder.decode(bytes([byte])) and decoder.getstate()[0]:
+      return 'multi'
+  return 'single'
+
+
+def _encoding_label(encoding: str) -> str:
+  return 'UTF-8' if encoding_kind(encoding) == 'utf-8' else encoding
+
+
+def decoding_error(path: str, encoding: str, error: UnicodeDecodeError,
+                   data: bytes, line_before: int) -> DataError:
+  """The DataError for bytes of `path` that `encoding` cannot decode.
+
+  data: the bytes that failed, which start at a line start; line_before:
+  the lines of the file before `data`."""
+  line = line_before + data.count(b'\n', 0, error.start) + 1
+  column = error.start - data.rfind(b'\n', 0, error.start) - 1
+  byte = data[error.start]
+  if encoding_kind(encoding) == 'utf-8':
+    hint = ('if the file is in another encoding, set it with '
+            '--set=data.encoding=latin-1 (or cp1252, shift_jis, ...: any '
+            'encoding that writes ASCII as ASCII), or convert the file to '
+            'UTF-8')
+  else:
+    hint = (f'data.encoding={encoding!r} has no character for it: set '
+            'data.encoding to the encoding the file was saved in (utf-8 by '
+            'default; latin-1 decodes any byte)')
+  return DataError(
+      f'{path}: line {line}: invalid {_encoding_label(encoding)} (byte '
+      f'0x{byte:02x} at byte {column} of the line: {error.reason}); {hint}')
+
+
+def decode(data: bytes, encoding: str, path: str, line_before: int) -> str:
+  """`data` (bytes of `path` from a line start) decoded; DataError naming
+  the line and data.encoding if they are not valid in it."""
+  try:
+    return data.decode(encoding)
+  except UnicodeDecodeError as error:
+    raise decoding_error(path, encoding, error, data, line_before) from None
 
 
 # ---------------------------------------------------------------------------
@@ -71,23 +138,25 @@ class ByteRanges:
 
 
 class TextLines(Sequence[str]):
-  """The lines of a UTF-8 text file, read by index without loading the file.
+  """The lines of a text file, read by index without loading the file.
 
   One pass over the file records where each line starts (numpy int64) and
-  checks that it is valid UTF-8. '\\n' ends a line; a trailing '\\r' is
-  dropped; a last line without '\\n' counts. Reading uses os.pread, so several
-  threads may read at once. Picklable (the file is reopened after unpickling).
+  checks that it decodes in `encoding` (data.encoding for users' files).
+  '\\n' ends a line; a trailing '\\r' is dropped; a last line without
+  '\\n' counts. Reading uses os.pread, so several threads may read at once.
+  Picklable (the file is reopened after unpickling).
   """
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, encoding: str = 'utf-8'):
     self.path = path
+    self.encoding = encoding
     if not os.path.isfile(path):
       raise DataError(f'{path}: file not found')
-    self._offsets = self._index(path)
+    self._offsets = self._index(path, encoding)
     self._file = ByteRanges(path)
 
   @staticmethod
-  def _index(path: str) -> np.ndarray:
+  def _index(path: str, encoding: str) -> np.ndarray:
     starts = [np.zeros(1, np.int64)]
     position = 0  # bytes consumed so far
     lines_before = 0  # complete lines before `pending`
@@ -100,7 +169,7 @@ class TextLines(Sequence[str]):
         newlines = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
         if len(newlines):
           complete = pending + chunk[:newlines[-1] + 1]
-          TextLines._check_utf8(complete, path, lines_before)
+          decode(complete, encoding, path, lines_before)
           starts.append(newlines.astype(np.int64) + (position + 1))
           lines_before += len(newlines)
           pending = chunk[newlines[-1] + 1:]
@@ -108,23 +177,11 @@ class TextLines(Sequence[str]):
           pending += chunk
         position += len(chunk)
     if pending:
-      TextLines._check_utf8(pending, path, lines_before)
+      decode(pending, encoding, path, lines_before)
       starts.append(np.array([position], np.int64))
     offsets = np.concatenate(starts)
     # offsets[i]: start of line i; offsets[-1]: end of the last line.
     return offsets
-
-  @staticmethod
-  def _check_utf8(data: bytes, path: str, lines_before: int) -> None:
-    try:
-      data.decode('utf-8')
-    except UnicodeDecodeError as error:
-      line = lines_before + data.count(b'\n', 0, error.start) + 1
-      column = error.start - data.rfind(b'\n', 0, error.start) - 1
-      raise DataError(
-          f'{path}: line {line}: invalid UTF-8 ({error.reason} at byte '
-          f'{column} of the line); text files must be UTF-8 encoded'
-      ) from None
 
   @property
   def offsets(self) -> np.ndarray:
@@ -143,7 +200,7 @@ class TextLines(Sequence[str]):
                        f'({len(self)} lines)')
     start, end = int(self._offsets[index]), int(self._offsets[index + 1])
     data = self._file.read(start, end)
-    return data.decode('utf-8').rstrip('\n').rstrip('\r')
+    return data.decode(self.encoding).rstrip('\n').rstrip('\r')
 
 
 def data_root(config: DataConfig) -> str:

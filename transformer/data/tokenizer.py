@@ -256,24 +256,52 @@ def train(pairs: Sequence[tuple[str, str]], path: str, *, vocab_size: int,
           eos_piece='</s>', max_sentence_length=MAX_SENTENCE_BYTES,
           num_threads=os.cpu_count() or 1, minloglevel=2)
     except RuntimeError as error:
-      too_high = re.search(r'Vocabulary size too high \((\d+)\)\. Please set '
-                           r'it to a value <= (\d+)', str(error))
-      if too_high:
-        raise DataError(
-            f'model.vocab_size={vocab_size} is too large for this training '
-            f'corpus: at most {too_high.group(2)} pieces are possible with '
-            f"data.tokenizer='{model_type}'. Set model.vocab_size to "
-            f'{too_high.group(2)} or less, or use a larger corpus') from None
-      if 'no sentences' in str(error).lower() or 'empty' in str(error).lower():
-        raise DataError('the training split has no non-empty lines to train '
-                        f'the tokenizer on ({error})') from None
-      raise
+      fixable = _training_error(error, vocab_size, model_type,
+                                character_coverage)
+      if fixable is None:
+        raise
+      raise fixable from None
     os.replace(prefix + '.model', path)
     vocab_path = os.path.splitext(path)[0] + '.vocab'
     os.replace(prefix + '.vocab', vocab_path)
   finally:
     shutil.rmtree(tmp_dir, ignore_errors=True)
   return Tokenizer(path)
+
+
+def _training_error(error: RuntimeError, vocab_size: int, model_type: str,
+                    character_coverage: float) -> DataError | None:
+  """A DataError for SentencePiece's errors that the config can fix (the
+  vocabulary too large or too small for the corpus, no text); else None."""
+  message = str(error)
+  too_high = re.search(r'Vocabulary size too high \((\d+)\)\. Please set '
+                       r'it to a value <= (\d+)', message)
+  if too_high:
+    return DataError(
+        f'model.vocab_size={vocab_size} is too large for this training '
+        f'corpus: at most {too_high.group(2)} pieces are possible with '
+        f"data.tokenizer='{model_type}'. Set model.vocab_size to "
+        f'{too_high.group(2)} or less, or use a larger corpus')
+  # Every character kept by the coverage needs a piece of its own, beside
+  # the special pieces: "... smaller than required_chars. 20 vs 64."
+  too_small = re.search(r'smaller than required_chars\. (\d+) vs (\d+)',
+                        message)
+  if too_small:
+    needed = int(too_small.group(2))
+    return DataError(
+        f'model.vocab_size={vocab_size} is too small for this training '
+        f'corpus: with data.character_coverage={character_coverage} its '
+        f'{needed - len(SPECIAL_PIECES)} characters (the word boundary '
+        f'included) and the {len(SPECIAL_PIECES)} special tokens need at '
+        f"least {needed} pieces with data.tokenizer='{model_type}'. Set "
+        f'model.vocab_size to {needed} or more, lower '
+        'data.character_coverage (e.g. 0.9995: the rarest characters become '
+        '<unk>), or use data.tokenizer=char (one id per character, those '
+        'beyond model.vocab_size as <unk>)')
+  if 'no sentences' in message.lower() or 'empty' in message.lower():
+    return DataError('the training split has no non-empty lines to train '
+                     f'the tokenizer on ({error})')
+  return None
 
 
 def char_vocabulary(lines: Iterable[str], num_chars: int) -> list[str]:

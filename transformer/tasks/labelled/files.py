@@ -10,12 +10,15 @@ data.label_column: a class name, or a number for regression;
 data.label_column='a,b' names several numeric columns, one regression output
 each. With data.multi_label the label field holds any number of class names
 separated by data.label_separator (',' by default; empty = no label), or a
-JSON list in JSON Lines. Files are never loaded whole: one pass checks every
-record (UTF-8, field count, label) and records where it starts, and records
-are then read by byte offset. Without valid.*, the training records whose
-text hashes to bucket 0 of 10 (~10%, deterministic, identical texts on the
-same side) are held out for validation and left out of training; without
-test.*, the test split is an error.
+JSON list in JSON Lines. The files are in data.encoding (UTF-8 by default;
+any encoding that writes ASCII as ASCII, e.g. latin-1 or cp1252, since
+lines, tabs and commas are found by their bytes). Files are never loaded
+whole: one pass checks every record (its encoding, field count, label) and
+records where it starts, and records are then read by byte offset. Without
+valid.*, the training records whose text hashes to bucket 0 of 10 (~10%,
+deterministic, identical texts on the same side) are held out for
+validation and left out of training; without test.*, the test split is an
+error.
 
 Every problem the user can fix raises `DataError`, naming the file, line,
 key or flag at fault and what would be accepted.
@@ -92,24 +95,15 @@ def _find_file(directory: str, split: str) -> tuple[str, str] | None:
   return found[0] if found else None
 
 
-def _decode(raw: bytes, path: str, line: int) -> str:
-  try:
-    return raw.decode('utf-8')
-  except UnicodeDecodeError as error:
-    raise DataError(
-        f'{path}: line {line}: invalid UTF-8 ({error.reason} at byte '
-        f'{error.start} of the line); text files must be UTF-8 encoded'
-    ) from None
-
-
 class _LineFeed:
   """Decoded lines of a binary file for csv.reader, counting lines and
   bytes. csv.reader takes one line at a time and no more than a record
   needs, so the offset before each record is where that record starts."""
 
-  def __init__(self, f, path: str):
+  def __init__(self, f, path: str, encoding: str):
     self._f = f
     self._path = path
+    self._encoding = encoding
     self.offset = 0  # bytes consumed
     self.line = 0  # lines consumed
 
@@ -122,7 +116,7 @@ class _LineFeed:
       raise StopIteration
     self.offset += len(raw)
     self.line += 1
-    text = _decode(raw, self._path, self.line)
+    text = corpus.decode(raw, self._encoding, self._path, self.line - 1)
     return text[1:] if self.line == 1 and text.startswith(_BOM) else text
 
 
@@ -140,12 +134,13 @@ def _parse(data: str, fmt: str) -> Any:
   return json.loads(data)
 
 
-def _scan(path: str, fmt: str) -> Iterator[tuple[int, int, int, Any]]:
+def _scan(path: str, fmt: str, encoding: str
+          ) -> Iterator[tuple[int, int, int, Any]]:
   """(line number, start byte, end byte, parsed record) of each record of
   the file, the header included; empty lines are skipped."""
   with open(path, 'rb') as f:
     if fmt == 'csv':
-      feed = _LineFeed(f, path)
+      feed = _LineFeed(f, path, encoding)
       reader = csv.reader(feed, strict=True)
       while True:
         start, line = feed.offset, feed.line + 1
@@ -165,9 +160,9 @@ def _scan(path: str, fmt: str) -> Iterator[tuple[int, int, int, Any]]:
     offset = 0
     for line, raw in enumerate(f, 1):
       start, offset = offset, offset + len(raw)
-      text = _decode(raw, path, line)
+      text = corpus.decode(raw, encoding, path, line - 1)
       if line == 1 and text.startswith(_BOM):
-        start, text = start + len(_BOM.encode('utf-8')), text[1:]
+        start, text = start + len(_BOM.encode(encoding)), text[1:]
       if fmt == 'tsv':
         if _strip_newline(text):
           yield line, start, offset, _parse(text, fmt)
@@ -285,10 +280,10 @@ class FileIndex:
   held_out: np.ndarray  # bool
 
 
-def index_file(path: str, fmt: str, text_column: str, spec: LabelSpec
-               ) -> FileIndex:
+def index_file(path: str, fmt: str, text_column: str, spec: LabelSpec,
+               encoding: str = 'utf-8') -> FileIndex:
   """One pass over the file: checks every record, records its bytes."""
-  records = _scan(path, fmt)
+  records = _scan(path, fmt, encoding)
   header = None
   if fmt != 'jsonl':
     first = next(records, None)
@@ -316,20 +311,24 @@ def index_file(path: str, fmt: str, text_column: str, spec: LabelSpec
 
 @functools.lru_cache(maxsize=8)
 def _cached_index(path: str, size: int, mtime_ns: int, fmt: str,
-                  text_column: str, spec: LabelSpec) -> FileIndex:
+                  text_column: str, spec: LabelSpec, encoding: str
+                  ) -> FileIndex:
   """index_file, once per process for train and the valid slice held out of
-  it; size and mtime in the key, so a changed file is indexed again."""
+  it; size and mtime in the key, so a changed file is indexed again, and the
+  encoding, since the same bytes decode to other texts (and hold-outs)."""
   del size, mtime_ns  # only the cache key
-  return index_file(path, fmt, text_column, spec)
+  return index_file(path, fmt, text_column, spec, encoding)
 
 
 class LabelledFile(Sequence[Example]):
-  """Some records of an indexed file, read by byte offset with os.pread
-  (thread-safe); picklable (the file is reopened after unpickling)."""
+  """Some records of an indexed file in `encoding`, read by byte offset
+  with os.pread (thread-safe); picklable (the file is reopened after
+  unpickling)."""
 
   def __init__(self, path: str, index: FileIndex, spec: LabelSpec,
-               keep: np.ndarray | None = None):
+               keep: np.ndarray | None = None, encoding: str = 'utf-8'):
     self.path = path
+    self.encoding = encoding
     self.layout = index.layout
     self.spec = spec
     self._starts = index.starts if keep is None else index.starts[keep]
@@ -346,7 +345,7 @@ class LabelledFile(Sequence[Example]):
       raise IndexError(f'record {index} out of range for {self.path} '
                        f'({len(self)} records)')
     start, end = int(self._starts[index]), int(self._ends[index])
-    data = self._file.read(start, end).decode('utf-8')
+    data = self._file.read(start, end).decode(self.encoding)
     where = f'{self.path}: byte {start} (changed since it was indexed?)'
     return _example(_parse(data, self.layout.fmt), self.layout,
                     self.spec, where)
@@ -403,10 +402,11 @@ def text_examples(config: Config, split: str) -> LabelledFile:
   holding_out = 'valid' not in files and split in ('train', 'valid')
   path, fmt = files['train' if holding_out else split]
   stat = os.stat(path)
+  encoding = config.data.encoding
   index = _cached_index(path, stat.st_size, stat.st_mtime_ns, fmt,
-                        config.data.text_column, spec)
+                        config.data.text_column, spec, encoding)
   if not holding_out:
-    return LabelledFile(path, index, spec)
+    return LabelledFile(path, index, spec, encoding=encoding)
   held = int(index.held_out.sum())
   if held == 0 or held == len(index.held_out):
     raise DataError(
@@ -418,4 +418,4 @@ def text_examples(config: Config, split: str) -> LabelledFile:
           f'{len(index.held_out):,} records of train.{fmt} for validation '
           '(~10%, by a hash of the text); training uses the others')
   keep = index.held_out if split == 'valid' else ~index.held_out
-  return LabelledFile(path, index, spec, keep)
+  return LabelledFile(path, index, spec, keep, encoding)

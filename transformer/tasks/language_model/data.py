@@ -16,13 +16,16 @@
     data.data_dir or ~/.cache/transformer). data.documents is not used.
 
 'text'  The user's files in data.text_dir: train.txt, optionally valid.txt
-    and test.txt (UTF-8; a byte-order mark and '\r\n' line ends are
-    accepted). Never loaded whole: one pass indexes the lines and checks the
-    UTF-8 (corpus.TextLines), a second finds the blank lines (only ASCII
-    whitespace), and documents are then read by byte offset. data.documents:
+    and test.txt, in data.encoding (UTF-8 by default, where a byte-order mark
+    is accepted; '\r\n' line ends are). Never loaded whole: one pass indexes
+    the lines and checks that they decode (corpus.TextLines), a second finds
+    the blank lines (only ASCII whitespace), and documents are then read by
+    byte offset. data.documents:
       'stream'      the file is one running text. Its documents are chunks of
                     about STREAM_CHUNK_BYTES (16 KiB, cut at a line start, or
-                    inside a longer line at a character boundary) that the
+                    inside a longer line at a character boundary; in
+                    multi-byte encodings other than UTF-8, such as
+                    shift_jis, only at line starts) that the
                     pipeline concatenates with no EOS between or after them
                     and cuts into rows of exactly data.max_length tokens;
                     '\r\n' becomes '\n'. Every character of the file is kept.
@@ -79,7 +82,8 @@ Characters (`eval_text_size`), the denominator of bits per character: each
 document's characters plus one for its end, which EOS predicts as a newline
 would ('lines': exactly the characters of the file's non-blank lines with
 their newlines); in 'stream' mode the characters of the text, no more. Bytes
-are counted the same way in UTF-8.
+are counted the same way in UTF-8, whatever data.encoding the files are in,
+so that bits per byte compare across encodings and corpora.
 """
 
 from __future__ import annotations
@@ -202,7 +206,6 @@ TEXT_DOCUMENTS = ('stream', 'paragraphs', 'lines')
 STREAM_CHUNK_BYTES = 16 << 10
 _WHITESPACE = np.frombuffer(b' \t\n\r\x0b\x0c', np.uint8)
 _BLANK_BLOCK = 16 << 20  # bytes read at a time while finding blank lines
-_BOM = b'\xef\xbb\xbf'
 _HOLD_OUT_SALT = 'lm-text-valid-v1'
 _HOLD_OUT_BUCKETS = 10  # bucket 0 of 10: ~10% held out
 _HOLD_OUT_STREAM = 0.9  # 'stream': the last 10% of the file
@@ -210,16 +213,17 @@ _announced: set[str] = set()  # files whose hold-out was printed
 
 
 class TextDocuments(Sequence[str]):
-  """Documents of a text file, read by byte range with os.pread
-  (thread-safe); picklable (the file is reopened after unpickling).
-  stream: '\\r\\n' -> '\\n' and nothing else; otherwise the lines of the
-  range, each without its '\\r', joined with '\\n'."""
+  """Documents of a text file in `encoding`, read by byte range with
+  os.pread (thread-safe); picklable (the file is reopened after
+  unpickling). stream: '\\r\\n' -> '\\n' and nothing else; otherwise the
+  lines of the range, each without its '\\r', joined with '\\n'."""
 
   def __init__(self, path: str, starts: np.ndarray, ends: np.ndarray,
-               stream: bool):
+               stream: bool, encoding: str = 'utf-8'):
     self.path = path
     self.starts, self.ends = starts, ends
     self.stream = stream
+    self.encoding = encoding
     self._file = corpus.ByteRanges(path)
 
   def __len__(self) -> int:
@@ -228,7 +232,7 @@ class TextDocuments(Sequence[str]):
   def __getitem__(self, index: int) -> str:
     index = _position(index, len(self), f'{self.path}: document')
     text = self._file.read(int(self.starts[index]),
-                           int(self.ends[index])).decode('utf-8')
+                           int(self.ends[index])).decode(self.encoding)
     if self.stream:
       return text.replace('\r\n', '\n')
     lines = text.split('\n')
@@ -237,13 +241,15 @@ class TextDocuments(Sequence[str]):
     return '\n'.join(line.removesuffix('\r') for line in lines)
 
 
-def _line_offsets(path: str) -> np.ndarray:
-  """offsets[i]: where line i starts (after a byte-order mark for line 0),
-  offsets[-1]: the end of the file. DataError on invalid UTF-8 (file, line)."""
-  offsets = corpus.TextLines(path).offsets.copy()
-  with open(path, 'rb') as f:
-    if f.read(len(_BOM)) == _BOM:
-      offsets[0] = len(_BOM)
+def _line_offsets(path: str, encoding: str) -> np.ndarray:
+  """offsets[i]: where line i starts (after a UTF-8 byte-order mark for
+  line 0), offsets[-1]: the end of the file. DataError on bytes that do not
+  decode in `encoding` (file, line)."""
+  offsets = corpus.TextLines(path, encoding).offsets.copy()
+  if corpus.encoding_kind(encoding) == 'utf-8':
+    with open(path, 'rb') as f:
+      if f.read(len(corpus.UTF8_BOM)) == corpus.UTF8_BOM:
+        offsets[0] = len(corpus.UTF8_BOM)
   return offsets
 
 
@@ -265,12 +271,21 @@ def _blank_lines(file: corpus.ByteRanges, offsets: np.ndarray) -> np.ndarray:
 
 
 def _cut(file: corpus.ByteRanges, line_starts: np.ndarray, position: int,
-         end: int, window: int) -> int:
+         end: int, window: int, encoding: str) -> int:
   """The first line start in [position, position + window), or else the
-  first character start at or after `position` (inside a long line)."""
+  first character start at or after `position` (inside a long line). In a
+  multi-byte encoding other than UTF-8 only line starts are known to start
+  characters: the first line start after `position`, or `end`."""
   i = int(np.searchsorted(line_starts, position))
+  kind = corpus.encoding_kind(encoding)
+  if kind == 'multi':
+    window = end - position
   if i < len(line_starts) and line_starts[i] < min(position + window, end):
     return int(line_starts[i])
+  if kind == 'single':  # every byte is a character
+    return position
+  if kind == 'multi':  # no line start before the end
+    return end
   data = file.read(position, min(position + 4, end))
   skip = 0
   while skip < len(data) and data[skip] & 0xC0 == 0x80:  # continuation byte
@@ -279,13 +294,17 @@ def _cut(file: corpus.ByteRanges, line_starts: np.ndarray, position: int,
 
 
 def _chunks(file: corpus.ByteRanges, line_starts: np.ndarray, start: int,
-            end: int) -> list[tuple[int, int]]:
+            end: int, encoding: str) -> list[tuple[int, int]]:
   """[start, end) cut into byte ranges of STREAM_CHUNK_BYTES to twice that
-  (the last may be shorter), at line starts where possible."""
+  (the last may be shorter), at line starts where possible (multi-byte
+  encodings other than UTF-8: always, so a range may be longer)."""
   bounds = [start]
   while end - bounds[-1] > STREAM_CHUNK_BYTES:
-    bounds.append(_cut(file, line_starts, bounds[-1] + STREAM_CHUNK_BYTES,
-                       end, STREAM_CHUNK_BYTES))
+    cut = _cut(file, line_starts, bounds[-1] + STREAM_CHUNK_BYTES, end,
+               STREAM_CHUNK_BYTES, encoding)
+    if cut >= end:
+      break
+    bounds.append(cut)
   bounds.append(end)
   return list(zip(bounds[:-1], bounds[1:]))
 
@@ -299,23 +318,25 @@ class TextIndex:
   held_out: np.ndarray | None  # bool
 
 
-def index_text(path: str, documents: str, hold_out: bool) -> TextIndex:
-  """The documents of `path` (see the module docstring); hold_out: also
-  choose the ~10% held out for validation."""
-  offsets = _line_offsets(path)
+def index_text(path: str, documents: str, hold_out: bool,
+               encoding: str = 'utf-8') -> TextIndex:
+  """The documents of `path` (see the module docstring), a text in
+  `encoding`; hold_out: also choose the ~10% held out for validation."""
+  offsets = _line_offsets(path, encoding)
   file = corpus.ByteRanges(path)
   nonblank = ~_blank_lines(file, offsets)
   if not nonblank.any():
-    raise DataError(f'{path}: empty file: a language model needs text '
-                    '(UTF-8); it holds no non-blank line')
+    raise DataError(f'{path}: empty file: a language model needs text; '
+                    'it holds no non-blank line')
   if documents == 'stream':
     start, end = int(offsets[0]), int(offsets[-1])
     cut = end
     if hold_out:
       position = start + int(_HOLD_OUT_STREAM * (end - start))
-      cut = _cut(file, offsets[:-1], position, end, end - position)
-    ranges = _chunks(file, offsets[:-1], start, cut) + (
-        _chunks(file, offsets[:-1], cut, end) if cut < end else [])
+      cut = _cut(file, offsets[:-1], position, end, end - position,
+                 encoding)
+    ranges = _chunks(file, offsets[:-1], start, cut, encoding) + (
+        _chunks(file, offsets[:-1], cut, end, encoding) if cut < end else [])
     starts, ends = (np.array(r, np.int64) for r in zip(*ranges))
     held = starts >= cut if hold_out else None
     return TextIndex(starts, ends, held)
@@ -329,7 +350,8 @@ def index_text(path: str, documents: str, hold_out: bool) -> TextIndex:
     last = np.flatnonzero(nonblank & ~after) + 1
   index = TextIndex(offsets[first], offsets[last], None)
   if hold_out:
-    texts = TextDocuments(path, index.starts, index.ends, stream=False)
+    texts = TextDocuments(path, index.starts, index.ends, stream=False,
+                          encoding=encoding)
     index.held_out = np.array(
         [corpus.bucket(_HOLD_OUT_SALT, corpus.normalise(t),
                        _HOLD_OUT_BUCKETS) == 0 for t in texts], bool)
@@ -338,11 +360,12 @@ def index_text(path: str, documents: str, hold_out: bool) -> TextIndex:
 
 @functools.lru_cache(maxsize=8)
 def _cached_index(path: str, size: int, mtime_ns: int, documents: str,
-                  hold_out: bool) -> TextIndex:
+                  hold_out: bool, encoding: str) -> TextIndex:
   """index_text once per process for train and the slice held out of it;
-  size and mtime in the key, so a changed file is indexed again."""
+  size and mtime in the key, so a changed file is indexed again, and the
+  encoding, since the same bytes decode to other texts (and hold-outs)."""
   del size, mtime_ns  # only the cache key
-  return index_text(path, documents, hold_out)
+  return index_text(path, documents, hold_out, encoding)
 
 
 def missing_split(config: Config, split: str) -> str | None:
@@ -359,7 +382,8 @@ def _text(config: Config, split: str) -> TextDocuments:
   if not data.text_dir:
     raise DataError(
         "data.source='text' needs data.text_dir: a directory holding "
-        'train.txt (and optionally valid.txt and test.txt), UTF-8 text; '
+        'train.txt (and optionally valid.txt and test.txt), text in '
+        f'data.encoding={data.encoding!r}; '
         f'data.documents={data.documents!r} says what a document is '
         f'({", ".join(TEXT_DOCUMENTS)})')
   if data.documents not in TEXT_DOCUMENTS:
@@ -376,17 +400,19 @@ def _text(config: Config, split: str) -> TextDocuments:
   if split == 'test' and not os.path.isfile(files['test']):
     raise DataError(
         f'{files["test"]}: file not found: the test split needs test.txt '
-        '(UTF-8, like train.txt); without it, skip the final test evaluation '
+        '(in data.encoding, like train.txt); without it, skip the final test '
+        'evaluation '
         '(--set=eval.final=false) and evaluate on valid (eval.split)')
   holding_out = (split in ('train', 'valid') and
                  not os.path.isfile(files['valid']))
   path = files['train' if holding_out else split]
   stat = os.stat(path)
   index = _cached_index(path, stat.st_size, stat.st_mtime_ns, data.documents,
-                        holding_out)
+                        holding_out, data.encoding)
   stream = data.documents == 'stream'
   if not holding_out:
-    return TextDocuments(path, index.starts, index.ends, stream)
+    return TextDocuments(path, index.starts, index.ends, stream,
+                         data.encoding)
   held = int(index.held_out.sum())
   if held == 0 or held == len(index.held_out):
     raise DataError(f'{path} is too small to hold out ~10% for validation '
@@ -400,7 +426,8 @@ def _text(config: Config, split: str) -> TextDocuments:
     print(f'data: no valid.txt in {directory}: holding out {how} of '
           'train.txt for validation; training uses the rest')
   keep = index.held_out if split == 'valid' else ~index.held_out
-  return TextDocuments(path, index.starts[keep], index.ends[keep], stream)
+  return TextDocuments(path, index.starts[keep], index.ends[keep], stream,
+                       data.encoding)
 
 
 # ---------------------------------------------------------------------------
@@ -736,7 +763,9 @@ def eval_text_size(config: Config, split: str, max_documents: int = 0
   """{'characters', 'bytes' (UTF-8), 'documents'} of the text that
   eval_batches covers: each document plus one for its end (which EOS
   predicts); in 'stream' mode the text alone. Bits per character = total
-  NLL (nats) / ln 2 / characters."""
+  NLL (nats) / ln 2 / characters. Bytes are the text's in UTF-8 whatever
+  data.encoding the file is in: bits per byte then compare across
+  encodings."""
   documents = load_documents(config, split)
   chosen = _first(documents, max_documents)
   end = 0 if is_stream(config) else 1

@@ -13,6 +13,8 @@ Training (`train_dataset`), one grain pipeline:
 
 Its iterator is checkpointable: `it.get_state()` is a JSON-serialisable dict,
 and `set_state` on a fresh iterator continues exactly where it left off.
+With data.overlong='drop', process 0 prints at the start how many training
+pairs are dropped as over-long (`overlong_note`).
 
 Evaluation (`eval_dataset`): every example in corpus order, one per row, the
 last batch padded with PAD rows marked invalid, raw source and reference
@@ -50,6 +52,10 @@ EVAL_LENGTH_MULTIPLE = 8
 # Why a pair was dropped or changed (keys of `filter_counts`).
 KEPT, EMPTY, OVERLONG_DROPPED, OVERLONG_TRUNCATED = (
     'kept', 'empty', 'overlong_dropped', 'overlong_truncated')
+# overlong_note tokenizes at most this many training pairs: every pair of a
+# corpus the size of the Bible's (28k pairs, well under a second), an even
+# sample of a larger one (WMT's 4.5M would take minutes).
+OVERLONG_SAMPLE = 50_000
 
 
 def _truncate(ids: list[int], max_length: int) -> list[int]:
@@ -171,6 +177,10 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
   mine, shards, rows = grain_utils.shards_of(data, process_index,
                                              process_count)
   pairs = sources.load_split(data, split)  # once: shards are views of it
+  if process_index == 0 and split == 'train':
+    note = overlong_note(config, tokenizer, pairs)
+    if note:
+      print(note, flush=True)
   per_shard = [_shard_batches(config, tokenizer, pairs, split, shard, shards,
                               rows, num_epochs) for shard in mine]
   if len(per_shard) == 1:
@@ -213,6 +223,32 @@ def _shard_batches(config: Config, tokenizer, all_pairs, split: str,
         seed=config.seed, shuffle_bins=True)
     ds = ds.map(_RenamePacked())
   return ds.batch(rows, drop_remainder=num_epochs is None)
+
+
+def overlong_note(config: Config, tokenizer, pairs) -> str | None:
+  """The line saying how many of `pairs` data.overlong='drop' drops; None
+  when it drops none (or truncates instead). Exact up to OVERLONG_SAMPLE
+  pairs; beyond, estimated from that many evenly spaced ones."""
+  data = config.data
+  total = len(pairs)
+  if data.overlong != 'drop' or total == 0:
+    return None
+  chosen = (range(total) if total <= OVERLONG_SAMPLE else
+            np.linspace(0, total - 1, OVERLONG_SAMPLE).round().astype(int))
+  dropped = sum(encode_pair(tokenizer, pairs[int(i)], data.max_length,
+                            'drop')[1] == OVERLONG_DROPPED for i in chosen)
+  if not dropped:
+    return None
+  share = dropped / len(chosen)
+  percent = f'{share:.2%}' if share >= 5e-5 else '<0.01%'
+  how_many = (f'{dropped:,} of {total:,} training pairs ({percent})'
+              if len(chosen) == total else
+              f'about {percent} of the {total:,} training pairs ({dropped:,} '
+              f'of {len(chosen):,} evenly spaced ones)')
+  return (f'Note: {how_many} are longer than data.max_length='
+          f"{data.max_length} tokens and are dropped (data.overlong='drop'; "
+          'set data.overlong=truncate or raise data.max_length to keep '
+          'them).')
 
 
 def filter_counts(config: Config, tokenizer, split: str = 'train', *,
@@ -372,4 +408,4 @@ def measure_input_pipeline(config: Config, tokenizer, num_batches: int = 100,
 
 __all__ = ['BATCH_KEYS', 'EvalBatch', 'EvalData', 'encode_pair',
            'eval_dataset', 'filter_counts', 'measure_input_pipeline',
-           'packing_efficiency', 'train_dataset']
+           'overlong_note', 'packing_efficiency', 'train_dataset']

@@ -4,13 +4,15 @@ Every source returns a random-access sequence (`len`, `[i]`) of
 `(source_text, target_text)` string pairs, which grain reads by index:
 
   'bible'  the offline Spanish-English Bible (`bible.prepare`), as text files;
-  'text'   the user's own files `text_dir/{split}.src` and `{split}.tgt`;
+  'text'   the user's own files `text_dir/{split}.src` and `{split}.tgt`,
+           in data.encoding;
   'tfds'   a TFDS translation dataset read with `tfds.data_source`
            (ArrayRecord files, random access, no TensorFlow needed to read);
   'toy'    a generated task (reverse a sequence of words) for fast tests.
 
 Text files are never loaded whole: one pass builds an index of line byte
-offsets (and checks the UTF-8), then lines are read by offset, so files
+offsets (and checks that the text decodes: the users' files in
+data.encoding, UTF-8 by default), then lines are read by offset, so files
 larger than memory work. Every problem the user can fix raises `DataError`
 (transformer/data/corpus.py), naming the file, line or key at fault and what
 would be accepted.
@@ -46,11 +48,12 @@ def _parse_direction(direction: str, languages: Sequence[str],
 
 class ParallelText(Sequence[Pair]):
   """Two line-aligned text files: line i of `target_path` translates line i
-  of `source_path`."""
+  of `source_path`; both in `encoding`."""
 
-  def __init__(self, source_path: str, target_path: str):
-    self.source = corpus.TextLines(source_path)
-    self.target = corpus.TextLines(target_path)
+  def __init__(self, source_path: str, target_path: str,
+               encoding: str = 'utf-8'):
+    self.source = corpus.TextLines(source_path, encoding)
+    self.target = corpus.TextLines(target_path, encoding)
     if len(self.source) != len(self.target):
       raise DataError(
           f'{source_path} has {len(self.source)} lines but {target_path} has '
@@ -98,8 +101,9 @@ def _text(config: DataConfig, split: str) -> ParallelText:
       raise DataError(
           f'{path}: file not found. data.source=\'text\' reads '
           f'{split}.src and {split}.tgt from data.text_dir={config.text_dir!r}'
-          ' (UTF-8, one sentence per line, same number of lines)')
-  return ParallelText(*paths)
+          ' (one sentence per line, the same number of lines, in '
+          f'data.encoding={config.encoding!r})')
+  return ParallelText(*paths, encoding=config.encoding)
 
 
 class TfdsTranslation(Sequence[Pair]):
