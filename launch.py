@@ -1,7 +1,9 @@
 """The one entry point: python launch.py --experiment=NAME [--mode=...] [--set=KEY=VALUE ...]
 
 Modes: train (default; resumes from the workdir's latest checkpoint),
-evaluate, translate, predict, visualize, benchmark. See the README.
+evaluate, translate, predict, generate, visualize, benchmark. Training takes
+the experiment's settings; the other modes, on a trained workdir, the run's
+own (its config.json; `run_config`). See the README.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ flags.DEFINE_multi_string('set', [], 'Config override KEY=VALUE, e.g. '
 flags.DEFINE_bool('restart', False, 'train: start over in a workdir that '
                   'has a run, moving the old one to WORKDIR/previous/ '
                   '(without it, training resumes the workdir\'s run).')
-flags.DEFINE_integer('step', None, 'evaluate/translate/visualize: use this '
-                     'checkpoint step instead of the latest.')
+flags.DEFINE_string('checkpoint', '', 'evaluate/translate/predict/generate/'
+                    'visualize: the checkpoint to use: best (kept with '
+                    'eval.best_metric), last, or a step; default the best '
+                    'when the run keeps one, else the last.')
+flags.DEFINE_integer('step', None, 'The same as --checkpoint=STEP.')
 flags.DEFINE_string('split', 'test', 'evaluate: the split to decode.')
 flags.DEFINE_string('input', None, 'translate/predict: read lines from this '
                     'file instead of stdin.')
@@ -104,6 +109,50 @@ def load_config(name: str, overrides: list[str]):
   return experiment.load_config(name, overrides)
 
 
+# The modes that read a trained run and the checkpoint they use.
+MODES_AFTER_TRAINING = ('evaluate', 'translate', 'predict', 'generate',
+                        'visualize')
+
+
+def run_config(workdir: str, overrides: list[str], *, mode: str,
+               experiment_name: str, experiment_given: bool):
+  """(config, experiment name) of `mode`.
+
+  Training: the experiment's config with the overrides. The other modes on
+  a workdir with a saved run: the run's config.json with the overrides that
+  may change after training (workdir.run_settings; experiment_given: an
+  explicit --experiment must be the run's); stderr says so. Otherwise the
+  experiment's config.
+  """
+  if mode != 'train':
+    from transformer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    settings = workdir_lib.run_settings(
+        workdir, overrides, mode=mode,
+        experiment=experiment_name if experiment_given else None)
+    if settings is not None:
+      if is_lead_process():
+        print(settings.note, file=sys.stderr, flush=True)
+      return settings.config, settings.experiment or experiment_name
+  return load_config(experiment_name, overrides), experiment_name
+
+
+def checkpoint_choice(mode: str) -> str:
+  """--checkpoint, or --step as --checkpoint=STEP; '' if neither (the best
+  checkpoint when the run keeps one, else the last)."""
+  from transformer.workdir import RunError  # pylint: disable=g-import-not-at-top
+  given = FLAGS.checkpoint or FLAGS.step is not None
+  if given and mode not in MODES_AFTER_TRAINING:
+    raise RunError(f'--checkpoint and --step choose the checkpoint that '
+                   f'--mode={", ".join(MODES_AFTER_TRAINING)} use; '
+                   f'--mode={mode} takes neither (training resumes from the '
+                   'last checkpoint).')
+  if FLAGS.checkpoint and FLAGS.step is not None:
+    raise RunError(f'--step={FLAGS.step} and --checkpoint={FLAGS.checkpoint} '
+                   'both choose a checkpoint: give one (--step=N is '
+                   '--checkpoint=N; --checkpoint also takes best or last).')
+  return str(FLAGS.step) if FLAGS.step is not None else FLAGS.checkpoint
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
   """Exceptions whose message is meant for the user, shown without traceback."""
   from transformer.checkpoint import CheckpointError, NoCheckpointError  # pylint: disable=g-import-not-at-top
@@ -124,14 +173,14 @@ def train_command(experiment_name: str | None, workdir: str) -> str:
           f'--workdir={workdir}')
 
 
-def setup_for_workdir(config, workdir: str, *, mode: str,
-                      experiment_name: str | None = None):
-  """(task, tokenizer, mesh) for a trained workdir; errors if there is none.
+def check_trained(config, workdir: str, *, mode: str,
+                  experiment_name: str | None = None) -> None:
+  """A RunError unless `workdir` holds a trained run of `config`.
 
   mode, experiment_name: for the message when there is none (--mode=MODE
   needs a trained workdir; train first with --experiment=NAME).
   """
-  from transformer import tasks, train, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from transformer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   tokenizer_file = tokenizer_lib.filename(config)
   if not os.path.exists(os.path.join(workdir, tokenizer_file)):
@@ -140,6 +189,14 @@ def setup_for_workdir(config, workdir: str, *, mode: str,
         f'{tokenizer_file}. Train first: '
         f'{train_command(experiment_name, workdir)}')
   workdir_lib.check_config(config, workdir, save=False)
+
+
+def setup_for_workdir(config, workdir: str, *, mode: str,
+                      experiment_name: str | None = None):
+  """(task, tokenizer, mesh) for a trained workdir (`check_trained`)."""
+  from transformer import tasks, train  # pylint: disable=g-import-not-at-top
+  from transformer.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  check_trained(config, workdir, mode=mode, experiment_name=experiment_name)
   mesh = train.make_mesh(config=config)
   train.check_batch_sizes(config, mesh, training=False)
   task = tasks.for_run(config, workdir)
@@ -155,15 +212,28 @@ class Restored(NamedTuple):
   steps: list[int]
 
 
-def restore(config, workdir: str, step: int | None, *, mode: str,
-            experiment_name: str | None = None) -> Restored:
+def choose_step(workdir: str, checkpoint: str | int | None = '') -> int:
+  """The step of the checkpoint `checkpoint` names ('' or None: the best
+  when the run keeps one, else the last; 'best'; 'last'; a step); stderr
+  says which."""
+  from transformer import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+  choice = '' if checkpoint is None else str(checkpoint)
+  step, note = checkpoint_lib.choose_step(workdir, choice)
+  if is_lead_process():
+    print(f'Using {note}.', file=sys.stderr, flush=True)
+  return step
+
+
+def restore(config, workdir: str, checkpoint: str | int | None = '', *,
+            mode: str, experiment_name: str | None = None) -> Restored:
   """The workdir's task, tokenizer and mesh (`setup_for_workdir`) and the
-  parameters of checkpoint `step` (default the latest)."""
-  from transformer import checkpoint  # pylint: disable=g-import-not-at-top
+  parameters of `checkpoint` (`choose_step`), averaged as config.eval
+  says."""
+  from transformer import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   task, tokenizer, mesh = setup_for_workdir(
       config, workdir, mode=mode, experiment_name=experiment_name)
-  params, steps = checkpoint.restore_params(
-      task, workdir, mesh, step=step,
+  params, steps = checkpoint_lib.restore_params(
+      task, workdir, mesh, step=choose_step(workdir, checkpoint),
       average=config.eval.average_checkpoints)
   return Restored(task, tokenizer, mesh, params, steps)
 
@@ -179,10 +249,12 @@ def lead_warnings() -> Callable[[str], None]:
   return warn
 
 
-def evaluate(config, workdir: str, split: str, step: int | None,
-             samples: int = 0, *, experiment_name: str | None = None) -> dict:
-  """Evaluates `split`, prints and saves the task's metrics; returns them."""
-  run = restore(config, workdir, step, mode='evaluate',
+def evaluate(config, workdir: str, split: str,
+             checkpoint: str | int | None = '', samples: int = 0, *,
+             experiment_name: str | None = None) -> dict:
+  """Evaluates `split` with `checkpoint` (`choose_step`), prints and saves
+  the task's metrics; returns them."""
+  run = restore(config, workdir, checkpoint, mode='evaluate',
                 experiment_name=experiment_name)
   evaluator = run.task.evaluator(run.tokenizer, run.mesh, split)
   metrics, outputs = evaluator(run.params)
@@ -195,13 +267,14 @@ def evaluate(config, workdir: str, split: str, step: int | None,
   return metrics
 
 
-def predictor(config, workdir: str, step: int | None = None, *,
+def predictor(config, workdir: str, checkpoint: str | int | None = '', *,
               mode: str = 'predict', experiment_name: str | None = None
               ) -> Callable[[Iterable[str]], Iterator[str]]:
-  """Restores the workdir's model once; returns a function from input lines
-  to one output line each, in order: the translation, or the label and its
-  probability, or the value. Every process computes; process 0 warns."""
-  run = restore(config, workdir, step, mode=mode,
+  """Restores the workdir's model (`checkpoint`: `choose_step`) once;
+  returns a function from input lines to one output line each, in order:
+  the translation, or the label and its probability, or the value. Every
+  process computes; process 0 warns."""
+  run = restore(config, workdir, checkpoint, mode=mode,
                 experiment_name=experiment_name)
   warn = lead_warnings()
   return lambda lines: run.task.predict_lines(run.params, run.tokenizer,
@@ -220,24 +293,24 @@ def print_lines(predict_lines: Callable[[Iterable[str]], Iterator[str]],
         print(line, file=out, flush=True)
 
 
-def predict(config, workdir: str, step: int | None) -> None:
+def predict(config, workdir: str, checkpoint: str) -> None:
   """stdin (or --input) -> one output line per input line on stdout: the
   translation, or the label and its probability, or the value."""
   out = stdout_for_data_only()
-  print_lines(predictor(config, workdir, step, mode=FLAGS.mode,
+  print_lines(predictor(config, workdir, checkpoint, mode=FLAGS.mode,
                         experiment_name=FLAGS.experiment), out)
 
 
-def generate(config, workdir: str, step: int | None) -> None:
+def generate(config, workdir: str, checkpoint: str) -> None:
   """Continues --prompt (the continuation on stdout, as is), or each line of
   stdin / --input ({"prompt": ..., "continuation": ...} per line: the
   language model's prediction lines)."""
   out = stdout_for_data_only()
   if FLAGS.prompt is None:
-    print_lines(predictor(config, workdir, step, mode='generate',
+    print_lines(predictor(config, workdir, checkpoint, mode='generate',
                           experiment_name=FLAGS.experiment), out)
     return
-  run = restore(config, workdir, step, mode='generate',
+  run = restore(config, workdir, checkpoint, mode='generate',
                 experiment_name=FLAGS.experiment)
   (_, continuation), = run.task.generate_texts(
       run.params, run.tokenizer, [FLAGS.prompt], run.mesh,
@@ -259,19 +332,23 @@ def stdout_for_data_only():
   return data
 
 
-def visualize(config, workdir: str) -> None:
+def visualize(config, workdir: str, checkpoint: str,
+              experiment_name: str) -> None:
   """Attention maps for --sentence and training curves, as PNG files."""
   from transformer import visualize as visualize_lib  # pylint: disable=g-import-not-at-top
   from transformer.workdir import RunError  # pylint: disable=g-import-not-at-top
   if not FLAGS.sentence:
     raise RunError('--mode=visualize needs --sentence="a source '
                    'sentence" to draw the attention of.')
+  check_trained(config, workdir, mode='visualize',
+                experiment_name=experiment_name)
   try:
     paths = visualize_lib.run(
         config, workdir, sentence=FLAGS.sentence,
         layers=_ints(FLAGS.layers, 'layers'),
-        heads=_ints(FLAGS.heads, 'heads'), step=FLAGS.step,
-        command=train_command(FLAGS.experiment, workdir))
+        heads=_ints(FLAGS.heads, 'heads'),
+        step=choose_step(workdir, checkpoint),
+        command=train_command(experiment_name, workdir))
   except ValueError as error:  # a bad --sentence, --layers or --heads
     raise RunError(str(error)) from None
   if paths:  # only process 0 draws
@@ -300,12 +377,13 @@ def train(config, workdir: str) -> None:
     print(f'Note: {missing}, so the final evaluation on the test split is '
           'skipped (the test file is optional; add it to evaluate on it).',
           file=sys.stderr, flush=True)
-  summary = loop.train(config, workdir, restart=FLAGS.restart)
+  summary = loop.train(config, workdir, restart=FLAGS.restart,
+                       experiment=FLAGS.experiment)
   if summary['stop_reason'] in ('SIGTERM', 'SIGINT'):  # preempted
     sys.exit(128 + {'SIGTERM': 15, 'SIGINT': 2}[summary['stop_reason']])
   # 'done' or 'time_limit': end as a finished run does.
   if config.eval.final and not missing:
-    evaluate(config, workdir, 'test', None, samples=5,
+    evaluate(config, workdir, 'test', '', samples=5,  # the best, if kept
              experiment_name=FLAGS.experiment)
   command = train_command(FLAGS.experiment, workdir)
   print(f'\nTrained to step {summary["step"]} ({summary["stop_reason"]}) in '
@@ -343,20 +421,22 @@ def main(argv):
 
   workdir = FLAGS.workdir or os.path.join('workdirs', FLAGS.experiment)
   try:
-    config = load_config(FLAGS.experiment, FLAGS.set)
+    choice = checkpoint_choice(FLAGS.mode)
+    config, name = run_config(
+        workdir, FLAGS.set, mode=FLAGS.mode, experiment_name=FLAGS.experiment,
+        experiment_given=FLAGS['experiment'].present)
     from transformer import tasks  # pylint: disable=g-import-not-at-top
     tasks.check_mode(config, FLAGS.mode)  # translate, generate: some tasks
     if FLAGS.mode == 'train':
       train(config, workdir)
     elif FLAGS.mode == 'evaluate':
-      evaluate(config, workdir, FLAGS.split, FLAGS.step,
-               experiment_name=FLAGS.experiment)
+      evaluate(config, workdir, FLAGS.split, choice, experiment_name=name)
     elif FLAGS.mode in ('translate', 'predict'):
-      predict(config, workdir, FLAGS.step)
+      predict(config, workdir, choice)
     elif FLAGS.mode == 'generate':
-      generate(config, workdir, FLAGS.step)
+      generate(config, workdir, choice)
     elif FLAGS.mode == 'visualize':
-      visualize(config, workdir)
+      visualize(config, workdir, choice, name)
     elif FLAGS.mode == 'benchmark':
       from transformer import benchmark  # pylint: disable=g-import-not-at-top
       benchmark.run(config, workdir)

@@ -190,6 +190,9 @@ USER_ERRORS = [
     (['--set=train.steps=many'], 'expected int'),
     (['--set=model.dtype=fp16'], 'must be one of float32, bfloat16'),
     (['--mode=evaluate'], 'needs a trained workdir'),
+    (['--mode=evaluate', '--step=2', '--checkpoint=last'],
+     'both choose a checkpoint: give one'),
+    (['--checkpoint=last'], '--mode=train takes neither'),
 ]
 
 
@@ -379,3 +382,100 @@ def test_all_checkpoints_damaged_stops_until_restart(uninterrupted, tmp_path):
   assert len(kept) == 5 and all(n.endswith('.damaged') for n in kept)
   assert checkpoint_names(workdir) == ['4']
   assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
+
+
+# A tiny run trained with settings of its own: one of what it learnt
+# (model.d_ff; the experiment's config cannot read its checkpoints) and of
+# how it decodes (greedy, shorter outputs). Checkpoints at steps 2 and 4.
+OWN = ['--experiment=tiny', '--set=model.d_ff=96', '--set=train.steps=4',
+       '--set=train.checkpoint_every=2', '--set=train.log_every=2',
+       '--set=eval.beam_size=1', '--set=eval.max_extra_length=5',
+       '--set=eval.final=false', '--set=eval.every=0']
+
+
+@pytest.fixture(scope='module')
+def own_settings(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('own_settings'))
+  run(workdir, base=OWN)
+  return workdir
+
+
+def evaluation(workdir, name) -> dict:
+  """An evaluation's numbers, without its duration."""
+  with open(os.path.join(workdir, 'eval', name + '.json')) as f:
+    metrics = json.load(f)
+  del metrics['seconds']
+  return metrics
+
+
+def test_evaluate_takes_the_runs_settings_without_repeating_them(
+    own_settings):
+  """No --experiment (the default is another experiment) and no --set: the
+  run's config.json; the same numbers as with the training command's
+  flags repeated."""
+  with open(os.path.join(own_settings, 'experiment.txt')) as f:
+    assert f.read() == 'tiny\n'
+  bare = run(own_settings, '--mode=evaluate', '--split=valid', base=[])
+  assert (f"Using the run's settings from {own_settings}/config.json "
+          '(experiment tiny).') in bare.stderr, bare.stderr[-2000:]
+  assert 'Using the last checkpoint (step 4).' in bare.stderr
+  got = evaluation(own_settings, 'valid_step4_beam1')  # beam 1, as trained
+  repeated = run(own_settings, '--mode=evaluate', '--split=valid', base=OWN)
+  assert repeated.stdout == bare.stdout
+  assert evaluation(own_settings, 'valid_step4_beam1') == got
+  assert got['examples'] == 500 and got['checkpoint_steps'] == [4]
+
+
+def test_translate_takes_the_runs_settings_without_repeating_them(
+    own_settings, tmp_path):
+  sentences = tmp_path / 'sentences.txt'
+  sentences.write_text('a b c d\n\ne f g\n', encoding='utf-8')
+  translate = ['--mode=translate', f'--input={sentences}']
+  bare, repeated = launching.run_all([
+      (launch_args(own_settings, *translate, base=[]), 1),
+      (launch_args(own_settings, *translate, base=OWN), 1)])
+  assert bare.returncode == repeated.returncode == 0, bare.stderr[-2000:]
+  assert len(bare.stdout.split('\n')) == 4 and bare.stdout.split('\n')[1] == ''
+  assert bare.stdout == repeated.stdout
+
+
+def test_after_training_set_and_checkpoint_apply(own_settings):
+  out = run(own_settings, '--mode=evaluate', '--split=valid',
+            '--set=eval.beam_size=2', '--checkpoint=2', base=[])
+  assert (f"Using the run's settings from {own_settings}/config.json "
+          '(experiment tiny; --set eval.beam_size=2).') in out.stderr
+  assert 'Using the checkpoint at step 2.' in out.stderr
+  metrics = evaluation(own_settings, 'valid_step2_beam2')
+  assert metrics['checkpoint_steps'] == [2]
+  assert 'valid split, checkpoint 2, beam 2' in out.stdout
+
+
+OWN_ERRORS = [
+    (['--mode=evaluate', '--set=model.d_model=32'],
+     '--set=model.d_model=32: the run in {workdir} was trained with '
+     'model.d_model=64, and training fixed it'),
+    (['--mode=translate', '--set=seed=3', '--set=model.dropout_rate=0.2'],
+     'was trained with model.dropout_rate=0.1, seed=0, and training fixed '
+     'them'),
+    (['--mode=evaluate', '--experiment=tiny_lm'],
+     '--experiment=tiny_lm: the run in {workdir} was trained by experiment '
+     'tiny'),
+    (['--mode=evaluate', '--checkpoint=7'],
+     '--checkpoint=7: {workdir} has checkpoints at steps [2, 4]'),
+    (['--mode=evaluate', '--checkpoint=best'], 'keeps no best checkpoint'),
+]
+
+
+@pytest.fixture(scope='module')
+def own_error_outputs(own_settings):
+  return run_cases(OWN_ERRORS, [own_settings] * len(OWN_ERRORS), base=[])
+
+
+@pytest.mark.parametrize('args,message', OWN_ERRORS)
+def test_after_training_errors_are_one_paragraph(own_settings,
+                                                 own_error_outputs, args,
+                                                 message):
+  out = own_error_outputs[tuple(args)]
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert message.format(workdir=own_settings) in out.stderr, out.stderr
+  assert 'Traceback' not in out.stderr + out.stdout

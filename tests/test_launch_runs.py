@@ -2,11 +2,12 @@
 steps. Two processes train like one; a NaN stops the run before any bad
 checkpoint; one training run per workdir; batches that do not split are
 explained before compiling; the time limit saves and ends like a finished
-run.
+run; the modes after training use the best checkpoint by default.
 
 The harness is test_launch.py's.
 """
 
+import json
 import os
 import signal
 import time
@@ -14,9 +15,10 @@ import time
 import numpy as np
 import pytest
 
+from scripts import launching
 from scripts.launching import finish
 from test_launch import (ADAM_EPS, STEPS, checkpoint_names, final_params,
-                         jax_leaves, last_record, launch,
+                         jax_leaves, last_record, launch, launch_args,
                          losses_of_one_and_two_processes, run)
 
 pytestmark = [pytest.mark.slow,
@@ -77,9 +79,10 @@ def test_one_training_run_per_workdir(tmp_path):
     # the evaluation to read.
     first.send_signal(signal.SIGSTOP)
     # A second training run and an evaluation (readers need no lock), at
-    # once.
+    # once. The evaluation takes the run's settings (train.steps=100000).
     second = launch(workdir)
-    evaluated = launch(workdir, '--mode=evaluate', '--set=eval.num_examples=8')
+    evaluated = launch(workdir, '--mode=evaluate', '--set=eval.num_examples=8',
+                       base=['--experiment=tiny'])
     second, evaluated = finish(second, False), finish(evaluated, False)
     assert second.returncode == 2, second.stderr[-2000:]
     assert 'is in use by another training run' in second.stderr
@@ -117,3 +120,34 @@ def test_time_limit_saves_and_ends_like_a_finished_run(tmp_path):
   assert 'train.time_limit=0.0001 minutes reached' in out.stdout
   assert any(n.startswith('test_step') and n.endswith('.json')
              for n in os.listdir(os.path.join(workdir, 'eval')))
+
+
+def test_modes_after_training_use_the_best_checkpoint(tmp_path):
+  """With eval.best_metric, the final evaluation and the modes after
+  training use the checkpoint of the best evaluation, kept beside the
+  rotation (one checkpoint here); --checkpoint=last the newest."""
+  workdir = str(tmp_path)
+  out = run(workdir, '--set=train.steps=6', '--set=train.checkpoint_every=6',
+            '--set=train.keep_checkpoints=1', '--set=eval.every=2',
+            '--set=eval.num_examples=8', '--set=eval.best_metric=loss',
+            '--set=eval.beam_size=1', '--set=eval.final=true')
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    losses = {r['step']: r['loss'] for r in map(json.loads, f)
+              if r['kind'] == 'eval'}
+  assert sorted(losses) == [2, 4, 6]
+  best = min(losses, key=lambda s: (losses[s], s))  # a tie keeps the earlier
+  note = f'Using the best checkpoint (step {best}, valid loss '
+  assert note in out.stderr, out.stderr[-2000:]
+  assert os.path.exists(os.path.join(workdir, 'eval',
+                                     f'test_step{best}_beam1.json'))
+  assert checkpoint_names(workdir) == sorted({str(best), '6'})
+  sentence = tmp_path / 'sentence.txt'
+  sentence.write_text('a b c\n', encoding='utf-8')
+  default, last = launching.run_all([
+      (launch_args(workdir, '--mode=translate', f'--input={sentence}',
+                   base=[]), 1),
+      (launch_args(workdir, '--mode=translate', f'--input={sentence}',
+                   '--checkpoint=last', base=[]), 1)])
+  assert default.returncode == last.returncode == 0, default.stderr[-2000:]
+  assert note in default.stderr
+  assert 'Using the last checkpoint (step 6).' in last.stderr

@@ -80,9 +80,28 @@ def test_generate_prompt_and_json_lines(trained, tmp_path):
   assert all(isinstance(r['continuation'], str) for r in records)
 
 
+def test_generate_takes_the_runs_settings(trained):
+  """Without --experiment and --set, the run's own settings (trained with
+  model.dropout_rate=0.1, which tiny_lm's config does not have); a
+  generation setting may change after training."""
+  bare = harness.run(trained, '--mode=generate', '--prompt=one two', base=[])
+  assert "Using the run's settings from" in bare.stderr
+  repeated = harness.run(trained, '--mode=generate', '--prompt=one two',
+                         base=LM)
+  assert bare.stdout == repeated.stdout and bare.stdout.strip()
+  short = harness.run(trained, '--mode=generate', '--prompt=one two',
+                      '--set=generate.max_new_tokens=3', base=[])
+  assert '--set generate.max_new_tokens=3).' in short.stderr
+  # Greedy, one character per token: the first 3 of the longer output.
+  continuation = short.stdout.rstrip('\n')
+  assert len(continuation) <= 3 and bare.stdout.startswith(continuation)
+
+
 @pytest.mark.parametrize('args,message', [
     (['--mode=generate', '--set=generate.top_p=0'], 'top_p=0'),
     (['--mode=translate'], 'use --mode=predict'),
+    (['--mode=generate', '--set=model.dropout_rate=0.0'],
+     'was trained with model.dropout_rate=0.1, and training fixed it'),
 ])
 def test_errors_are_one_paragraph(trained, args, message):
   out = harness.run(trained, *args, check=False, base=LM)
@@ -113,7 +132,8 @@ def test_two_processes_match_one_process_with_all_devices(tmp_path):
 
 def test_visualize_draws_the_causal_attention_and_the_curves(trained):
   out = harness.run(trained, '--mode=visualize', '--sentence=one two',
-                    '--layers=0', base=LM)
+                    '--layers=0', '--step=56', base=LM)
+  assert 'Using the checkpoint at step 56.' in out.stderr
   pictures = os.path.join(trained, 'pictures')
   written = sorted(os.listdir(pictures))
   assert 'training_curves.png' in written, written

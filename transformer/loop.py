@@ -94,13 +94,15 @@ def _format_duration(seconds: float) -> str:
   return f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
 
 
-def train(config: Config, workdir: str, *, restart: bool = False
-          ) -> dict[str, Any]:
+def train(config: Config, workdir: str, *, restart: bool = False,
+          experiment: str | None = None) -> dict[str, Any]:
   """Trains (or resumes) the experiment in `workdir` to config.train.steps.
 
   Args:
     restart: set a previous run in the workdir aside (WORKDIR/previous/) and
       start over, instead of resuming it.
+    experiment: the experiment's name, recorded with the run's config
+      (workdir.EXPERIMENT_FILE) for the modes after training.
   Returns:
     A summary: final step, last logged metrics, wall time, stop reason
     ('done', 'time_limit', 'SIGTERM' or 'SIGINT').
@@ -114,7 +116,7 @@ def train(config: Config, workdir: str, *, restart: bool = False
       if previous:
         print(f'--restart: moved the previous run to {previous}.', flush=True)
     multihost_utils.sync_global_devices('workdir ready')
-    workdir_lib.check_config(config, workdir)
+    workdir_lib.check_config(config, workdir, experiment=experiment)
     return _train(config, workdir, start_time)
   finally:
     if lock:
