@@ -37,8 +37,12 @@ def get_config() -> Config:
                                 dropout_rate=0.2),
       data=DataConfig(source='text', max_length=64, batch_size=32,
                       eval_max_length=128),
-      train=TrainConfig(steps=600, schedule='cosine', learning_rate=1e-3,
-                        warmup_steps=100, label_smoothing=0.0,
-                        checkpoint_every=200, log_every=100),
-      eval=EvalConfig(every=200, split='valid'),
+      # As many steps as fit in 10 minutes, the best on valid kept, and an
+      # early stop once 5 evaluations in a row bring no better one.
+      train=TrainConfig(steps=0, time_limit=10.0, schedule='cosine',
+                        learning_rate=1e-3, warmup_steps=100,
+                        label_smoothing=0.0, checkpoint_every=500,
+                        log_every=100),
+      eval=EvalConfig(every=100, split='valid', best_metric='accuracy',
+                      patience=5),
   )
