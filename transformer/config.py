@@ -217,6 +217,12 @@ class DataConfig:
   # beside train.class_weights): 'oversample' repeats the small classes,
   # 'undersample' drops from the large ones, both to equal counts per epoch.
   class_sampling: Literal['none', 'oversample', 'undersample'] = 'none'
+  # Long-tailed training data from any labelled source (Cui et al. 2019,
+  # sec. 6): the training split subsampled so that class counts fall
+  # exponentially from the most to the least frequent class, whose ratio is
+  # this; drawn from the seed, recorded in labels.json. 0 = off; valid and
+  # test are left as they are.
+  imbalance_ratio: float = 0.0
   # How users' text files (data.source='text') are encoded: any codec
   # Python names that is a superset of ASCII ('latin-1', 'cp1252', ...).
   encoding: str = 'utf-8'
@@ -242,6 +248,10 @@ class DataConfig:
                        "be one character other than whitespace, e.g. ',' or "
                        "'|'")
     _check_encoding(self.encoding)
+    if self.imbalance_ratio and self.imbalance_ratio < 1:
+      raise ValueError(f'data.imbalance_ratio must be 0 (off) or >= 1 (the '
+                       'most frequent class count over the least), got '
+                       f'{self.imbalance_ratio}')
     if len(self.direction.split('-')) != 2:
       raise ValueError(f'data.direction={self.direction!r} must look like '
                        "'es-en' (source-target)")
@@ -312,12 +322,26 @@ class TrainConfig:
   # (sigmoid cross-entropy: binary or multi-label), 'mse', 'huber'
   # (huber_delta, on standardised targets). Translation always uses
   # cross-entropy.
+  # Against class imbalance (transformer/losses.py): 'logit_adjusted'
+  # (Menon et al. 2021: logits + tau * log prior, logit_adjust_tau),
+  # 'ldam' (Cao et al. 2019: a margin per class of C / n_k^(1/4), the
+  # largest ldam_max_margin), 'balanced_softmax' (Ren et al. 2020: logits +
+  # log n_k).
   loss: Literal['cross_entropy', 'log_loss', 'focal', 'hinge', 'mse',
-                'huber'] = 'cross_entropy'
+                'huber', 'logit_adjusted', 'ldam',
+                'balanced_softmax'] = 'cross_entropy'
   # Per-class loss weights: 'none', 'balanced' (n / (K * count_k) from the
-  # training split, saved with the run) or a comma-separated list, one per
-  # class in the order of the run's labels.json.
+  # training split, saved with the run), 'effective_number' (Cui et al.
+  # 2019: (1 - beta) / (1 - beta^count_k), normalised to sum to K; beta is
+  # class_weights_beta) or a comma-separated list, one per class in the
+  # order of the run's labels.json.
   class_weights: str = 'none'
+  class_weights_beta: float = 0.999
+  # Deferred re-weighting (Cao et al. 2019, sec. 3.3): the class weights
+  # apply from this step on (before it, every class weighs 1). 0 = always.
+  drw_start: int = 0
+  logit_adjust_tau: float = 1.0
+  ldam_max_margin: float = 0.5
   focal_gamma: float = 2.0
   huber_delta: float = 1.0
 
@@ -334,6 +358,15 @@ class TrainConfig:
       raise ValueError(f'train.steps must be positive, or 0 with a '
                        f'train.time_limit (as many steps as fit in it); got '
                        f'steps={self.steps}, time_limit={self.time_limit}')
+    if not 0.0 < self.class_weights_beta < 1.0:
+      raise ValueError('train.class_weights_beta must be in (0, 1), e.g. '
+                       f'0.999; got {self.class_weights_beta}')
+    if self.drw_start < 0 or self.logit_adjust_tau < 0 or (
+        self.ldam_max_margin <= 0):
+      raise ValueError(
+          'train.drw_start and train.logit_adjust_tau must be >= 0 and '
+          f'train.ldam_max_margin > 0; got {self.drw_start}, '
+          f'{self.logit_adjust_tau}, {self.ldam_max_margin}')
     if not 0.0 <= self.final_learning_rate_fraction <= 1.0:
       raise ValueError('train.final_learning_rate_fraction must be in [0, 1], '
                        f'got {self.final_learning_rate_fraction}')
@@ -369,6 +402,10 @@ class EvalConfig:
   # After training: decode the test split with beam search, report BLEU and
   # print a few translations.
   final: bool = True
+  # Classification: post-hoc logit adjustment (Menon et al. 2021, sec. 4):
+  # predict argmax of logits - tau * log prior (the training split's class
+  # frequencies). 0 = off.
+  logit_adjust_tau: float = 0.0
 
   CHANGEABLE_ON_RESUME: ClassVar[tuple[str, ...] | str] = 'all'
 
@@ -376,6 +413,9 @@ class EvalConfig:
     if self.beam_size <= 0 or self.average_checkpoints <= 0:
       raise ValueError('eval.beam_size and eval.average_checkpoints must be '
                        'positive')
+    if self.logit_adjust_tau < 0:
+      raise ValueError(f'eval.logit_adjust_tau must be >= 0 (0 = off), got '
+                       f'{self.logit_adjust_tau}')
     if self.patience < 0:
       raise ValueError(f'eval.patience must be >= 0, got {self.patience}')
     if self.patience and not self.best_metric:
