@@ -52,5 +52,5 @@ def get_config() -> Config:
                         log_every=500),
       eval=EvalConfig(every=2000, split='valid',
                       best_metric='bits_per_character', patience=3),
-      generate=GenerateConfig(temperature=0.8, top_k=40, max_new_tokens=300),
+      generate=GenerateConfig(temperature=0.8, top_k=40, max_new_tokens=48),
   )

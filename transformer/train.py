@@ -301,7 +301,11 @@ def train_step(state: TrainState, batch: Batch, rng: Array, *,
   """
   config = task.config
   rng = step_rng(rng, state.step)
-  grad_fn = jax.value_and_grad(task.loss_sums, has_aux=True)
+  # The loss sees the batch and, as 'step', the updates so far (a schedule
+  # inside a loss: deferred re-weighting, train.drw_start).
+  loss_sums = lambda params, batch, rng: task.loss_sums(
+      params, {**batch, 'step': state.step}, rng)
+  grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
   accum = config.train.grad_accum_steps
   if accum == 1:
     (loss_sum, (weight_sum, metric_sums)), grads = grad_fn(

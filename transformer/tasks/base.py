@@ -215,6 +215,9 @@ class Task(abc.ABC):
   # The evaluation's metrics eval.best_metric may name: 'max' where higher
   # is better, 'min' where lower is.
   BEST_METRICS: ClassVar[dict[str, str]] = {}
+  # The evaluation's headline metrics, first the one a study ranks by
+  # (--mode=study: summary.md, summary.png).
+  HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ()
   # What --sentence is for, in the message when it is empty.
   SENTENCE_PURPOSE: ClassVar[str] = 'to label'
 
@@ -242,7 +245,8 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def loss_sums(self, params, batch: Batch, rng: Array):
-    """(loss_sum, (weight_sum, {metric: (sum, count)})) of a (micro-)batch."""
+    """(loss_sum, (weight_sum, {metric: (sum, count)})) of a (micro-)batch.
+    In training the batch also holds 'step', the updates so far (int32)."""
 
   @abc.abstractmethod
   def eval_sums(self, params, batch: Batch) -> dict[str, Array]:

@@ -174,7 +174,10 @@ class Classification(_Labelled):
   RUN_FILES = (LABELS_FILE,)
   CURVE_SCORES = ('accuracy', 'macro_f1')
   BEST_METRICS = {'accuracy': 'max', 'macro_f1': 'max', 'roc_auc': 'max',
+                  'balanced_accuracy': 'max', 'few_recall': 'max',
                   'log_loss': 'min', 'loss': 'min'}
+  HEADLINE_METRICS = ('balanced_accuracy', 'macro_f1', 'accuracy',
+                      'few_recall')
 
   @property
   def num_outputs(self) -> int:
@@ -309,6 +312,7 @@ class Regression(_Labelled):
   CURVE_SCORES = ('pearson', 'spearman')
   BEST_METRICS = {'pearson': 'max', 'spearman': 'max', 'mse': 'min',
                   'mae': 'min', 'loss': 'min'}
+  HEADLINE_METRICS = ('pearson', 'spearman', 'mse')
 
   @property
   def num_outputs(self) -> int:

@@ -60,6 +60,8 @@ class LanguageModelTask(base.Task):
   BEST_METRICS: ClassVar[dict[str, str]] = {
       'loss': 'min', 'perplexity': 'min', 'bits_per_character': 'min',
       'bits_per_byte': 'min'}
+  HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ('bits_per_character',
+                                                 'perplexity')
   SENTENCE_PURPOSE: ClassVar[str] = 'to continue'
 
   @classmethod

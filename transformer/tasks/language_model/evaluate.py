@@ -50,6 +50,10 @@ class Evaluator:
                     for i in range(min(EVAL_SAMPLES, len(documents)))]
     self._step = jax.jit(lambda params, batch: train_lib.eval_step(
         params, batch, task=task))
+    # Learned positions end at model.max_length: leave room for a prompt.
+    self.sample_tokens = (min(EVAL_SAMPLE_TOKENS, config.model.max_length // 2)
+                          if config.model.positions == 'learned' else
+                          EVAL_SAMPLE_TOKENS)
 
   def __call__(self, params) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """(metrics, a few sample continuations of the split's first words)."""
@@ -70,7 +74,7 @@ class Evaluator:
     samples = [{'prompt': p, 'continuation': c} for p, c in
                self.task.generate_texts(params, self.tokenizer, self.prompts,
                                         self.mesh, warn=lambda _: None,
-                                        max_new_tokens=EVAL_SAMPLE_TOKENS)]
+                                        max_new_tokens=self.sample_tokens)]
     metrics['seconds'] = time.time() - start
     return metrics, samples
 

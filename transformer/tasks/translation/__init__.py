@@ -45,6 +45,7 @@ class Translation(base.Task):
   CURVE_SCORES = ('bleu',)
   BEST_METRICS = {'bleu': 'max', 'chrf': 'max', 'accuracy': 'max',
                   'nll': 'min', 'perplexity': 'min', 'loss': 'min'}
+  HEADLINE_METRICS = ('bleu', 'chrf')
   SENTENCE_PURPOSE = 'to translate'
 
   def try_it(self, command: str) -> str:
