@@ -287,3 +287,18 @@ def test_missing_module_names_install_command():
   with pytest.raises(bible.CorpusUnavailableError) as err:
     bible.read_module('noSuchModule')
   assert INSTALL in str(err.value) and 'noSuchModule' in str(err.value)
+
+
+@needs_diatheke
+def test_chapter_text_files_hold_each_chapter_once_in_its_split(tmp_path):
+  texts = bible.read_module(bible.ES_MODULE)
+  sizes = bible.write_chapter_text(str(tmp_path))
+  lines = {s: read_lines(tmp_path / f'{s}.txt') for s in bible.SPLITS}
+  chapters = {(book, chapter) for book, chapter, _ in texts}
+  assert sum(len(v) for v in lines.values()) == len(chapters)
+  for split in bible.SPLITS:
+    assert sizes[split] == sum(len(line) + 1 for line in lines[split])
+  # Genesis 1 is the first line of its split: its verses in order.
+  split = bible.split_of('Genesis', 1)
+  verses = [texts['Genesis', 1, v] for v in range(1, 32)]
+  assert lines[split][0] == ' '.join(verses)

@@ -34,6 +34,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 
 ES_MODULE = 'spaRV1909eb'
@@ -437,3 +438,31 @@ def prepare(data_dir: str) -> dict:
   finally:
     shutil.rmtree(tmp_dir, ignore_errors=True)
   return stats
+
+
+def write_chapter_text(directory: str, module: str = ES_MODULE) -> dict:
+  """Writes directory/{train,valid,test}.txt: one chapter of `module` per
+  line (its verses joined by spaces), each chapter in its split (`split_of`,
+  as the translation corpus): users' text files for the language models'
+  measurements (experiments/text_lm.py). Returns characters per split."""
+  texts = read_module(module)
+  chapters: dict[tuple[str, int], list[str]] = {}
+  for book, chapter, verse in sorted(
+      texts, key=lambda k: (_BOOK_INDEX[k[0]], k[1], k[2])):
+    chapters.setdefault((book, chapter), []).append(texts[book, chapter,
+                                                          verse])
+  lines: dict[str, list[str]] = {split: [] for split in SPLITS}
+  for (book, chapter), verses in chapters.items():
+    lines[split_of(book, chapter)].append(' '.join(verses) + '\n')
+  os.makedirs(directory, exist_ok=True)
+  for split, split_lines in lines.items():
+    with open(os.path.join(directory, f'{split}.txt'), 'w', encoding='utf-8',
+              newline='\n') as f:
+      f.writelines(split_lines)
+  return {split: sum(map(len, split_lines))
+          for split, split_lines in lines.items()}
+
+
+if __name__ == '__main__':
+  # python -m transformer.data.bible DIR [MODULE]: the chapter text files.
+  print(write_chapter_text(*sys.argv[1:3]))
