@@ -107,8 +107,11 @@ def test_three_classes_by_hand():
   # 5 right at p = 0.6, 3 wrong at p = 0.2: (5 ln(1/0.6) + 3 ln 5) / 8.
   assert_close(result['log_loss'], (5 * math.log(1 / 0.6) + 3 * math.log(5))
                / 8)
+  # Balanced accuracy: the mean recall (2/3 + 2/3 + 1/2) / 3 = 11/18.
+  assert_close(result['balanced_accuracy'], 11 / 18)
   assert metrics.summary_line(result, 'classification') == (
-      'accuracy 0.625  macro_f1 0.611  log_loss 0.9228')
+      'accuracy 0.625  balanced_accuracy 0.611  macro_f1 0.611  '
+      'log_loss 0.9228')
 
 
 def test_binary_roc_auc_by_hand():
@@ -273,3 +276,155 @@ def test_bad_inputs_raise():
     metrics.regression_metrics(np.zeros(4), np.zeros((4, 1)))
   with pytest.raises(ValueError, match='task'):
     metrics.summary_line({}, 'translation')
+
+
+# ---------------------------------------------------------------------------
+# Balanced accuracy and the recalls of the many, medium and few classes.
+# ---------------------------------------------------------------------------
+
+
+def sklearn_balanced_accuracy(labels, predicted):
+  """sklearn's score; it warns when a predicted class is absent from the
+  labels (it leaves such a class out, as it should)."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', UserWarning)
+    return skm.balanced_accuracy_score(labels, predicted)
+
+
+def one_hot_probabilities(predicted, k, high=0.7):
+  p = np.full((len(predicted), k), (1 - high) / (k - 1))
+  p[np.arange(len(predicted)), predicted] = high
+  return p
+
+
+@pytest.mark.parametrize('seed,k', [(10, 2), (11, 4), (12, 7)])
+def test_balanced_accuracy_matches_sklearn(seed, k):
+  rng = np.random.default_rng(seed)
+  # Imbalanced labels, so that balanced accuracy differs from accuracy.
+  labels = rng.choice(k, 400, p=np.arange(1, k + 1) / np.sum(
+      np.arange(1, k + 1)))
+  _, p = random_classification(seed, n=400, k=k)
+  result = metrics.classification_metrics(
+      labels, p, [f'c{i}' for i in range(k)])
+  predicted = p.argmax(1)
+  assert_close(result['balanced_accuracy'],
+               sklearn_balanced_accuracy(labels, predicted))
+  # The definition: the mean over classes of diag / row sum.
+  cm = skm.confusion_matrix(labels, predicted, labels=np.arange(k))
+  assert_close(result['balanced_accuracy'],
+               np.mean(np.diag(cm) / cm.sum(axis=1)))
+  assert_json(result)
+
+
+def test_balanced_accuracy_with_a_class_never_predicted_or_absent():
+  # Classes 0..3; 'cat' (2) is never predicted, 'dog' (3) never true but
+  # predicted once. Recalls over the true classes: ant 2/3, bee 2/2, cat 0/2
+  # -> (2/3 + 1 + 0) / 3 = 5/9; dog has no recall and is left out.
+  labels = np.array([0, 0, 0, 1, 1, 2, 2])
+  predicted = np.array([0, 0, 3, 1, 1, 0, 1])
+  p = one_hot_probabilities(predicted, 4)
+  result = metrics.classification_metrics(labels, p, NAMES)
+  assert_close(result['balanced_accuracy'], 5 / 9)
+  assert_close(result['balanced_accuracy'],
+               sklearn_balanced_accuracy(labels, predicted))
+  assert_json(result)
+
+
+def test_balanced_accuracy_of_one_class():
+  labels = np.zeros(4, np.int64)
+  predicted = np.array([0, 1, 0, 0])
+  result = metrics.classification_metrics(
+      labels, one_hot_probabilities(predicted, 2), ['no', 'yes'])
+  assert_close(result['balanced_accuracy'], 0.75)
+  assert_close(result['balanced_accuracy'],
+               sklearn_balanced_accuracy(labels, predicted))
+
+
+def group_recall(labels, predicted, classes):
+  """The mean of sklearn's per-class recall_score over `classes` present in
+  the labels; None if none is."""
+  present = [c for c in classes if np.any(labels == c)]
+  if not present:
+    return None
+  return np.mean([skm.recall_score(labels == c, predicted == c)
+                  for c in present])
+
+
+def test_many_medium_few_recall_by_hand():
+  # 8 classes; training counts give the order (most to least frequent)
+  # 5, 1, 0, 7, 3, 6, 2, 4 (ties by class index: 0 and 7 at 50, across the
+  # cut), cut 3 / 3 / 2 by np.array_split: many {5, 1, 0}, medium {7, 3,
+  # 6}, few {2, 4}.
+  names = [f'c{i}' for i in range(8)]
+  train_counts = [50, 300, 10, 40, 5, 900, 40, 50]
+  rng = np.random.default_rng(20)
+  labels = rng.integers(0, 8, 500)
+  predicted = np.where(rng.random(500) < 0.6, labels,
+                       rng.integers(0, 8, 500))
+  result = metrics.classification_metrics(
+      labels, one_hot_probabilities(predicted, 8), names,
+      train_counts=train_counts)
+  for key, classes in [('many_recall', [5, 1, 0]),
+                       ('medium_recall', [7, 3, 6]),
+                       ('few_recall', [2, 4])]:
+    assert_close(result[key], group_recall(labels, predicted, classes))
+  # And each group's value is the mean of the per-class recalls reported.
+  recall = [result['per_class'][n]['recall'] for n in names]
+  assert_close(result['few_recall'], (recall[2] + recall[4]) / 2)
+  assert_json(result)
+  line = metrics.summary_line(result, 'classification')
+  assert line.endswith(f"few_recall {result['few_recall']:.3f}")
+  assert f"balanced_accuracy {result['balanced_accuracy']:.3f}" in line
+
+
+def test_frequency_groups_of_three_classes_and_absent_ones():
+  # K = 3: one class per group, by training count: many = c (2), medium =
+  # a (0), few = b (1). 'b' is absent from the evaluated labels: no recall,
+  # so few_recall is None (and the summary leaves it out).
+  labels = np.array([0, 0, 0, 2, 2])
+  predicted = np.array([0, 1, 2, 2, 2])
+  result = metrics.classification_metrics(
+      labels, one_hot_probabilities(predicted, 3), ['a', 'b', 'c'],
+      train_counts=[30, 3, 300])
+  assert_close(result['many_recall'],
+               skm.recall_score(labels == 2, predicted == 2))
+  assert_close(result['many_recall'], 1.0)
+  assert_close(result['medium_recall'], 1 / 3)
+  assert result['few_recall'] is None
+  assert_json(result)
+  assert 'few_recall' not in metrics.summary_line(result, 'classification')
+
+
+def test_frequency_groups_of_two_classes():
+  # K = 2: np.array_split gives 1 / 1 / 0 classes; the few group is empty.
+  labels = np.array([0, 0, 1, 1])
+  predicted = np.array([0, 1, 1, 1])
+  result = metrics.classification_metrics(
+      labels, one_hot_probabilities(predicted, 2), ['no', 'yes'],
+      train_counts=[10, 90])
+  assert_close(result['many_recall'], 1.0)  # 'yes', 90
+  assert_close(result['medium_recall'], 0.5)  # 'no', 10
+  assert result['few_recall'] is None
+
+
+def test_recall_groups_need_training_counts_and_keep_other_keys():
+  labels, p = random_classification(21)
+  plain = metrics.classification_metrics(labels, p, NAMES)
+  grouped = metrics.classification_metrics(labels, p, NAMES,
+                                           train_counts=[4, 3, 2, 1])
+  for key in ('many_recall', 'medium_recall', 'few_recall'):
+    assert key not in plain
+  assert {k: grouped[k] for k in plain} == plain
+  # Counts falling with the class index: 4 classes cut 2 / 1 / 1.
+  recall = skm.recall_score(labels, p.argmax(1), average=None)
+  assert_close(grouped['many_recall'], recall[:2].mean())
+  assert_close(grouped['few_recall'], recall[3])
+  with pytest.raises(ValueError, match='training counts'):
+    metrics.classification_metrics(labels, p, NAMES, train_counts=[1, 2, 3])
+  # Multi-label: unchanged, the counts ignored.
+  y = (p > 0.3).astype(np.int64)
+  assert metrics.classification_metrics(
+      y, p, NAMES, multi_label=True, train_counts=[4, 3, 2, 1]) == (
+          metrics.classification_metrics(y, p, NAMES, multi_label=True))
+  assert 'balanced_accuracy' not in metrics.classification_metrics(
+      y, p, NAMES, multi_label=True)

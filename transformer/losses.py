@@ -146,16 +146,169 @@ def balanced_class_weights(counts) -> np.ndarray:
   Returns:
     [K] float64 weights, for `class_weights=` of the losses here.
   """
+  counts = checked_counts(counts, 'balanced class weights')
+  return counts.sum() / (counts.size * counts)
+
+
+def checked_counts(counts, what: str) -> np.ndarray:
+  """[K] training counts as float64; ValueError unless every one is > 0.
+
+  Args:
+    counts: [K] training examples per class.
+    what: what needs them, for the message ('balanced class weights').
+  """
   counts = np.asarray(counts)
   if counts.ndim != 1 or counts.size == 0:
     raise ValueError(f'counts must be a non-empty [K] array, got shape '
                      f'{counts.shape}')
   empty = np.flatnonzero(counts <= 0)
   if empty.size:
-    raise ValueError(f'balanced class weights need every class in the '
-                     f'training data; classes {empty.tolist()} have counts '
+    raise ValueError(f'{what} need every class in the training data; '
+                     f'classes {empty.tolist()} have counts '
                      f'{counts[empty].tolist()}')
-  return counts.sum() / (counts.size * counts.astype(np.float64))
+  return counts.astype(np.float64)
+
+
+def effective_number_weights(counts, beta: float) -> np.ndarray:
+  """Class-balanced weights by the effective number of samples (Cui et al.
+  2019): w_k proportional to 1 / E_{n_k} = (1 - beta) / (1 - beta^{n_k}),
+  normalised so that sum_k w_k = K (the paper's normalisation).
+
+  E_n = (1 - beta^n) / (1 - beta) (their Proposition 1) is 1 at beta = 0,
+  so every class weighs 1, and tends to n as beta -> 1, so the weights tend
+  to balanced_class_weights' 1 / n_k up to a constant factor.
+
+  Args:
+    counts: [K] training examples per class, every one > 0.
+    beta: in [0, 1); the paper tries 0.9 ... 0.9999.
+  Returns:
+    [K] float64 weights summing to K, for `class_weights=` of the losses.
+  """
+  n = checked_counts(counts, 'effective-number class weights')
+  if not 0.0 <= beta < 1.0:
+    raise ValueError(f'beta must be in [0, 1), got {beta}')
+  # 1 - beta^n as -expm1(n log beta): exact where beta^n is close to 1 (beta
+  # near 1, small n), where 1 - beta**n would lose its digits.
+  with np.errstate(divide='ignore'):  # beta = 0: log 0 = -inf, beta^n = 0
+    one_minus_power = -np.expm1(n * np.log(beta))
+  inverse = (1.0 - beta) / one_minus_power  # 1 / E_{n_k}, [K]
+  return inverse * (n.size / inverse.sum())
+
+
+def deferred_class_weights(class_weights: Array, step: Array | None,
+                           start: int) -> Array:
+  """Deferred re-weighting (Cao et al. 2019, sec. 3.3): every class weighs 1
+  before update `start`, `class_weights` from it on.
+
+  Args:
+    class_weights: [K] per-class weights.
+    step: int scalar, the updates so far (traceable); None = after `start`
+      (the weights as they end training).
+    start: the first update that uses the class weights; 0 = always.
+  Returns:
+    [K] float32 weights.
+  """
+  class_weights = jnp.asarray(class_weights, jnp.float32)
+  if step is None or start <= 0:
+    return class_weights
+  return jnp.where(step >= start, class_weights, jnp.ones_like(class_weights))
+
+
+def log_prior(counts) -> np.ndarray:
+  """[K] log pi_k = log(n_k / n) of the training counts, float64."""
+  n = checked_counts(counts, 'class priors')
+  return np.log(n / n.sum())
+
+
+def logit_adjusted_cross_entropy(
+    logits: Array, targets: Array, weights: Array | None = None, *,
+    counts, tau: float = 1.0, class_weights: Array | None = None
+) -> tuple[Array, Array]:
+  """Logit-adjusted softmax cross-entropy (Menon et al. 2021, eq. 10):
+      -log [exp(f_y + tau log pi_y) / sum_k exp(f_k + tau log pi_k)]
+  with pi = counts / n, the training prior: the rare classes' logits must
+  win by more, so that argmax_k f_k (no prior added at prediction) aims at
+  the balanced error (consistent for it at tau = 1). tau = 0 is plain CE;
+  no label smoothing, which is cross_entropy's alone.
+
+  Args:
+    logits: [..., K] scores f (any float dtype; computed in float32).
+    targets: [...] integer class ids in [0, K).
+    weights: [...] per-example weights; 0 for padding. None = all ones.
+    counts: [K] training examples per class, every one > 0.
+    tau: the adjustment's temperature, >= 0.
+    class_weights: [K] per-class weights, as in cross_entropy.
+  Returns:
+    (loss_sum, weight_sum), float32 scalars.
+  """
+  shift = jnp.asarray(tau * log_prior(counts), jnp.float32)  # [K]
+  return cross_entropy(logits.astype(jnp.float32) + shift, targets, weights,
+                       class_weights=class_weights)
+
+
+def balanced_softmax(logits: Array, targets: Array,
+                     weights: Array | None = None, *, counts,
+                     class_weights: Array | None = None
+                     ) -> tuple[Array, Array]:
+  """Balanced Softmax (Ren et al. 2020, eq. 4): cross-entropy of
+  p_y = n_y exp(f_y) / sum_k n_k exp(f_k), i.e. of the logits f + log n.
+
+  log n_k = log pi_k + log n, and the softmax ignores the constant log n:
+  this is logit_adjusted_cross_entropy with tau = 1, value and gradient.
+
+  Args: as logit_adjusted_cross_entropy, without tau.
+  Returns:
+    (loss_sum, weight_sum), float32 scalars.
+  """
+  shift = jnp.asarray(np.log(checked_counts(counts, 'balanced softmax')),
+                      jnp.float32)  # [K]
+  return cross_entropy(logits.astype(jnp.float32) + shift, targets, weights,
+                       class_weights=class_weights)
+
+
+def ldam_margins(counts, max_margin: float) -> np.ndarray:
+  """[K] LDAM margins Delta_k = C / n_k^(1/4) (Cao et al. 2019, eq. 13),
+  C chosen so that the largest, the rarest class's, is max_margin; float64."""
+  n = checked_counts(counts, 'LDAM margins')
+  inverse_root = n ** -0.25
+  return max_margin * inverse_root / inverse_root.max()
+
+
+def ldam(logits: Array, targets: Array, weights: Array | None = None, *,
+         counts, max_margin: float = 0.5, scale: float = 1.0,
+         class_weights: Array | None = None) -> tuple[Array, Array]:
+  """LDAM loss (Cao et al. 2019, eq. 13): cross-entropy after the target's
+  logit is lowered by its class's margin Delta_y = C / n_y^(1/4):
+      -log [exp(s (z_y - Delta_y)) /
+            (exp(s (z_y - Delta_y)) + sum_{j != y} exp(s z_j))].
+
+  scale s: the authors' code multiplies by s = 30 because its logits are
+  cosines of normalised features and weights, in [-1, 1], where a margin of
+  0.5 is large. Our head is an unnormalised linear layer whose logits have
+  no fixed range, so s = 30 would only multiply the logits and gradients
+  by 30; the default s = 1 is eq. 13 as written, the margin in logit units.
+  (Unnormalised, the model can make any margin relatively small by growing
+  its logits, as with the hinge's margin of 1; the margins still favour the
+  rare classes over the frequent ones at any scale.)
+
+  Args:
+    logits: [..., K] scores z (any float dtype; computed in float32).
+    targets: [...] integer class ids in [0, K).
+    weights: [...] per-example weights; 0 for padding. None = all ones.
+    counts: [K] training examples per class, every one > 0.
+    max_margin: the largest margin (the rarest class's), > 0.
+    scale: s, multiplying the margin-adjusted logits.
+    class_weights: [K] per-class weights, as in cross_entropy (LDAM-DRW:
+      deferred_class_weights of effective_number_weights).
+  Returns:
+    (loss_sum, weight_sum), float32 scalars.
+  """
+  margins = jnp.asarray(ldam_margins(counts, max_margin), jnp.float32)  # [K]
+  x = logits.astype(jnp.float32)
+  is_target = jax.nn.one_hot(targets, x.shape[-1], dtype=jnp.float32)
+  x = x - is_target * margins[targets][..., None]  # [..., K]
+  return cross_entropy(scale * x, targets, weights,
+                       class_weights=class_weights)
 
 
 def _class_weighted(targets: Array, weights: Array | None,

@@ -2,9 +2,11 @@
 
 `config.task='classification'`: K class names learnt from the training split
 (saved as WORKDIR/labels.json with their counts); the head gives K logits
-(softmax losses: cross_entropy, focal, hinge), or one logit for two classes
-with train.loss='log_loss' (sigmoid), or, with data.multi_label, K
-independent sigmoid logits (log_loss; any number of labels per text).
+(softmax losses: cross_entropy, focal, hinge, and against imbalance
+logit_adjusted, ldam and balanced_softmax, which use the counts), or one
+logit for two classes with train.loss='log_loss' (sigmoid), or, with
+data.multi_label, K independent sigmoid logits (log_loss; any number of
+labels per text).
 `config.task='regression'`: one output per target (data.label_column, or
 data.rater_spread), trained on targets standardised with the training
 split's means and standard deviations (WORKDIR/targets.json); predictions
@@ -45,6 +47,7 @@ from transformer.tasks import base
 from transformer.tasks.labelled import benchmark as benchmark_lib
 from transformer.tasks.labelled import evaluate
 from transformer.tasks.labelled import files
+from transformer.tasks.labelled import long_tail
 from transformer.tasks.labelled import metrics as metrics_lib
 from transformer.tasks.labelled import pictures as pictures_lib
 from transformer.tasks.labelled import pipeline
@@ -55,7 +58,8 @@ Array = jax.Array
 Batch = dict[str, Array]
 
 LABELS_FILE, TARGETS_FILE = 'labels.json', 'targets.json'
-SOFTMAX_LOSSES = ('cross_entropy', 'focal', 'hinge')
+SOFTMAX_LOSSES = ('cross_entropy', 'focal', 'hinge', 'logit_adjusted', 'ldam',
+                  'balanced_softmax')
 REGRESSION_LOSSES = ('mse', 'huber')
 
 
@@ -94,8 +98,10 @@ class _Labelled(base.Task):
 
   def loss_sums(self, params, batch: Batch, rng: Array):
     scores = self.scores(params, batch['inputs'], rng=rng)
+    # 'step' (the updates so far) is there in training only.
     return self.objective(scores, batch['labels'],
-                          jnp.ones(batch['labels'].shape[:1], jnp.float32))
+                          jnp.ones(batch['labels'].shape[:1], jnp.float32),
+                          step=batch.get('step'))
 
   def eval_sums(self, params, batch: Batch) -> dict[str, Array]:
     scores = self.scores(params, batch['inputs'])
@@ -167,9 +173,12 @@ class _Texts:
 
 @dataclasses.dataclass(frozen=True)
 class Classification(_Labelled):
-  """config.task='classification' with the run's class names."""
+  """config.task='classification' with the run's class names, their
+  weights (train.class_weights) and training counts (labels.json: the
+  priors and margins of the imbalance losses and eval.logit_adjust_tau)."""
   labels: tuple[str, ...] = ()
   class_weights: tuple[float, ...] | None = None
+  counts: tuple[int, ...] = ()
 
   RUN_FILES = (LABELS_FILE,)
   CURVE_SCORES = ('accuracy', 'macro_f1')
@@ -192,13 +201,22 @@ class Classification(_Labelled):
     """Two classes, one logit: P(class 1) = sigmoid(logit)."""
     return self.config.train.loss == 'log_loss' and not self.multi_label
 
-  def objective(self, scores: Array, labels: Array, weights: Array):
+  def objective(self, scores: Array, labels: Array, weights: Array, *,
+                step: Array | None = None):
     """(loss_sum, (weight_sum, {metric: (sum, count)})) of [B, outputs]
     scores. Class weights weight the loss only; the metrics (accuracy, log
-    loss) are plain means over the examples."""
+    loss) are plain means over the examples.
+
+    step: the updates so far, in training; with train.drw_start the class
+    weights apply from that step on. Evaluation has no step and weighs the
+    classes as training does from drw_start on, so that its reported loss
+    is the objective the run ends with, whenever it is evaluated (as
+    without train.drw_start).
+    """
     t = self.config.train
     cw = (None if self.class_weights is None else
-          jnp.asarray(self.class_weights, jnp.float32))
+          losses.deferred_class_weights(self.class_weights, step,
+                                        t.drw_start))
     if self.multi_label:  # labels [B, K] in {0, 1}: K independent sigmoids
       loss = log_loss = losses.binary_log_loss(scores, labels, weights)
       exact = jnp.all((scores > 0) == (labels > 0.5), axis=-1)
@@ -218,11 +236,30 @@ class Classification(_Labelled):
                   scores, labels, weights, gamma=t.focal_gamma,
                   class_weights=cw),
               'hinge': lambda: losses.multiclass_hinge(
-                  scores, labels, weights, class_weights=cw)}[t.loss]()
+                  scores, labels, weights, class_weights=cw),
+              'logit_adjusted': lambda: losses.logit_adjusted_cross_entropy(
+                  scores, labels, weights, counts=self.training_counts(),
+                  tau=t.logit_adjust_tau, class_weights=cw),
+              'ldam': lambda: losses.ldam(
+                  scores, labels, weights, counts=self.training_counts(),
+                  max_margin=t.ldam_max_margin, class_weights=cw),
+              'balanced_softmax': lambda: losses.balanced_softmax(
+                  scores, labels, weights, counts=self.training_counts(),
+                  class_weights=cw)}[t.loss]()
       log_loss = losses.cross_entropy(scores, labels, weights)
       predicted = jnp.argmax(scores, axis=-1)
     correct = jnp.sum((predicted == labels) * weights), jnp.sum(weights)
     return loss[0], (loss[1], {'accuracy': correct, 'log_loss': log_loss})
+
+  def training_counts(self) -> tuple[int, ...]:
+    """The training split's count per class; ValueError if not given."""
+    if len(self.counts) != len(self.labels):
+      raise ValueError(
+          f'Classification has {len(self.counts)} training counts for '
+          f'{len(self.labels)} classes: train.loss={self.config.train.loss} '
+          'and eval.logit_adjust_tau need one per class (labels.json; '
+          'prepare_classification sets them)')
+    return self.counts
 
   def class_ids(self, labels) -> np.ndarray:
     index = {name: i for i, name in enumerate(self.labels)}
@@ -236,13 +273,25 @@ class Classification(_Labelled):
 
   def probabilities(self, scores: np.ndarray) -> np.ndarray:
     """[N, num_outputs] scores -> [N, K] class probabilities (multi-label:
-    each label's own)."""
+    each label's own).
+
+    Post-hoc logit adjustment (eval.logit_adjust_tau = tau > 0; Menon et
+    al. 2021, eq. 9): the softmax of logits - tau * log pi, pi the training
+    prior, so the argmax is argmax_k f_k - tau log pi_k. It is applied here
+    and only here: every evaluation's metrics (Evaluator -> metrics), the
+    predictions it writes, --mode=predict and the final evaluation all take
+    their probabilities from this method (format_prediction, metrics). The
+    evaluation's 'loss' stays the training objective on the raw scores.
+    """
     x = scores.astype(np.float64)
     if self.multi_label:
       return 1.0 / (1.0 + np.exp(-x))
     if self.sigmoid:
       p = 1.0 / (1.0 + np.exp(-x[:, 0]))
       return np.stack([1.0 - p, p], axis=1)
+    tau = self.config.eval.logit_adjust_tau
+    if tau:
+      x = x - tau * losses.log_prior(self.training_counts())
     x = np.exp(x - x.max(axis=1, keepdims=True))
     return x / x.sum(axis=1, keepdims=True)
 
@@ -275,7 +324,9 @@ class Classification(_Labelled):
               if self.multi_label else self.class_ids(targets))
     return metrics_lib.classification_metrics(
         labels, self.probabilities(scores), self.labels,
-        multi_label=self.multi_label)
+        multi_label=self.multi_label,
+        train_counts=self.counts if len(self.counts) == len(self.labels)
+        else None)
 
   def check_labels(self, examples: Sequence[Example], split: str) -> None:
     """DataError if the split has a class the training split lacks."""
@@ -318,7 +369,9 @@ class Regression(_Labelled):
   def num_outputs(self) -> int:
     return len(self.names)
 
-  def objective(self, scores: Array, labels: Array, weights: Array):
+  def objective(self, scores: Array, labels: Array, weights: Array, *,
+                step: Array | None = None):
+    del step  # no class weights to defer
     t = self.config.train
     if t.loss == 'huber':
       loss = losses.huber(scores, labels, weights, delta=t.huber_delta)
@@ -401,21 +454,26 @@ def _check_loss(config: Config, allowed: tuple[str, ...]) -> None:
                       f'task={config.task}: use one of {", ".join(allowed)}')
 
 
-def class_weights(setting: str, counts: list[int]) -> tuple[float, ...] | None:
-  """train.class_weights -> one weight per class, or None for 'none'."""
+def class_weights(setting: str, counts: list[int], beta: float = 0.999
+                  ) -> tuple[float, ...] | None:
+  """train.class_weights -> one weight per class, or None for 'none'.
+  beta: train.class_weights_beta, of 'effective_number'."""
   if setting == 'none':
     return None
   if setting == 'balanced':
     return tuple(float(w) for w in losses.balanced_class_weights(counts))
+  if setting == 'effective_number':
+    return tuple(float(w) for w in
+                 losses.effective_number_weights(counts, beta))
   try:
     weights = tuple(float(w) for w in setting.split(','))
   except ValueError:
     weights = ()
   if len(weights) != len(counts) or min(weights, default=-1) < 0:
     raise ConfigError(
-        f'train.class_weights={setting!r}: expected none, balanced, or '
-        f'{len(counts)} non-negative numbers separated by commas, one per '
-        f'class in the order of WORKDIR/{LABELS_FILE}')
+        f'train.class_weights={setting!r}: expected none, balanced, '
+        f'effective_number, or {len(counts)} non-negative numbers separated '
+        f'by commas, one per class in the order of WORKDIR/{LABELS_FILE}')
   return weights
 
 
@@ -446,15 +504,20 @@ def prepare_classification(config: Config, workdir: str, *, create: bool
   _check_loss(config, SOFTMAX_LOSSES + ('log_loss',))
   if config.data.multi_label:
     _check_multi_label(config)
+  _check_logit_adjustment(config)
 
   def compute():
     counts: dict[str, int] = {}
-    for _, label in Classification(config).examples('train'):
+    examples = Classification(config).examples('train')
+    for _, label in examples:
       for name in (label if config.data.multi_label else (str(label),)):
         counts[name] = counts.get(name, 0) + 1
     names = sorted(counts)
-    return {'labels': names, 'counts': [counts[n] for n in names],
-            'multi_label': config.data.multi_label}
+    values = {'labels': names, 'counts': [counts[n] for n in names],
+              'multi_label': config.data.multi_label}
+    if getattr(examples, 'record', None) is not None:  # data.imbalance_ratio
+      values['long_tail'] = examples.record
+    return values
   saved = _read_or_create(os.path.join(workdir, LABELS_FILE), create, compute)
   if saved.get('multi_label', False) != config.data.multi_label:
     raise ConfigError(
@@ -473,7 +536,23 @@ def prepare_classification(config: Config, workdir: str, *, create: bool
         'data.multi_label=true for any number of labels per text')
   return Classification(config, tuple(saved['labels']),
                         class_weights(config.train.class_weights,
-                                      saved['counts']))
+                                      saved['counts'],
+                                      config.train.class_weights_beta),
+                        tuple(saved['counts']))
+
+
+def _check_logit_adjustment(config: Config) -> None:
+  """eval.logit_adjust_tau adjusts a softmax over K classes' logits."""
+  if config.eval.logit_adjust_tau and (config.task != 'classification' or
+                                       config.data.multi_label or
+                                       config.train.loss == 'log_loss'):
+    raise ConfigError(
+        f'eval.logit_adjust_tau={config.eval.logit_adjust_tau} (post-hoc '
+        'logit adjustment) is for task=classification with softmax outputs '
+        f'(train.loss one of {", ".join(SOFTMAX_LOSSES)}), not '
+        f'task={config.task}, train.loss={config.train.loss}, '
+        f'data.multi_label={config.data.multi_label}: use '
+        'eval.logit_adjust_tau=0')
 
 
 def target_names(config: Config) -> tuple[str, ...]:
@@ -491,6 +570,7 @@ def prepare_regression(config: Config, workdir: str, *, create: bool
   """The run's targets; targets.json holds their names, training means and
   standard deviations (a constant target gets std 1)."""
   _check_loss(config, REGRESSION_LOSSES)
+  _check_logit_adjustment(config)
   names = target_names(config)
 
   def compute():
@@ -521,8 +601,9 @@ BENCHMARK_CLASSES = 4
 def benchmark_task(config: Config) -> Classification | Regression:
   """The task --mode=benchmark measures, from the config alone (no workdir,
   no data): a classification of BENCHMARK_CLASSES classes (2 with
-  train.loss='log_loss'), no class weights; a regression on standardised
-  targets (mean 0, std 1)."""
+  train.loss='log_loss'), no class weights and equal training counts (the
+  imbalance losses at their balanced case: the same computation, so the
+  same speed); a regression on standardised targets (mean 0, std 1)."""
   regression = config.task == 'regression'
   _check_loss(config, REGRESSION_LOSSES if regression else
               SOFTMAX_LOSSES + ('log_loss',))
@@ -531,7 +612,7 @@ def benchmark_task(config: Config) -> Classification | Regression:
   classes = 2 if config.train.loss == 'log_loss' else BENCHMARK_CLASSES
   return Classification(
       config, labels=tuple(f'class_{i}' for i in range(classes)),
-      class_weights=None)
+      class_weights=None, counts=(1,) * classes)
 
 
 # ---------------------------------------------------------------------------
@@ -580,7 +661,10 @@ def load_split(config: Config, split: str) -> Sequence[Example]:
         f'data.multi_label=true (task={config.task}, data.source='
         f'{config.data.source}): sets of labels are for task=classification '
         f'with data.source {", ".join(MULTI_LABEL_SOURCES)}')
-  return _LOADERS[config.data.source](config, split)
+  examples = _LOADERS[config.data.source](config, split)
+  if split == 'train':  # data.imbalance_ratio: a long tail, train only
+    examples = long_tail.subsample(config, examples)
+  return examples
 
 
 def describe(config: Config) -> str:

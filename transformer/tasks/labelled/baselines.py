@@ -168,26 +168,26 @@ def majority(splits: Splits, names: Sequence[str]) -> dict:
   return result
 
 
-def class_weight(setting: str, num_classes: int) -> Any:
+def class_weight(setting: str, counts: Sequence[int],
+                 beta: float = 0.999) -> Any:
   """train.class_weights as sklearn's class_weight (None, 'balanced' or
-  {class id: weight}); 'balanced' is the same n / (K * count_k)."""
+  {class id: weight}): the Transformer's weights (labelled.class_weights)
+  for the training `counts`; 'balanced' is the same n / (K * count_k)."""
   if setting in ('none', 'balanced'):
     return None if setting == 'none' else 'balanced'
-  weights = [float(w) for w in setting.split(',')]
-  if len(weights) != num_classes:
-    raise ConfigError(f'train.class_weights={setting!r}: expected '
-                      f'{num_classes} weights')
-  return dict(enumerate(weights))
+  return dict(enumerate(labelled.class_weights(setting, list(counts), beta)))
 
 
 def tfidf_logistic(features: dict, splits: Splits, names: Sequence[str],
-                   weight_setting: str = 'none') -> dict:
+                   weight_setting: str = 'none', beta: float = 0.999) -> dict:
   """TF-IDF + logistic regression, C chosen on valid by accuracy (macro-F1
   when classes are weighted: what the weighting is for), ties broken by the
   lower valid log loss."""
   y = {s: label_ids(splits[s][1], names) for s in SPLITS}
   multi_label = y['train'].ndim == 2
-  weights = class_weight(weight_setting, len(names))
+  weights = class_weight(
+      weight_setting, [] if multi_label else
+      np.bincount(y['train'], minlength=len(names)).tolist(), beta)
   key = 'accuracy' if weights is None else 'macro_f1'
 
   def fit(c: float):
@@ -367,7 +367,8 @@ def _run(config: Config, splits: Splits) -> dict:
     result['baselines'] = {
         'majority': _timed(majority, splits, names),
         'tfidf_logistic': _timed(tfidf_logistic, matrices, splits, names,
-                                 config.train.class_weights)}
+                                 config.train.class_weights,
+                                 config.train.class_weights_beta)}
   elif config.task == 'regression':
     result['baselines'] = {'mean': _timed(mean_baseline, splits),
                            'tfidf_ridge': _timed(tfidf_ridge, matrices,

@@ -47,15 +47,24 @@ class Evaluator:
       scores.append(sharding.to_host(out)[:len(batch.examples)])
       targets += [label for _, label in batch.examples]
     scores = np.concatenate(scores)
+    # The metrics and predictions come from task.probabilities, which
+    # applies eval.logit_adjust_tau (post-hoc logit adjustment); the loss is
+    # the training objective on the raw scores.
     metrics = {'loss': loss / max(weight, 1e-30),
                **self.task.metrics(targets, scores),
                'seconds': time.time() - start}
+    tau = self.task.config.eval.logit_adjust_tau
+    if tau:  # recorded with the results it changed
+      metrics['logit_adjust_tau'] = tau
     return metrics, [self.task.format_prediction(s) for s in scores]
 
   def summary(self, metrics: dict[str, Any]) -> str:
+    adjusted = (f', logits - {metrics["logit_adjust_tau"]:g} log prior'
+                if metrics.get('logit_adjust_tau') else '')
     return (f'loss {metrics["loss"]:.4f}  ' +
             metrics_lib.summary_line(metrics, self.task.config.task) +
-            f'  ({metrics["examples"]} examples, {metrics["seconds"]:.0f}s)')
+            f'  ({metrics["examples"]} examples{adjusted}, '
+            f'{metrics["seconds"]:.0f}s)')
 
   def file_name(self, steps: list[int]) -> str:
     return f'{self.split}_step{steps[-1]}' + (

@@ -54,7 +54,8 @@ def _per_class(names: Sequence[str], precision, recall, f1, support) -> dict:
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
                            label_names: Sequence[str], *,
-                           multi_label: bool = False) -> dict:
+                           multi_label: bool = False,
+                           train_counts: Sequence[int] | None = None) -> dict:
   """Accuracy, macro-F1, log loss, per-class scores, confusion matrix, AUC.
 
   Single-label (softmax): the prediction is the argmax. 'macro_f1' is
@@ -64,6 +65,11 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
   true, columns predicted) cover all K classes in label_names' order.
   'roc_auc' is there for K == 2 only: of probabilities[:, 1] (class 1 is the
   positive one), None when the labels hold one class.
+  'balanced_accuracy' is the mean recall over the classes present in the
+  labels (sklearn's balanced_accuracy_score; a class never predicted counts
+  as 0), None with no labels. With train_counts, 'many_recall',
+  'medium_recall' and 'few_recall' are the mean recalls of the thirds of
+  the classes by training count (see recall_by_frequency).
 
   Multi-label (independent sigmoids): a label is predicted when its
   probability is > 0.5. 'accuracy' is subset accuracy (every label right);
@@ -77,6 +83,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
     labels: [N] int class ids in [0, K); multi-label: [N, K] in {0, 1}.
     probabilities: [N, K]; rows sum to 1 unless multi_label.
     label_names: K names, the keys of 'per_class'.
+    train_counts: K training counts in label_names' order (labels.json's
+      'counts'), for the many/medium/few recalls; ignored if multi_label.
   Returns:
     A JSON-serialisable dict; 'examples' is N.
   """
@@ -94,6 +102,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
   predicted = p.argmax(axis=1)
   scores = skm.precision_recall_fscore_support(
       y, predicted, labels=classes, zero_division=0)
+  recall, support = scores[1], scores[3]
   result = {
       'examples': int(len(y)),
       'accuracy': float(skm.accuracy_score(y, predicted)),
@@ -108,6 +117,55 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
     both = len(np.unique(y)) == 2  # AUC needs a positive and a negative
     result['roc_auc'] = (_float(skm.roc_auc_score(y, p[:, 1])) if both
                          else None)
+  result['balanced_accuracy'] = _mean_recall(recall, support,
+                                             np.ones(num_classes, bool))
+  if train_counts is not None:
+    result.update(recall_by_frequency(recall, support, train_counts))
+  return result
+
+
+def _mean_recall(recall: np.ndarray, support: np.ndarray,
+                 members: np.ndarray) -> float | None:
+  """The mean recall of the member classes present in the labels (a class
+  with no example has no recall); None if there is none."""
+  defined = members & (support > 0)
+  return float(np.mean(recall[defined])) if defined.any() else None
+
+
+# The frequency groups of recall_by_frequency, most frequent first.
+FREQUENCY_GROUPS = ('many', 'medium', 'few')
+
+
+def recall_by_frequency(recall: Sequence[float], support: Sequence[int],
+                        train_counts: Sequence[int]) -> dict:
+  """'many_recall', 'medium_recall', 'few_recall': mean recalls of the
+  thirds of the classes by training count.
+
+  The long-tail literature's many/medium/few-shot split (Liu et al.,
+  "Large-Scale Long-Tailed Recognition in an Open World", CVPR 2019) uses
+  fixed count thresholds (> 100, 20-100, < 20 images), which say little
+  for a handful of text classes; here the classes sorted by training count,
+  most first (ties by class index, i.e. by name), are cut into 3 groups by
+  np.array_split: sizes ceil or floor of K/3, larger groups first (K=3:
+  1/1/1, K=8: 3/3/2, K=2: 1/1/0). A group's value is the mean recall of its
+  classes present in the evaluated split (support > 0), None if none is.
+
+  Args:
+    recall, support: per class, in label order (sklearn's
+      precision_recall_fscore_support).
+    train_counts: per class, in the same order.
+  """
+  counts = np.asarray(train_counts)
+  recall, support = np.asarray(recall, np.float64), np.asarray(support)
+  if counts.shape != recall.shape:
+    raise ValueError(f'{counts.size} training counts for {recall.size} '
+                     'classes')
+  order = np.argsort(-counts, kind='stable')
+  result = {}
+  for name, group in zip(FREQUENCY_GROUPS, np.array_split(order, 3)):
+    members = np.zeros(len(counts), bool)
+    members[group] = True
+    result[f'{name}_recall'] = _mean_recall(recall, support, members)
   return result
 
 
@@ -179,16 +237,22 @@ def regression_metrics(targets: np.ndarray, predictions: np.ndarray) -> dict:
 
 # Headline metrics per task, in log order; losses get more digits than
 # scores bounded by 1.
-_SUMMARY = {'classification': ('accuracy', 'macro_f1', 'log_loss', 'roc_auc'),
+_SUMMARY = {'classification': ('accuracy', 'balanced_accuracy', 'macro_f1',
+                               'log_loss', 'roc_auc', 'few_recall'),
             'regression': ('mse', 'mae', 'pearson', 'spearman')}
-_SCORES = {'accuracy', 'macro_f1', 'roc_auc', 'pearson', 'spearman'}
+_SCORES = {'accuracy', 'balanced_accuracy', 'macro_f1', 'roc_auc',
+           'few_recall', 'pearson', 'spearman'}
+# Shown only where defined (roc_auc: one class present; few_recall: no
+# class of the few in the split, or K < 3).
+_OPTIONAL = {'roc_auc', 'few_recall'}
 
 
 def summary_line(metrics: dict, task: str) -> str:
   """One log line, e.g. 'accuracy 0.912  macro_f1 0.905  log_loss 0.231'.
 
-  roc_auc is shown where present and defined; an undefined regression
-  correlation shows as 'n/a'.
+  balanced_accuracy and few_recall are shown where present (single-label;
+  few_recall with training counts), roc_auc and few_recall where defined;
+  another undefined value (a regression correlation) shows as 'n/a'.
   """
   if task not in _SUMMARY:
     raise ValueError(f'task must be one of {sorted(_SUMMARY)}, got {task!r}')
@@ -196,7 +260,7 @@ def summary_line(metrics: dict, task: str) -> str:
   for name in _SUMMARY[task]:
     value = metrics.get(name)
     if value is None:
-      if name != 'roc_auc' and name in metrics:
+      if name not in _OPTIONAL and name in metrics:
         parts.append(f'{name} n/a')
       continue
     parts.append(f'{name} {value:.3f}' if name in _SCORES
