@@ -1,9 +1,11 @@
 """The one entry point: python launch.py --experiment=NAME [--mode=...] [--set=KEY=VALUE ...]
 
 Modes: train (default; resumes from the workdir's latest checkpoint),
-evaluate, translate, predict, generate, visualize, benchmark. Training takes
-the experiment's settings; the other modes, on a trained workdir, the run's
-own (its config.json; `run_config`). See the README.
+evaluate, translate, predict, generate, visualize, benchmark, and study
+(--vary settings x --seeds, each an ordinary run in its own process:
+transformer/study.py). Training takes the experiment's settings; the other
+modes, on a trained workdir, the run's own (its config.json;
+`run_config`). See the README.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ flags.DEFINE_string('workdir', None,
                     'default workdirs/EXPERIMENT.')
 flags.DEFINE_enum('mode', 'train',
                   ['train', 'evaluate', 'translate', 'predict', 'generate',
-                   'visualize', 'benchmark'],
+                   'visualize', 'benchmark', 'study'],
                   'What to do.')
 flags.DEFINE_multi_string('set', [], 'Config override KEY=VALUE, e.g. '
                           '--set=train.steps=100; may repeat.')
@@ -52,6 +54,17 @@ flags.DEFINE_string('coordinator_address', None, 'Multi-process runs: '
                     'host:port of process 0 (see README, "Many hosts").')
 flags.DEFINE_integer('num_processes', None, 'Multi-process runs: how many.')
 flags.DEFINE_integer('process_id', None, 'Multi-process runs: this one.')
+flags.DEFINE_string('study_dir', None, 'study: the directory of the study: '
+                    'its definition, one workdir per run '
+                    '(DIR/COMBINATION/seedK/) and the report.')
+flags.DEFINE_multi_string('vary', [], 'study: KEY=VALUE,VALUE,... a setting '
+                          'to compare (values separated by commas, or by ; '
+                          'when a value holds commas); may repeat: every '
+                          'combination is trained.')
+flags.DEFINE_integer('seeds', 3, 'study: train each combination with '
+                     'seed=0..N-1.')
+flags.DEFINE_integer('parallel', 1, 'study: runs at a time, each on its '
+                     'share of the CPU cores.')
 flags.DEFINE_bool('tcmalloc', True, 'Linux: restart this command with '
                   'TCMalloc preloaded when it is installed (Debian/Ubuntu: '
                   'libtcmalloc-minimal4); see README, "Speed on CPU".')
@@ -395,6 +408,56 @@ def train(config, workdir: str) -> None:
         f'  {summary["try_it"](command)}', flush=True)
 
 
+# --mode=study's flags, and the flags of the other modes, which a study
+# takes none of (each of its runs has its own workdir, trains, and is
+# evaluated on the test split).
+STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel')
+NOT_FOR_STUDY = ('workdir', 'restart', 'checkpoint', 'step', 'split', 'input',
+                 'sentence', 'prompt', 'layers', 'heads',
+                 'coordinator_address', 'num_processes', 'process_id')
+
+
+def study_flag_problem(mode: str) -> str | None:
+  """Why the study flags do not go with `mode` (or are out of range), as
+  one paragraph; None if they do."""
+  given = lambda names: [f'--{n}' for n in names if FLAGS[n].present]
+  if mode != 'study':
+    if given(STUDY_FLAGS):
+      return (f'{", ".join(given(STUDY_FLAGS))}: for --mode=study only '
+              f'(this is --mode={mode}); add --mode=study to run a study.')
+    return None
+  if given(NOT_FOR_STUDY):
+    return (f'{", ".join(given(NOT_FOR_STUDY))}: --mode=study takes none of '
+            'these: each of its runs trains in its own workdir, '
+            'COMBINATION/seedK/ under --study_dir, and is evaluated on the '
+            'test split with its best (or last) checkpoint. Leave them '
+            'out; use them afterwards on a run\'s workdir.')
+  if not FLAGS.study_dir:
+    return ('--mode=study needs --study_dir=DIR, where its runs, its '
+            'definition (study.json) and its report go.')
+  if FLAGS.seeds < 1 or FLAGS.parallel < 1:
+    return (f'--seeds={FLAGS.seeds} --parallel={FLAGS.parallel}: both must '
+            'be at least 1 (--seeds: the runs of each combination; '
+            '--parallel: the runs at a time).')
+  return None
+
+
+def study() -> int:
+  """--mode=study: every combination of --vary x --seeds trained and tested
+  in its own process (transformer/study.py); returns the exit status."""
+  from transformer import study as study_lib  # pylint: disable=g-import-not-at-top
+  definition = study_lib.Definition(
+      FLAGS.experiment, tuple(FLAGS.set), study_lib.parse_vary(FLAGS.vary),
+      FLAGS.seeds)
+  # The runs are this command in other modes: the same interpreter and
+  # launch.py, wherever the study was started from.
+  launcher = [sys.executable, os.path.abspath(__file__)]
+  if not FLAGS.tcmalloc:
+    launcher.append('--notcmalloc')
+  return study_lib.run(definition, os.path.normpath(FLAGS.study_dir),
+                       parallel=FLAGS.parallel, launcher=launcher)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
@@ -403,6 +466,17 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO
     std_logging.getLogger().setLevel(std_logging.WARNING)
+  problem = study_flag_problem(FLAGS.mode)
+  if problem:
+    print(f'\nError: {problem}', file=sys.stderr, flush=True)
+    sys.exit(2)
+  if FLAGS.mode == 'study':  # its runs are processes of their own
+    from transformer.study import StudyError  # pylint: disable=g-import-not-at-top
+    try:
+      sys.exit(study())
+    except experiment.CONFIG_AND_DATA_ERRORS + (StudyError,) as error:
+      print(f'\nError: {error}', file=sys.stderr, flush=True)
+      sys.exit(2)
   # GPU matmuls from cuBLAS, not XLA's Triton GEMMs, which were slower on
   # the big models (README, "GPUs, TPUs and many hosts"). A different kernel
   # sums in another order; name the flag in XLA_FLAGS yourself to choose

@@ -1,0 +1,747 @@
+"""--mode=study: a grid of settings, each trained with several seeds.
+
+  python launch.py --experiment=NAME --mode=study --study_dir=DIR \
+      --vary=train.loss=cross_entropy,focal \
+      --vary=train.class_weights=none,balanced --seeds=3 [--parallel=P]
+
+Every combination of the --vary values (their Cartesian product, in the
+order given) is trained with seed=0..seeds-1, each as an ordinary run of
+launch.py in its own workdir DIR/COMBINATION/seedK/ and its own process (a
+run that crashes ends only itself; each can be resumed, evaluated and drawn
+like any run; its output goes to log.txt there), then evaluated on the test
+split. `study_report` writes DIR/results.csv, summary.md and summary.png
+from the runs' evaluations.
+
+The definition (experiment, --set, --vary, --seeds) is checked whole before
+anything runs and recorded in DIR/study.json; the same command again skips
+the finished runs and resumes the others from their checkpoints. Nothing
+here asks which task a run learns: what to compare is the task class's
+HEADLINE_METRICS, their directions its BEST_METRICS.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import difflib
+import fcntl
+import glob
+import hashlib
+import itertools
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+from transformer import config as config_lib
+from transformer import experiment as experiment_lib
+from transformer import study_report
+from transformer import tasks
+from transformer.tasks.labelled import LABELS_FILE
+
+DEFINITION_FILE = 'study.json'
+LOCK_FILE = '.lock'
+LOG_FILE = 'log.txt'  # each run's stdout and stderr, in its workdir
+# The stop reasons (metrics.jsonl) of a run that trained as far as it will.
+FINISHED = ('done', 'early_stop', 'time_limit')
+POLL_S = 0.2  # how often the running processes are looked at
+# A directory name longer than this is cut and given a hash of the whole.
+MAX_NAME = 120
+
+
+class StudyError(Exception):
+  """A study flag or study directory the user must change; one paragraph."""
+
+
+# ---------------------------------------------------------------------------
+# The definition and its combinations.
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Definition:
+  """What a study compares; DIR/study.json holds it."""
+  experiment: str
+  sets: tuple[str, ...]
+  vary: tuple[tuple[str, tuple[str, ...]], ...]  # (key, values), in order
+  seeds: int
+
+  def to_json(self) -> dict[str, Any]:
+    return {'experiment': self.experiment, 'set': list(self.sets),
+            'vary': [{'key': k, 'values': list(v)} for k, v in self.vary],
+            'seeds': self.seeds}
+
+  @classmethod
+  def from_json(cls, values: dict[str, Any]) -> 'Definition':
+    return cls(str(values['experiment']), tuple(values['set']),
+               tuple((v['key'], tuple(v['values'])) for v in values['vary']),
+               int(values['seeds']))
+
+  def flags(self) -> tuple[str, str, str, str]:
+    """--experiment, --set, --vary and --seeds as given on a command line."""
+    return (self.experiment,
+            ' '.join(f'--set={s}' for s in self.sets) or '(none)',
+            ' '.join(_vary_flag(k, v) for k, v in self.vary) or '(none)',
+            str(self.seeds))
+
+  def command(self, study_dir: str) -> str:
+    """The launch.py command line of this study."""
+    args = [f'--experiment={self.experiment}', '--mode=study',
+            f'--study_dir={study_dir}',
+            *(f'--set={s}' for s in self.sets),
+            *(_vary_flag(k, v) for k, v in self.vary),
+            f'--seeds={self.seeds}']
+    return shlex.join(['python', 'launch.py', *args])
+
+
+def _vary_flag(key: str, values: Sequence[str]) -> str:
+  return f'--vary={key}={_join_values(values)}'
+
+
+def _join_values(values: Sequence[str]) -> str:
+  """--vary's value list (`parse_vary` reads it back): commas, or ';'
+  where a value holds a comma (and after a lone value)."""
+  if not any(',' in v for v in values):
+    return ','.join(values)
+  return ';'.join(values) + (';' if len(values) == 1 else '')
+
+
+class Combination(NamedTuple):
+  """One point of the grid: its directory name and its (key, value)s."""
+  name: str
+  settings: tuple[tuple[str, str], ...]
+
+  @property
+  def assignments(self) -> list[str]:
+    return [f'{key}={value}' for key, value in self.settings]
+
+
+class Run(NamedTuple):
+  """One training run of the study: a combination and a seed."""
+  combination: Combination
+  seed: int
+  workdir: str
+
+  def describe(self) -> str:
+    return f'{self.combination.name} seed {self.seed}'
+
+
+def parse_vary(specs: Sequence[str]
+               ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+  """Each --vary=KEY=V1,V2,... as (KEY, values): the syntax only (the keys
+  and values are checked against the config by `check`). Values are
+  separated by commas, or by ';' when one of them holds a comma (one
+  weight per class: --vary='train.class_weights=1,1,1;1,2,4', or one such
+  value alone: 'train.class_weights=1,2,4;')."""
+  vary: dict[str, tuple[str, ...]] = {}
+  given: dict[str, str] = {}
+  for spec in specs:
+    key, _, text = spec.partition('=')
+    key = key.strip()
+    if not key or '=' not in spec:
+      raise StudyError(
+          f'--vary={spec}: expected KEY=VALUE,VALUE,..., e.g. '
+          '--vary=train.loss=cross_entropy,focal (values separated by '
+          "commas, or by ';' when a value holds commas).")
+    if key == 'seed':
+      raise StudyError(
+          f'--vary={spec}: a study trains every combination with seed=0, '
+          '1, ..., N-1 itself; give the number of seeds with --seeds=N '
+          'instead of varying seed.')
+    if key in vary:
+      raise StudyError(
+          f'--vary={spec}: {key} is varied twice (also --vary={given[key]}); '
+          'give all its values in one --vary, separated by commas.')
+    values = tuple(v.strip() for v in _split_values(text))
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+      raise StudyError(
+          f'--vary={spec}: {", ".join(map(repr, repeated))} given more than '
+          'once; each value of a --vary is one setting of the study, so '
+          'give each once.')
+    vary[key], given[key] = values, spec
+  return tuple(vary.items())
+
+
+def _split_values(text: str) -> list[str]:
+  """'a,b' -> [a, b]; 'a,b;c' -> ['a,b', 'c']; 'a,b;' -> ['a,b'] (one
+  value that holds a comma)."""
+  if ';' not in text:
+    return text.split(',')
+  values = text.split(';')
+  return values[:-1] if len(values) > 1 and not values[-1] else values
+
+
+def combinations(vary: Sequence[tuple[str, Sequence[str]]]
+                 ) -> list[Combination]:
+  """The Cartesian product of the --vary values, the first --vary
+  outermost, each named for its directory (`directory_name`)."""
+  keys = [key for key, _ in vary]
+  products = itertools.product(*(values for _, values in vary))
+  result = []
+  for values in products:
+    settings = tuple(zip(keys, values))
+    result.append(Combination(directory_name(settings, keys), settings))
+  return result
+
+
+def directory_name(settings: Sequence[tuple[str, str]],
+                   keys: Sequence[str]) -> str:
+  """'loss=focal,class_weights=balanced': each varied key by its last part
+  (its whole dotted path where two varied keys share that part), '=' and
+  its value, joined by commas; characters other than letters, digits and
+  '._+-' become '_'. No --vary: 'default'."""
+  if not settings:
+    return 'default'
+  last = [key.rsplit('.', 1)[-1] for key in keys]
+  short = {key: part if last.count(part) == 1 else key
+           for key, part in zip(keys, last)}
+  safe = lambda text: re.sub(r'[^A-Za-z0-9._+-]', '_', text)
+  name = ','.join(f'{safe(short[key])}={safe(value)}'
+                  for key, value in settings)
+  if len(name) > MAX_NAME:  # file systems allow 255 bytes
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    name = f'{name[:MAX_NAME - 11]}-{digest}'
+  return name
+
+
+def runs(definition: Definition, study_dir: str) -> list[Run]:
+  """Every run of the study, seed by seed (all combinations of seed 0
+  first: a study stopped early has comparable results soonest)."""
+  return [Run(c, seed, os.path.join(study_dir, c.name, f'seed{seed}'))
+          for seed in range(definition.seeds)
+          for c in combinations(definition.vary)]
+
+
+# ---------------------------------------------------------------------------
+# Checking the definition before anything runs.
+# ---------------------------------------------------------------------------
+
+
+class Measures(NamedTuple):
+  """What the study compares, from the task classes of its runs."""
+  headline: tuple[str, ...]  # HEADLINE_METRICS; the first ranks
+  directions: dict[str, str]  # BEST_METRICS: metric -> 'max' or 'min'
+
+
+def check(definition: Definition) -> Measures:
+  """Checks every --set, --vary key and value and each combination's
+  config (config_lib.override_all on the experiment's config, as each
+  run will), and that its data has a test split; returns what the study
+  compares. Raises StudyError (or the experiment's ConfigError for a bad
+  --experiment or --set) before anything runs."""
+  base = experiment_lib.load_config(definition.experiment,
+                                    list(definition.sets))
+  set_keys = {s.partition('=')[0].strip(): s for s in definition.sets}
+  if 'seed' in set_keys:
+    raise StudyError(
+        f'--set={set_keys["seed"]}: each run of a study gets its own seed, '
+        'seed=0, 1, ..., N-1 (--seeds=N); leave --set=seed out.')
+  for key, values in definition.vary:
+    _check_vary(definition, base, set_keys, key, values)
+  headline: dict[str, None] = {}
+  directions: dict[str, str] = {}
+  for combination in combinations(definition.vary):
+    task_class = _check_combination(definition, combination)
+    headline.update(dict.fromkeys(task_class.HEADLINE_METRICS))
+    for name, direction in task_class.BEST_METRICS.items():
+      directions.setdefault(name, direction)
+  _check_names(definition)
+  return Measures(tuple(headline), directions)
+
+
+def _check_vary(definition: Definition, base: config_lib.Config,
+                set_keys: dict[str, str], key: str,
+                values: Sequence[str]) -> None:
+  """A StudyError naming the --vary flag if its key is unknown or also
+  --set, or one of its values is refused by the config."""
+  flag = _vary_flag(key, values)
+  paths = config_lib.field_paths(base)
+  if key not in paths:
+    close = difflib.get_close_matches(key, paths, n=3, cutoff=0.5)
+    hint = f' Did you mean {" or ".join(close)}?' if close else ''
+    raise StudyError(f'{flag}: {key} is no config key.{hint} Every key is '
+                     'listed in the README ("Configuration").')
+  if key in set_keys:
+    raise StudyError(
+        f'{flag} and --set={set_keys[key]} both set {key}; a study sets a '
+        'varied key from its --vary alone: leave that --set out.')
+  for value in values:
+    try:
+      experiment_lib.load_config(definition.experiment,
+                                 [*definition.sets, f'{key}={value}'])
+    except config_lib.ConfigError as error:
+      raise StudyError(
+          f'{flag}: the value {value!r} is refused: '
+          f'{_reason(error)}. Give values {key} accepts, '
+          'separated by commas.') from None
+
+
+def _check_combination(definition: Definition, combination: Combination):
+  """The task class of one combination's config; StudyError naming the
+  --vary flags if the values together are refused, if eval.best_metric is
+  not a metric of the task, or if the data has no test split."""
+  flags = ' '.join(_vary_flag(k, v) for k, v in definition.vary)
+  try:
+    config = experiment_lib.load_config(
+        definition.experiment, [*definition.sets, *combination.assignments])
+    tasks.best_metric(config)
+  except config_lib.ConfigError as error:
+    raise StudyError(
+        f'{flags}: the combination {combination.name} is refused: '
+        f'{_reason(error)}. Change the values of these --vary flags '
+        'or the --set that conflicts with them.') from None
+  missing = tasks.missing_split(config, 'test')
+  if missing:
+    raise StudyError(
+        f'--mode=study compares the runs on the test split, and '
+        f'{combination.name}: {missing}. Add a test file to the data.')
+  return tasks.family(config).task_class
+
+
+def _check_names(definition: Definition) -> None:
+  """A StudyError if two combinations would share a directory (values that
+  differ only in characters a directory name cannot hold)."""
+  seen: dict[str, Combination] = {}
+  for combination in combinations(definition.vary):
+    other = seen.setdefault(combination.name, combination)
+    if other is not combination:
+      raise StudyError(
+          f'--vary: the combinations {other.assignments} and '
+          f'{combination.assignments} would share the directory '
+          f'{combination.name}; give values that differ in letters, digits '
+          "or '._+-'.")
+
+
+def _reason(error: Exception) -> str:
+  """A ConfigError's message without its leading '--set KEY=VALUE: '
+  (the study names its own flags)."""
+  return re.sub(r'^(--set[= ]\S+ )*--set[= ]\S+: ', '',
+                str(error)).rstrip('.')
+
+
+def record_definition(definition: Definition, study_dir: str) -> None:
+  """Writes DIR/study.json on first start; a StudyError if it holds
+  another definition (the runs there would not compare with these)."""
+  path = os.path.join(study_dir, DEFINITION_FILE)
+  wanted = definition.to_json()
+  try:
+    with open(path, encoding='utf-8') as f:
+      recorded = json.load(f)
+  except FileNotFoundError:
+    os.makedirs(study_dir, exist_ok=True)
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+      json.dump(wanted, f, indent=2)
+      f.write('\n')
+    os.replace(path + '.tmp', path)
+    return
+  except ValueError:
+    raise StudyError(f'{path} is not a study definition this code reads; '
+                     'use another --study_dir.') from None
+  if recorded != wanted:
+    try:
+      before = Definition.from_json(recorded)
+    except (KeyError, TypeError, ValueError):
+      raise StudyError(f'{path} is not a study definition this code reads; '
+                       'use another --study_dir.') from None
+    differ = [f'{name}: recorded {old}, given {new}' for name, old, new in
+              zip(('--experiment', '--set', '--vary', '--seeds'),
+                  before.flags(), definition.flags()) if old != new]
+    again = before.command(study_dir)
+    raise StudyError(
+        f'--study_dir={study_dir} holds a study of another definition '
+        f'({path}; ' + '; '.join(differ) + '). Its runs compare only with '
+        'runs of the same experiment, --set, --vary and --seeds: use a new '
+        f'--study_dir, or go on with the recorded study: {again}')
+
+
+def lock(study_dir: str):
+  """An exclusive lock on DIR/.lock, held while the returned file is open
+  (the kernel releases it however the process ends); a StudyError naming
+  the holder if another study runs in DIR (two would start the same
+  runs)."""
+  os.makedirs(study_dir, exist_ok=True)
+  path = os.path.join(study_dir, LOCK_FILE)
+  held = open(path, 'a+', encoding='utf-8')
+  try:
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    held.seek(0)
+    holder = held.read().strip() or 'another process'
+    held.close()
+    raise StudyError(
+        f'--study_dir={study_dir} is in use by another study ({holder}; '
+        f'{path} is locked). Wait for it to finish or stop it; its runs '
+        'are resumable, so running the same command afterwards goes on '
+        'where it stopped.') from None
+  held.seek(0)
+  held.truncate()
+  held.write(f'pid {os.getpid()}: {shlex.join(sys.argv)}\n')
+  held.flush()
+  return held
+
+
+# ---------------------------------------------------------------------------
+# Where a run stands.
+# ---------------------------------------------------------------------------
+
+
+def stop_records(workdir: str) -> list[dict[str, Any]]:
+  """The {"kind": "stop", ...} records of WORKDIR/metrics.jsonl, in order
+  (one per training session); lines that are not JSON are passed over."""
+  return [r for r in _records(workdir) if r.get('kind') == 'stop']
+
+
+def _records(workdir: str) -> list[dict[str, Any]]:
+  records = []
+  try:
+    with open(os.path.join(workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+        except ValueError:  # cut off by a kill
+          continue
+        if isinstance(record, dict):
+          records.append(record)
+  except FileNotFoundError:
+    pass
+  return records
+
+
+def trained(workdir: str) -> bool:
+  """Whether metrics.jsonl ends with a stop record of a finished run."""
+  records = _records(workdir)
+  return bool(records) and records[-1].get('kind') == 'stop' and (
+      records[-1].get('stop_reason') in FINISHED)
+
+
+def test_evaluation(workdir: str) -> str | None:
+  """The newest WORKDIR/eval/test_step*.json (what the evaluators write:
+  test_stepN[_avgK][_beamB].json), by modification time then name."""
+  paths = glob.glob(os.path.join(glob.escape(workdir), 'eval',
+                                 'test_step*.json'))
+  if not paths:
+    return None
+  return max(paths, key=lambda p: (os.path.getmtime(p), p))
+
+
+def next_step(workdir: str) -> str | None:
+  """What the run needs: 'train' (start, or resume from its checkpoint),
+  'evaluate' (trained, no test evaluation yet) or None (finished)."""
+  if not trained(workdir):
+    return 'train'
+  return None if test_evaluation(workdir) else 'evaluate'
+
+
+def step_args(definition: Definition, run: Run, step: str) -> list[str]:
+  """launch.py's arguments for a run's step. Training repeats the whole
+  definition (a resumed run checks it against its config.json); the
+  evaluation takes the run's own settings and its best checkpoint when it
+  keeps one."""
+  common = [f'--experiment={definition.experiment}', f'--workdir={run.workdir}']
+  if step == 'evaluate':
+    return [*common, '--mode=evaluate', '--split=test']
+  return [*common, *(f'--set={s}' for s in definition.sets),
+          *(f'--set={a}' for a in run.combination.assignments),
+          f'--set=seed={run.seed}']
+
+
+# ---------------------------------------------------------------------------
+# Running: P processes at a time, each on its own cores.
+# ---------------------------------------------------------------------------
+
+
+def cpu_slots(parallel: int, cpus: Sequence[int]) -> list[tuple[int, ...]]:
+  """`parallel` disjoint sets of `cpus`, as even as can be; with more runs
+  than cores, one core each, shared round-robin."""
+  cpus = sorted(cpus)
+  if parallel >= len(cpus):
+    return [(cpus[i % len(cpus)],) for i in range(parallel)]
+  size, extra = divmod(len(cpus), parallel)
+  slots, start = [], 0
+  for i in range(parallel):
+    end = start + size + (1 if i < extra else 0)
+    slots.append(tuple(cpus[start:end]))
+    start = end
+  return slots
+
+
+def slot_environment(environ: dict[str, str], cores: int,
+                     parallel: int) -> dict[str, str]:
+  """The environment of a run that shares the machine with parallel - 1
+  others and has `cores` cores (pinned by `_pin`).
+
+  XLA:CPU sizes its thread pools from the cores the process may run on
+  (its affinity mask), so the pinning is what limits it; with one core,
+  --xla_cpu_multi_thread_eigen=false also keeps Eigen's matmuls on one
+  thread. (intra_op_parallelism_threads is an option of XLA's client API,
+  not a flag XLA_FLAGS parses, so it is not set.) BLAS and OpenMP in
+  NumPy/scikit-learn get the same count, and on an accelerator each
+  process preallocates its share of the device memory.
+  """
+  env = dict(environ, PYTHONUNBUFFERED='1')
+  if parallel == 1:
+    return env  # the whole machine, as a run of its own
+  for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
+    env.setdefault(name, str(cores))
+  xla_flags = env.get('XLA_FLAGS', '')
+  if cores == 1 and 'xla_cpu_multi_thread_eigen' not in xla_flags:
+    env['XLA_FLAGS'] = (
+        xla_flags + ' --xla_cpu_multi_thread_eigen=false').strip()
+  env.setdefault('XLA_PYTHON_CLIENT_MEM_FRACTION', f'{0.75 / parallel:.3f}')
+  return env
+
+
+def _pin(pid: int, cpus: tuple[int, ...]) -> None:
+  """Restricts the new process to `cpus`, before it starts any thread
+  (Python takes far longer to import JAX than this call); its threads and
+  processes inherit the mask. Where the platform cannot, nothing."""
+  if hasattr(os, 'sched_setaffinity'):
+    try:
+      os.sched_setaffinity(pid, cpus)
+    except (OSError, ValueError):  # already gone, or a CPU not allowed
+      pass
+
+
+def available_cpus() -> list[int]:
+  if hasattr(os, 'sched_getaffinity'):
+    return sorted(os.sched_getaffinity(0))
+  return list(range(os.cpu_count() or 1))
+
+
+@dataclasses.dataclass
+class _Active:
+  """A running step of a run."""
+  run: Run
+  step: str
+  slot: tuple[int, ...]
+  process: subprocess.Popen
+  log: Any
+  started: float
+
+
+class _Signals:
+  """While open: SIGINT and SIGTERM end the study after its running steps
+  and are passed on to them (each saves a checkpoint and exits, as on its
+  own; a second signal ends them at once). The steps run in their own
+  sessions, so a Ctrl-C at the terminal reaches them only through here,
+  once."""
+
+  def __init__(self, active: list[_Active], say: Callable[[str], None]):
+    self.received: int | None = None
+    self._active, self._say = active, say
+    self._previous = {s: signal.signal(s, self._handle)
+                      for s in (signal.SIGINT, signal.SIGTERM)}
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    if self.received is None:
+      self._say(f'Received {signal.Signals(signum).name}: passing it on to '
+                'the running steps (each saves a checkpoint) and starting '
+                'no more.')
+    self.received = signum
+    for active in self._active:
+      if active.process.poll() is None:
+        active.process.send_signal(signum)
+
+  def close(self) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def execute(definition: Definition, all_runs: Sequence[Run],
+            launcher: Sequence[str], parallel: int,
+            say: Callable[[str], None]) -> tuple[dict[Run, str], int | None]:
+  """Brings every run to finished: trains (or resumes) it and evaluates it
+  on the test split, `parallel` processes at a time, each pinned to its
+  own cores. Returns ({run: '' if finished, else why not}, the signal
+  that stopped the study or None). A step is tried once per call: a run
+  whose step fails is reported and left for the next call."""
+  slots = cpu_slots(parallel, available_cpus())
+  free, active = list(slots), []
+  pending = collections.deque(all_runs)
+  tried: dict[Run, set[str]] = collections.defaultdict(set)
+  outcome: dict[Run, str] = {}
+  signals = _Signals(active, say)
+  try:
+    while active or (pending and signals.received is None):
+      while pending and free and signals.received is None:
+        run = pending.popleft()
+        step = next_step(run.workdir)
+        if step is None:
+          outcome[run] = ''
+          if not tried[run]:
+            say(f'skip     {run.describe()}: finished before '
+                f'({os.path.basename(test_evaluation(run.workdir))})')
+          continue
+        if step in tried[run]:
+          outcome[run] = (f'its {step} step ended without a test evaluation; '
+                          f'see {os.path.join(run.workdir, LOG_FILE)}')
+          say(f'FAILED   {run.describe()}: {outcome[run]}')
+          continue
+        tried[run].add(step)
+        active.append(_start(definition, run, step, free.pop(0), launcher,
+                             parallel, say))
+      time.sleep(POLL_S)
+      for done in [a for a in active if a.process.poll() is not None]:
+        active.remove(done)
+        done.log.close()
+        free.append(done.slot)
+        _finished_step(done, pending, outcome, signals.received, say)
+  finally:
+    signals.close()
+  for run in all_runs:
+    outcome.setdefault(run, 'not run: the study was stopped')
+  return outcome, signals.received
+
+
+def _start(definition: Definition, run: Run, step: str,
+           slot: tuple[int, ...], launcher: Sequence[str], parallel: int,
+           say: Callable[[str], None]) -> _Active:
+  """Starts one step of `run` in its own session, its output appended to
+  WORKDIR/log.txt."""
+  os.makedirs(run.workdir, exist_ok=True)
+  command = [*launcher, *step_args(definition, run, step)]
+  log_path = os.path.join(run.workdir, LOG_FILE)
+  log = open(log_path, 'a', encoding='utf-8')
+  stamp = datetime.datetime.now().isoformat(timespec='seconds')
+  log.write(f'\n=== {stamp} study step {step}: {shlex.join(command)}\n')
+  log.flush()
+  verb = ('resume  ' if step == 'train' and os.path.exists(
+      os.path.join(run.workdir, 'metrics.jsonl')) else f'{step:<8s}')
+  cores = f' on cores {",".join(map(str, slot))}' if parallel > 1 else ''
+  say(f'{verb} {run.describe()}{cores} (log: {log_path})')
+  process = subprocess.Popen(
+      command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+      env=slot_environment(dict(os.environ), len(slot), parallel),
+      start_new_session=True)
+  if parallel > 1:
+    _pin(process.pid, slot)
+  return _Active(run, step, slot, process, log, time.time())
+
+
+def _finished_step(done: _Active, pending: collections.deque,
+                   outcome: dict[Run, str], stopped: int | None,
+                   say: Callable[[str], None]) -> None:
+  """After a step's process ended: the run's next step goes first in line
+  (a step that succeeded), or the run is reported as failed."""
+  seconds = time.time() - done.started
+  code = done.process.returncode
+  log_path = os.path.join(done.run.workdir, LOG_FILE)
+  if code == 0:
+    if stopped is None:
+      pending.appendleft(done.run)  # its evaluation, or finished
+    say(f'done     {done.run.describe()}: {done.step} in {seconds:.1f} s')
+    return
+  why = (f'stopped by {signal.Signals(-code).name}' if code < 0 else
+         f'exit status {code}')
+  outcome[done.run] = f'{done.step} failed ({why}); see {log_path}'
+  if stopped is not None:
+    outcome[done.run] = ('interrupted: the study was stopped; run it again '
+                         'to resume')
+  say(f'{"stopped " if stopped else "FAILED  "} {done.run.describe()}: '
+      f'{outcome[done.run]}')
+
+
+# ---------------------------------------------------------------------------
+# Reading the results.
+# ---------------------------------------------------------------------------
+
+
+def read_result(run: Run, problem: str) -> study_report.RunResult:
+  """The run's test evaluation (numeric metrics, per-class recall),
+  steps and training seconds (summed over its sessions' stop records)."""
+  stops = stop_records(run.workdir)
+  path = test_evaluation(run.workdir) if not problem else None
+  evaluation: dict[str, Any] = {}
+  if path:
+    try:
+      with open(path, encoding='utf-8') as f:
+        evaluation = json.load(f)
+    except (OSError, ValueError) as error:
+      problem = f'{path} does not read as JSON ({error})'
+  steps = evaluation.get('checkpoint_steps')
+  return study_report.RunResult(
+      combination=run.combination.name, settings=run.combination.settings,
+      seed=run.seed, workdir=run.workdir, problem=problem,
+      steps=stops[-1].get('step') if stops else None,
+      wall_s=sum(float(r.get('wall_s') or 0) for r in stops) if stops else None,
+      checkpoint_step=steps[-1] if isinstance(steps, list) and steps else None,
+      evaluation=path, metrics=study_report.numeric_metrics(evaluation),
+      recall=study_report.recalls(evaluation))
+
+
+def class_counts(results: Sequence[study_report.RunResult]
+                 ) -> list[tuple[str, int]]:
+  """(class, training count), most frequent first, from the first run's
+  labels.json ('labels' and 'counts'); [] where no run has one."""
+  for result in results:
+    try:
+      with open(os.path.join(result.workdir, LABELS_FILE),
+                encoding='utf-8') as f:
+        saved = json.load(f)
+      pairs = [(str(n), int(c)) for n, c in zip(saved['labels'],
+                                                saved['counts'])]
+    except (OSError, ValueError, KeyError, TypeError):
+      continue
+    return sorted(pairs, key=lambda pair: -pair[1])  # stable: ties by name
+  return []
+
+
+# ---------------------------------------------------------------------------
+# The whole study.
+# ---------------------------------------------------------------------------
+
+
+def run(definition: Definition, study_dir: str, *, parallel: int,
+        launcher: Sequence[str]) -> int:
+  """Checks the definition, records it, brings every run to finished and
+  writes the report. Returns the exit status: 0 when every run has its
+  test evaluation, 1 when some failed (the report covers the others),
+  128 + the signal when the study was stopped (no report)."""
+  measures = check(definition)
+  held = lock(study_dir)
+  try:
+    record_definition(definition, study_dir)
+    return _run_checked(definition, study_dir, measures, parallel=parallel,
+                        launcher=launcher)
+  finally:
+    held.close()
+
+
+def _run_checked(definition: Definition, study_dir: str, measures: Measures,
+                 *, parallel: int, launcher: Sequence[str]) -> int:
+  """`run` once the definition is checked, recorded and DIR locked."""
+  say = lambda line: print(line, flush=True)
+  all_runs = runs(definition, study_dir)
+  count = len(combinations(definition.vary))
+  say(f'Study {study_dir}: {count} combination(s) x {definition.seeds} '
+      f'seed(s) = {len(all_runs)} runs of {definition.experiment}, '
+      f'{parallel} at a time.')
+  outcome, stopped = execute(definition, all_runs, launcher, parallel, say)
+  if stopped is not None:
+    left = sum(1 for r in all_runs if outcome[r])
+    say(f'\nThe study stopped with {left} of {len(all_runs)} runs '
+        'unfinished. Run the same command again to resume them.')
+    return 128 + stopped
+  results = [read_result(r, outcome[r]) for r in all_runs]
+  order = {c.name: i for i, c in enumerate(combinations(definition.vary))}
+  results.sort(key=lambda r: (order[r.combination], r.seed))
+  paths = study_report.write(
+      study_dir, definition.command(study_dir), definition.seeds, results,
+      measures.headline, measures.directions, class_counts(results))
+  say('\n' + study_report.ranking_line(results, measures.headline,
+                                       measures.directions))
+  say('Wrote ' + ', '.join(paths))
+  failed = [r for r in results if r.problem]
+  if failed:
+    say(f'{len(failed)} run(s) without a result (listed in summary.md); '
+        'run the same command again to retry them.')
+    return 1
+  return 0
