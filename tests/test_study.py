@@ -1,7 +1,9 @@
 """--mode=study: the statistics against scipy on hand-made numbers, the
-grid, the report's tables, and a study of tiny_classify end to end (2
-losses x 2 seeds): its files, skipping what is finished, resuming what is
-not, and the definitions it refuses before anything runs."""
+grid, named variants (imbalance_study's, and a study of variants end to end
+with a stand-in for launch.py), the report's tables, and a study of
+tiny_classify end to end (2 losses x 2 seeds): its files, skipping what is
+finished, resuming what is not, and the definitions it refuses before
+anything runs."""
 
 import csv
 import glob
@@ -9,11 +11,14 @@ import json
 import math
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
 import scipy.stats
 
+from experiments import imbalance_study
+from experiments import tiny_classify
 from scripts import launching
 from scripts.launching import finish, start
 from transformer import study
@@ -95,8 +100,8 @@ def test_combinations_are_the_product_in_the_order_given():
                    'loss=cross_entropy,class_weights=balanced',
                    'loss=focal,class_weights=none',
                    'loss=focal,class_weights=balanced']
-  assert study.combinations(vary)[2].assignments == [
-      'train.loss=focal', 'train.class_weights=none']
+  assert study.combinations(vary)[2].assignments == (
+      'train.loss=focal', 'train.class_weights=none')
 
 
 def test_directory_names_are_safe_and_distinct():
@@ -206,6 +211,188 @@ def test_a_slot_of_one_core_runs_xla_on_one_thread():
   assert one['OMP_NUM_THREADS'] == one['OPENBLAS_NUM_THREADS'] == '1'
   assert 'xla_cpu_multi_thread_eigen' not in study.slot_environment(
       base, 3, 2)['XLA_FLAGS']
+
+
+# ---------------------------------------------------------------------------
+# Named variants: imbalance_study's VARIANTS, and tiny_classify given some.
+# ---------------------------------------------------------------------------
+
+
+def with_variants(experiment, *vary, sets=(), seeds=1):
+  return study.with_variants(study.Definition(
+      experiment, tuple(sets), study.parse_vary(list(vary)), seeds))
+
+
+def test_variants_stand_for_their_assignments_and_combine_with_a_key():
+  got = with_variants('imbalance_study', 'variant=cross_entropy,ldam_drw',
+                      'train.learning_rate=1e-3,3e-4')
+  assert got.variants == (
+      ('cross_entropy', imbalance_study.VARIANTS['cross_entropy']),
+      ('ldam_drw', imbalance_study.VARIANTS['ldam_drw']))
+  combinations = got.combinations()
+  assert [c.name for c in combinations] == [
+      'variant=cross_entropy,learning_rate=1e-3',
+      'variant=cross_entropy,learning_rate=3e-4',
+      'variant=ldam_drw,learning_rate=1e-3',
+      'variant=ldam_drw,learning_rate=3e-4']
+  assert combinations[3].settings == (('variant', 'ldam_drw'),
+                                      ('train.learning_rate', '3e-4'))
+  assert combinations[3].assignments == (
+      *imbalance_study.VARIANTS['ldam_drw'], 'train.learning_rate=3e-4')
+  run = study.runs(got, '/s')[3]
+  assert study.step_args(got, run, 'train')[-3:] == [
+      f'--set={imbalance_study.VARIANTS["ldam_drw"][-1]}',
+      '--set=train.learning_rate=3e-4', '--set=seed=0']
+
+
+def test_every_imbalance_study_variant_passes_the_check():
+  got = with_variants('imbalance_study',
+                      'variant=' + ','.join(imbalance_study.VARIANTS))
+  assert study.check(got).headline[0] == 'balanced_accuracy'
+  assert len(got.combinations()) == 8
+  assert imbalance_study.get_config().train.loss == 'cross_entropy'
+
+
+@pytest.fixture
+def tiny_variants(monkeypatch):
+  """tiny_classify with VARIANTS (the dict, for the test to change)."""
+  variants = {'plain': ('train.loss=cross_entropy',),
+              'weighted_focal': ('train.loss=focal',
+                                 'train.class_weights=balanced')}
+  monkeypatch.setattr(tiny_classify, 'VARIANTS', variants, raising=False)
+  return variants
+
+
+@pytest.mark.parametrize('vary,sets,extra,message', [
+    (['variant=plain,focl'], (), {}, "--vary=variant=plain,focl: 'focl': "
+     'no such variant in experiments/tiny_classify.py. Its VARIANTS: plain, '
+     'weighted_focal.'),
+    (['variant=plain,weighted_focal', 'train.class_weights=none,balanced'],
+     (), {}, '--vary=variant=plain,weighted_focal: the variant '
+     'weighted_focal '
+     '(train.loss=focal train.class_weights=balanced, from '
+     "experiments/tiny_classify.py's VARIANTS) sets train.class_weights, "
+     'and --vary=train.class_weights=none,balanced also varies it'),
+    (['variant=plain'], ('train.loss=focal',), {}, 'the variant plain '
+     '(train.loss=cross_entropy, from experiments/tiny_classify.py\'s '
+     'VARIANTS) sets train.loss, and --set=train.loss=focal also sets it'),
+    (['variant=odd'], (), {'odd': ('train.los=focal',)},
+     'train.los is no config key. Did you mean train.loss'),
+    (['variant=odd'], (), {'odd': ('train.steps=many',)},
+     'the variant odd (train.steps=many, from experiments/tiny_classify.py\'s'
+     " VARIANTS) is refused: expected int"),
+    (['variant=odd'], (), {'odd': ('seed=3',)},
+     'sets seed, and each run of a study gets its own'),
+    (['variant=odd'], (), {'odd': ('train.loss=focal', 'train.loss=hinge')},
+     'sets train.loss, and it sets it twice'),
+    (['variant=odd'], (), {'odd': 'train.loss=focal'},
+     "VARIANTS['odd'] = 'train.loss=focal': each variant maps its name to a "
+     "tuple of 'KEY=VALUE' strings"),
+])
+def test_bad_variants_are_refused_naming_the_variant(
+    tiny_variants, vary, sets, extra, message):
+  tiny_variants.update(extra)
+  with pytest.raises(study.StudyError) as error:
+    study.check(study.Definition('tiny_classify', sets,
+                                 study.parse_vary(vary), 1))
+  assert message in str(error.value)
+  assert '\n' not in str(error.value)
+
+
+def test_an_experiment_without_variants_says_so():
+  with pytest.raises(study.StudyError, match=(
+      '--vary=variant=a,b: experiments/tiny_classify.py defines no '
+      'VARIANTS, so there is no variant to pick')):
+    with_variants('tiny_classify', 'variant=a,b')
+
+
+def test_study_json_records_the_variants_and_refuses_a_changed_one(
+    tiny_variants, tmp_path):
+  study_dir = str(tmp_path)
+  first = with_variants('tiny_classify', 'variant=weighted_focal,plain')
+  study.record_definition(first, study_dir)
+  with open(os.path.join(study_dir, study.DEFINITION_FILE)) as f:
+    recorded = json.load(f)
+  assert recorded['variants'] == [
+      {'name': 'weighted_focal',
+       'set': ['train.loss=focal', 'train.class_weights=balanced']},
+      {'name': 'plain', 'set': ['train.loss=cross_entropy']}]
+  assert study.Definition.from_json(recorded) == first
+  study.record_definition(first, study_dir)  # the same: goes on
+  tiny_variants['plain'] = ('train.loss=hinge',)
+  with pytest.raises(study.StudyError) as error:
+    study.record_definition(
+        with_variants('tiny_classify', 'variant=weighted_focal,plain'),
+        study_dir)
+  assert ('the variant plain: recorded train.loss=cross_entropy, '
+          'experiments/tiny_classify.py now gives train.loss=hinge'
+          in str(error.value))
+  assert ("restore experiments/tiny_classify.py's VARIANTS as recorded and "
+          'run python launch.py') in str(error.value)
+  # A study without variants records what it did before they existed.
+  assert 'variants' not in definition('train.loss=focal').to_json()
+
+
+# Stands in for launch.py: a run's "training" writes the records and the
+# test evaluation a finished run has, its score from the --set flags.
+FAKE_LAUNCHER = """
+import json, os, sys
+args = sys.argv[1:]
+workdir = [a.split('=', 1)[1] for a in args if a.startswith('--workdir=')][0]
+values = dict(a[len('--set='):].split('=', 1) for a in args
+              if a.startswith('--set='))
+os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+with open(os.path.join(workdir, 'args.json'), 'w') as f:
+  json.dump(args, f)
+with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
+  f.write(json.dumps({'step': 10, 'kind': 'stop', 'stop_reason': 'done',
+                      'wall_s': 0.5}) + '\\n')
+score = (0.5 + 0.2 * (values['train.loss'] == 'focal') +
+         0.01 * int(values['seed']))
+with open(os.path.join(workdir, 'eval', 'test_step10.json'), 'w') as f:
+  json.dump({'balanced_accuracy': score, 'checkpoint_steps': [10]}, f)
+"""
+
+
+def test_a_study_of_variants_end_to_end(tiny_variants, tmp_path, capsys):
+  launcher = tmp_path / 'fake_launch.py'
+  launcher.write_text(FAKE_LAUNCHER)
+  study_dir = str(tmp_path / 'study')
+  given = study.Definition(  # as launch.py makes it: no variants yet
+      'tiny_classify', ('train.steps=10',),
+      study.parse_vary(['variant=plain,weighted_focal']), 2)
+  assert study.run(given, study_dir, parallel=2,
+                   launcher=[sys.executable, str(launcher)]) == 0
+  names = ['variant=plain', 'variant=weighted_focal']
+  with open(os.path.join(study_dir, 'results.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['combination'], r['variant'], r['seed']) for r in rows] == [
+      (f'variant={v}', v, str(s)) for v in tiny_variants for s in range(2)]
+  assert [float(r['balanced_accuracy']) for r in rows] == [
+      0.5, 0.51, 0.7, 0.71]
+  with open(os.path.join(study_dir, names[1], 'seed1', 'args.json')) as f:
+    args = json.load(f)
+  assert args[2:] == ['--set=train.steps=10', '--set=train.loss=focal',
+                      '--set=train.class_weights=balanced', '--set=seed=1']
+  with open(os.path.join(study_dir, study.DEFINITION_FILE)) as f:
+    assert json.load(f)['variants'][1] == {
+        'name': 'weighted_focal',
+        'set': ['train.loss=focal', 'train.class_weights=balanced']}
+  with open(os.path.join(study_dir, 'summary.md')) as f:
+    summary = f.read()
+  assert ('- **weighted_focal**: `train.loss=focal` '
+          '`train.class_weights=balanced`') in summary
+  assert '**variant=weighted_focal** (best)' in summary
+  assert 'Best by balanced_accuracy' in capsys.readouterr().out
+
+
+def test_a_bad_variant_is_refused_before_anything_runs(tmp_path):
+  study_dir = str(tmp_path / 'never')
+  given = study.Definition('imbalance_study', (),
+                           study.parse_vary(['variant=ldam']), 1)
+  with pytest.raises(study.StudyError, match="'ldam': no such variant"):
+    study.run(given, study_dir, parallel=1, launcher=['false'])
+  assert not os.path.exists(study_dir)
 
 
 # ---------------------------------------------------------------------------

@@ -12,11 +12,17 @@ like any run; its output goes to log.txt there), then evaluated on the test
 split. `study_report` writes DIR/results.csv, summary.md and summary.png
 from the runs' evaluations.
 
-The definition (experiment, --set, --vary, --seeds) is checked whole before
-anything runs and recorded in DIR/study.json; the same command again skips
-the finished runs and resumes the others from their checkpoints. Nothing
-here asks which task a run learns: what to compare is the task class's
-HEADLINE_METRICS, their directions its BEST_METRICS.
+A recipe that sets several keys at once is a named variant: the
+experiment's module-level VARIANTS = {NAME: ('KEY=VALUE', ...)}, picked by
+the pseudo-key `variant` (--vary=variant=cross_entropy,ldam_drw), which
+combines with the other --vary keys like any key.
+
+The definition (experiment, --set, --vary, --seeds, and what each variant
+stood for) is checked whole before anything runs and recorded in
+DIR/study.json; the same command again skips the finished runs and resumes
+the others from their checkpoints. Nothing here asks which task a run
+learns: what to compare is the task class's HEADLINE_METRICS, their
+directions its BEST_METRICS.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import difflib
 import fcntl
 import glob
 import hashlib
+import importlib
 import itertools
 import json
 import os
@@ -53,6 +60,8 @@ FINISHED = ('done', 'early_stop', 'time_limit')
 POLL_S = 0.2  # how often the running processes are looked at
 # A directory name longer than this is cut and given a hash of the whole.
 MAX_NAME = 120
+# --vary's pseudo-key that picks the experiment's VARIANTS by name.
+VARIANT = 'variant'
 
 
 class StudyError(Exception):
@@ -71,17 +80,29 @@ class Definition:
   sets: tuple[str, ...]
   vary: tuple[tuple[str, tuple[str, ...]], ...]  # (key, values), in order
   seeds: int
+  # (name, its KEY=VALUE assignments) of each variant that --vary=variant=
+  # picks, as the experiment's VARIANTS gave them (`with_variants`).
+  variants: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
   def to_json(self) -> dict[str, Any]:
-    return {'experiment': self.experiment, 'set': list(self.sets),
-            'vary': [{'key': k, 'values': list(v)} for k, v in self.vary],
-            'seeds': self.seeds}
+    values = {'experiment': self.experiment, 'set': list(self.sets),
+              'vary': [{'key': k, 'values': list(v)} for k, v in self.vary],
+              'seeds': self.seeds}
+    if self.variants:  # absent otherwise: older study.json files still match
+      values['variants'] = [{'name': n, 'set': list(a)}
+                            for n, a in self.variants]
+    return values
 
   @classmethod
   def from_json(cls, values: dict[str, Any]) -> 'Definition':
     return cls(str(values['experiment']), tuple(values['set']),
                tuple((v['key'], tuple(v['values'])) for v in values['vary']),
-               int(values['seeds']))
+               int(values['seeds']),
+               tuple((str(v['name']), tuple(v['set']))
+                     for v in values.get('variants', ())))
+
+  def combinations(self) -> list['Combination']:
+    return combinations(self.vary, self.variants)
 
   def flags(self) -> tuple[str, str, str, str]:
     """--experiment, --set, --vary and --seeds as given on a command line."""
@@ -113,13 +134,12 @@ def _join_values(values: Sequence[str]) -> str:
 
 
 class Combination(NamedTuple):
-  """One point of the grid: its directory name and its (key, value)s."""
+  """One point of the grid: its directory name, its (key, value)s as
+  varied, and the KEY=VALUE assignments its runs get (a variant's in place
+  of `variant=NAME`)."""
   name: str
   settings: tuple[tuple[str, str], ...]
-
-  @property
-  def assignments(self) -> list[str]:
-    return [f'{key}={value}' for key, value in self.settings]
+  assignments: tuple[str, ...]
 
 
 class Run(NamedTuple):
@@ -178,17 +198,37 @@ def _split_values(text: str) -> list[str]:
   return values[:-1] if len(values) > 1 and not values[-1] else values
 
 
-def combinations(vary: Sequence[tuple[str, Sequence[str]]]
+def combinations(vary: Sequence[tuple[str, Sequence[str]]],
+                 variants: Sequence[tuple[str, Sequence[str]]] = ()
                  ) -> list[Combination]:
   """The Cartesian product of the --vary values, the first --vary
-  outermost, each named for its directory (`directory_name`)."""
+  outermost, each named for its directory (`directory_name`); a variant
+  stands for its assignments in `variants` ((name, assignments), as
+  `with_variants` gives them)."""
   keys = [key for key, _ in vary]
+  table = {name: tuple(assignments) for name, assignments in variants}
   products = itertools.product(*(values for _, values in vary))
   result = []
   for values in products:
     settings = tuple(zip(keys, values))
-    result.append(Combination(directory_name(settings, keys), settings))
+    result.append(Combination(directory_name(settings, keys), settings,
+                              _assignments(settings, table)))
   return result
+
+
+def _assignments(settings: Sequence[tuple[str, str]],
+                 variants: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+  """KEY=VALUE per setting; a variant's own assignments for variant=NAME."""
+  result: list[str] = []
+  for key, value in settings:
+    if key != VARIANT:
+      result.append(f'{key}={value}')
+    elif value in variants:
+      result.extend(variants[value])
+    else:  # a definition not passed through with_variants
+      raise ValueError(f'variant {value!r} has no assignments; '
+                       'study.with_variants gives them')
+  return tuple(result)
 
 
 def directory_name(settings: Sequence[tuple[str, str]],
@@ -216,7 +256,65 @@ def runs(definition: Definition, study_dir: str) -> list[Run]:
   first: a study stopped early has comparable results soonest)."""
   return [Run(c, seed, os.path.join(study_dir, c.name, f'seed{seed}'))
           for seed in range(definition.seeds)
-          for c in combinations(definition.vary)]
+          for c in definition.combinations()]
+
+
+# ---------------------------------------------------------------------------
+# Named variants: the experiment's VARIANTS.
+# ---------------------------------------------------------------------------
+
+
+def experiment_variants(experiment: str) -> dict[str, tuple[str, ...]]:
+  """experiments/NAME.py's VARIANTS (name -> its KEY=VALUE assignments);
+  {} where it defines none. A StudyError if VARIANTS is not such a dict."""
+  # load_config raises the usual ConfigError for an unknown experiment.
+  experiment_lib.load_config(experiment, [])
+  module = importlib.import_module(f'{experiment_lib.PACKAGE}.{experiment}')
+  variants = getattr(module, 'VARIANTS', None) or {}
+  where = f'{_experiment_file(experiment)}: VARIANTS'
+  if not isinstance(variants, dict):
+    raise StudyError(f'{where} must be a dict of name -> a tuple of '
+                     f"'KEY=VALUE' strings, not a {type(variants).__name__}.")
+  for name, assignments in variants.items():
+    # ('a=1') is a string, read letter by letter: a tuple needs the comma.
+    if (not isinstance(name, str) or
+        not isinstance(assignments, (tuple, list)) or
+        not all(isinstance(a, str) for a in assignments)):
+      raise StudyError(
+          f'{where}[{name!r}] = {assignments!r}: each variant maps its name '
+          "to a tuple of 'KEY=VALUE' strings, e.g. ('train.loss=focal',) "
+          '(mind the comma of a one-element tuple).')
+  return {name: tuple(a) for name, a in variants.items()}
+
+
+def _experiment_file(experiment: str) -> str:
+  return f'{experiment_lib.PACKAGE}/{experiment}.py'
+
+
+def with_variants(definition: Definition) -> Definition:
+  """`definition` with what each variant of --vary=variant=... stands for
+  now (the experiment's VARIANTS); a StudyError naming the flag for a
+  variant the experiment does not define, or an experiment without
+  VARIANTS."""
+  names = dict(definition.vary).get(VARIANT)
+  if names is None:
+    return dataclasses.replace(definition, variants=())
+  flag = _vary_flag(VARIANT, names)
+  where = _experiment_file(definition.experiment)
+  defined = experiment_variants(definition.experiment)
+  if not defined:
+    raise StudyError(
+        f'{flag}: {where} defines no VARIANTS, so there is no variant to '
+        'pick. Vary its config keys instead (--vary=KEY=V1,V2), or define '
+        "VARIANTS = {'NAME': ('KEY=VALUE', ...), ...} beside its "
+        'get_config().')
+  unknown = [name for name in names if name not in defined]
+  if unknown:
+    raise StudyError(
+        f'{flag}: {", ".join(map(repr, unknown))}: no such variant in '
+        f'{where}. Its VARIANTS: {", ".join(defined)}.')
+  return dataclasses.replace(
+      definition, variants=tuple((name, defined[name]) for name in names))
 
 
 # ---------------------------------------------------------------------------
@@ -231,11 +329,15 @@ class Measures(NamedTuple):
 
 
 def check(definition: Definition) -> Measures:
-  """Checks every --set, --vary key and value and each combination's
-  config (config_lib.override_all on the experiment's config, as each
-  run will), and that its data has a test split; returns what the study
-  compares. Raises StudyError (or the experiment's ConfigError for a bad
+  """Checks every --set, --vary key and value, each variant's assignments
+  and each combination's config (config_lib.override_all on the
+  experiment's config, as each run will), and that its data has a test
+  split; returns what the study compares. A definition that varies
+  `variant` without its variants gets them first (`with_variants`).
+  Raises StudyError (or the experiment's ConfigError for a bad
   --experiment or --set) before anything runs."""
+  if not definition.variants:
+    definition = with_variants(definition)
   base = experiment_lib.load_config(definition.experiment,
                                     list(definition.sets))
   set_keys = {s.partition('=')[0].strip(): s for s in definition.sets}
@@ -244,10 +346,13 @@ def check(definition: Definition) -> Measures:
         f'--set={set_keys["seed"]}: each run of a study gets its own seed, '
         'seed=0, 1, ..., N-1 (--seeds=N); leave --set=seed out.')
   for key, values in definition.vary:
-    _check_vary(definition, base, set_keys, key, values)
+    if key == VARIANT:
+      _check_variants(definition, base, set_keys)
+    else:
+      _check_vary(definition, base, set_keys, key, values)
   headline: dict[str, None] = {}
   directions: dict[str, str] = {}
-  for combination in combinations(definition.vary):
+  for combination in definition.combinations():
     task_class = _check_combination(definition, combination)
     headline.update(dict.fromkeys(task_class.HEADLINE_METRICS))
     for name, direction in task_class.BEST_METRICS.items():
@@ -262,12 +367,7 @@ def _check_vary(definition: Definition, base: config_lib.Config,
   """A StudyError naming the --vary flag if its key is unknown or also
   --set, or one of its values is refused by the config."""
   flag = _vary_flag(key, values)
-  paths = config_lib.field_paths(base)
-  if key not in paths:
-    close = difflib.get_close_matches(key, paths, n=3, cutoff=0.5)
-    hint = f' Did you mean {" or ".join(close)}?' if close else ''
-    raise StudyError(f'{flag}: {key} is no config key.{hint} Every key is '
-                     'listed in the README ("Configuration").')
+  _check_key(flag, base, key)
   if key in set_keys:
     raise StudyError(
         f'{flag} and --set={set_keys[key]} both set {key}; a study sets a '
@@ -281,6 +381,60 @@ def _check_vary(definition: Definition, base: config_lib.Config,
           f'{flag}: the value {value!r} is refused: '
           f'{_reason(error)}. Give values {key} accepts, '
           'separated by commas.') from None
+
+
+def _check_key(where: str, base: config_lib.Config, key: str) -> None:
+  """A StudyError starting with `where` if `key` is no config key."""
+  paths = config_lib.field_paths(base)
+  if key not in paths:
+    close = difflib.get_close_matches(key, paths, n=3, cutoff=0.5)
+    hint = f' Did you mean {" or ".join(close)}?' if close else ''
+    raise StudyError(f'{where}: {key} is no config key.{hint} Every key is '
+                     'listed in the README ("Configuration").')
+
+
+def _check_variants(definition: Definition, base: config_lib.Config,
+                    set_keys: dict[str, str]) -> None:
+  """A StudyError naming the variant if one of its assignments is no
+  KEY=VALUE of a config key, sets the seed, sets a key twice or a key that
+  --set or another --vary also sets, or if the config refuses its values
+  (as it would refuse them from --vary)."""
+  varied = {key: _vary_flag(key, values) for key, values in definition.vary
+            if key != VARIANT}
+  flag = _vary_flag(VARIANT, [name for name, _ in definition.variants])
+  origin = f'{_experiment_file(definition.experiment)}\'s VARIANTS'
+  for name, assignments in definition.variants:
+    where = (f'{flag}: the variant {name} ({_shown(assignments)}, from '
+             f'{origin})')
+    seen: set[str] = set()
+    for assignment in assignments:
+      key, equals, _ = assignment.partition('=')
+      key = key.strip()
+      if not equals:
+        raise StudyError(f'{where}: {assignment!r} is no KEY=VALUE, e.g. '
+                         'train.loss=focal.')
+      _check_key(where, base, key)
+      if key == 'seed':
+        raise StudyError(f'{where} sets seed, and each run of a study gets '
+                         'its own (--seeds=N): leave it out of the variant.')
+      other = ('it sets it twice' if key in seen else
+               f'--set={set_keys[key]} also sets it' if key in set_keys else
+               f'{varied[key]} also varies it' if key in varied else '')
+      if other:
+        raise StudyError(f'{where} sets {key}, and {other}; a study sets '
+                         'each key in one place: leave it out of one of '
+                         'them.')
+      seen.add(key)
+    try:
+      config_lib.override_all(base, list(assignments))
+    except config_lib.ConfigError as error:
+      raise StudyError(f'{where} is refused: {_reason(error)}. Change the '
+                       'variant or the --set it conflicts with.') from None
+
+
+def _shown(assignments: Sequence[str]) -> str:
+  """A variant's assignments for a message: 'a=1 b=2', or 'nothing set'."""
+  return ' '.join(assignments) or 'nothing set'
 
 
 def _check_combination(definition: Definition, combination: Combination):
@@ -309,14 +463,18 @@ def _check_names(definition: Definition) -> None:
   """A StudyError if two combinations would share a directory (values that
   differ only in characters a directory name cannot hold)."""
   seen: dict[str, Combination] = {}
-  for combination in combinations(definition.vary):
+  for combination in definition.combinations():
     other = seen.setdefault(combination.name, combination)
     if other is not combination:
       raise StudyError(
-          f'--vary: the combinations {other.assignments} and '
-          f'{combination.assignments} would share the directory '
+          f'--vary: the combinations {_varied(other)} and '
+          f'{_varied(combination)} would share the directory '
           f'{combination.name}; give values that differ in letters, digits '
           "or '._+-'.")
+
+
+def _varied(combination: Combination) -> list[str]:
+  return [f'{key}={value}' for key, value in combination.settings]
 
 
 def _reason(error: Exception) -> str:
@@ -353,12 +511,30 @@ def record_definition(definition: Definition, study_dir: str) -> None:
     differ = [f'{name}: recorded {old}, given {new}' for name, old, new in
               zip(('--experiment', '--set', '--vary', '--seeds'),
                   before.flags(), definition.flags()) if old != new]
+    changed = _changed_variants(before, definition)
     again = before.command(study_dir)
+    if changed:
+      again = (f'restore {_experiment_file(definition.experiment)}\'s '
+               f'VARIANTS as recorded and run {again}')
     raise StudyError(
         f'--study_dir={study_dir} holds a study of another definition '
-        f'({path}; ' + '; '.join(differ) + '). Its runs compare only with '
-        'runs of the same experiment, --set, --vary and --seeds: use a new '
-        f'--study_dir, or go on with the recorded study: {again}')
+        f'({path}; ' + '; '.join(differ + changed) + '). Its runs compare '
+        'only with runs of the same experiment, --set, --vary, variants and '
+        f'--seeds: use a new --study_dir, or go on with the recorded study: '
+        f'{again}')
+
+
+def _changed_variants(before: Definition, now: Definition) -> list[str]:
+  """Per variant both definitions pick whose assignments differ (the
+  experiment's VARIANTS changed since the study started): what each was
+  and is."""
+  if before.experiment != now.experiment:  # --experiment says it already
+    return []
+  old, new = dict(before.variants), dict(now.variants)
+  return [f'the variant {name}: recorded {_shown(old[name])}, '
+          f'{_experiment_file(now.experiment)} now gives '
+          f'{_shown(new[name])}'
+          for name in new if name in old and old[name] != new[name]]
 
 
 def lock(study_dir: str):
@@ -705,6 +881,7 @@ def run(definition: Definition, study_dir: str, *, parallel: int,
   writes the report. Returns the exit status: 0 when every run has its
   test evaluation, 1 when some failed (the report covers the others),
   128 + the signal when the study was stopped (no report)."""
+  definition = with_variants(definition)
   measures = check(definition)
   held = lock(study_dir)
   try:
@@ -720,7 +897,7 @@ def _run_checked(definition: Definition, study_dir: str, measures: Measures,
   """`run` once the definition is checked, recorded and DIR locked."""
   say = lambda line: print(line, flush=True)
   all_runs = runs(definition, study_dir)
-  count = len(combinations(definition.vary))
+  count = len(definition.combinations())
   say(f'Study {study_dir}: {count} combination(s) x {definition.seeds} '
       f'seed(s) = {len(all_runs)} runs of {definition.experiment}, '
       f'{parallel} at a time.')
@@ -731,11 +908,12 @@ def _run_checked(definition: Definition, study_dir: str, measures: Measures,
         'unfinished. Run the same command again to resume them.')
     return 128 + stopped
   results = [read_result(r, outcome[r]) for r in all_runs]
-  order = {c.name: i for i, c in enumerate(combinations(definition.vary))}
+  order = {c.name: i for i, c in enumerate(definition.combinations())}
   results.sort(key=lambda r: (order[r.combination], r.seed))
   paths = study_report.write(
       study_dir, definition.command(study_dir), definition.seeds, results,
-      measures.headline, measures.directions, class_counts(results))
+      measures.headline, measures.directions, class_counts(results),
+      variants=definition.variants)
   say('\n' + study_report.ranking_line(results, measures.headline,
                                        measures.directions))
   say('Wrote ' + ', '.join(paths))

@@ -136,9 +136,10 @@ def class_columns(results: Sequence[RunResult],
 
 def csv_table(results: Sequence[RunResult],
               headline: Sequence[str]) -> list[list[str]]:
-  """The header and one row per run: combination, the varied settings,
-  seed, status, steps, wall_s, checkpoint_step, every numeric metric (the
-  headline ones first; empty where a run lacks one), the workdir."""
+  """The header and one row per run: combination, the varied settings
+  (a variant's name in the column `variant`), seed, status, steps,
+  wall_s, checkpoint_step, every numeric metric (the headline ones first;
+  empty where a run lacks one), the workdir."""
   keys = [key for key, _ in results[0].settings] if results else []
   metrics = list(dict.fromkeys([*headline, *(m for r in results
                                               for m in r.metrics)]))
@@ -250,18 +251,33 @@ def ranking_line(results: Sequence[RunResult], headline: Sequence[str],
           f'{number(i.mean)} over {i.n} seed(s){ci}.')
 
 
+def variants_markdown(variants: Sequence[tuple[str, Sequence[str]]]
+                      ) -> str:
+  """What each variant of --vary=variant=... stood for, as a list."""
+  lines = ["The variants (the experiment's VARIANTS when the study started, "
+           'recorded in study.json):', '']
+  for name, assignments in variants:
+    shown = ' '.join(f'`{a}`' for a in assignments) or (
+        "the experiment's config as it is")
+    lines.append(f'- **{name}**: {shown}')
+  return '\n'.join(lines)
+
+
 def summary_markdown(study_dir: str, command: str, seeds: int,
                      results: Sequence[RunResult], headline: Sequence[str],
                      directions: dict[str, str],
-                     classes: Sequence[tuple[str, int]]) -> str:
-  """summary.md: how the study was run, the best combination, a table per
-  headline metric, the recall per class (where evaluations report it),
-  and the runs without a result."""
+                     classes: Sequence[tuple[str, int]],
+                     variants: Sequence[tuple[str, Sequence[str]]] = ()
+                     ) -> str:
+  """summary.md: how the study was run (and what its variants set), the
+  best combination, a table per headline metric, the recall per class
+  (where evaluations report it), and the runs without a result."""
   names = combination_names(results)
   level = f'{CONFIDENCE:.0%}'
   parts = [
       f'# Study {study_dir}',
       f'```sh\n{command}\n```',
+      *([variants_markdown(variants)] if variants else []),
       f'{len(names)} combination(s) x {seeds} seed(s) (seed=0..{seeds - 1}); '
       'each run evaluated on the test split with its best checkpoint where '
       'it keeps one (eval.best_metric), else its last. Per combination: the '
@@ -376,16 +392,17 @@ def _draw_recalls(ax, results: Sequence[RunResult],
 
 def write(study_dir: str, command: str, seeds: int,
           results: Sequence[RunResult], headline: Sequence[str],
-          directions: dict[str, str], classes: Sequence[tuple[str, int]]
-          ) -> list[str]:
+          directions: dict[str, str], classes: Sequence[tuple[str, int]],
+          variants: Sequence[tuple[str, Sequence[str]]] = ()) -> list[str]:
   """Writes results.csv, summary.md and (when a headline metric was
-  reported) summary.png into `study_dir`; returns their paths."""
+  reported) summary.png into `study_dir`; returns their paths. `variants`:
+  (name, assignments) of the variants the study picks, for summary.md."""
   paths = [write_csv(os.path.join(study_dir, RESULTS_FILE), results,
                      headline)]
   summary = os.path.join(study_dir, SUMMARY_FILE)
   with open(summary, 'w', encoding='utf-8') as f:
     f.write(summary_markdown(study_dir, command, seeds, results, headline,
-                             directions, classes))
+                             directions, classes, variants))
   paths.append(summary)
   metric = ranked_metric(results, headline)
   if metric is not None:
