@@ -18,8 +18,8 @@ many steps as fit in train.time_limit=10 minutes (train.steps=0), the best
 checkpoint on valid kept. Rows of 64 characters let a continuation be at
 most 64 characters with its prompt (generate.max_new_tokens=48).
 
-Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-06), alone on the
-machine, on the Spanish Bible's chapters written out as users' files
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-06; matmul peak 431
+GFLOP/s as `--mode=benchmark` measures), alone on the machine, on the Spanish Bible's chapters written out as users' files
 (`python -m transformer.data.bible DIR`: train.txt 3,450,353 characters,
 valid.txt 174,063, test.txt 187,320), with
 `--set=train.time_limit=5`: the budget fitted 11,990 steps (21.2 ms each;

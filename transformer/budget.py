@@ -26,7 +26,7 @@ class Timings:
   """Seconds measured before training (transformer/loop.py)."""
   elapsed: float  # since the run started: set-up, tokenizer, data, timing
   compile: float  # compiling the train step (done again for the fitted one)
-  step: float  # one train step, steady state (the faster of two timings)
+  step: float  # one train step on real batches, steady state
   evaluation: float  # one evaluation of eval.split (0 if eval.every = 0)
   checkpoint: float  # one checkpoint save
 
