@@ -414,6 +414,9 @@ def test_recall_groups_need_training_counts_and_keep_other_keys():
                                            train_counts=[4, 3, 2, 1])
   for key in ('many_recall', 'medium_recall', 'few_recall'):
     assert key not in plain
+  # per_class gains each class's training count; the rest is unchanged.
+  assert {name: scores.pop('train_count') for name, scores in
+          grouped['per_class'].items()} == dict(zip(NAMES, [4, 3, 2, 1]))
   assert {k: grouped[k] for k in plain} == plain
   # Counts falling with the class index: 4 classes cut 2 / 1 / 1.
   recall = skm.recall_score(labels, p.argmax(1), average=None)

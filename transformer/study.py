@@ -50,7 +50,6 @@ from transformer import config as config_lib
 from transformer import experiment as experiment_lib
 from transformer import study_report
 from transformer import tasks
-from transformer.tasks.labelled import LABELS_FILE
 
 DEFINITION_FILE = 'study.json'
 LOCK_FILE = '.lock'
@@ -850,23 +849,19 @@ def read_result(run: Run, problem: str) -> study_report.RunResult:
       wall_s=sum(float(r.get('wall_s') or 0) for r in stops) if stops else None,
       checkpoint_step=steps[-1] if isinstance(steps, list) and steps else None,
       evaluation=path, metrics=study_report.numeric_metrics(evaluation),
-      recall=study_report.recalls(evaluation))
+      recall=study_report.recalls(evaluation),
+      train_counts=study_report.train_counts(evaluation))
 
 
 def class_counts(results: Sequence[study_report.RunResult]
                  ) -> list[tuple[str, int]]:
-  """(class, training count), most frequent first, from the first run's
-  labels.json ('labels' and 'counts'); [] where no run has one."""
+  """(class, training count), most frequent first, from the first run whose
+  test evaluation has them (classification's per_class 'train_count'); []
+  where none has."""
   for result in results:
-    try:
-      with open(os.path.join(result.workdir, LABELS_FILE),
-                encoding='utf-8') as f:
-        saved = json.load(f)
-      pairs = [(str(n), int(c)) for n, c in zip(saved['labels'],
-                                                saved['counts'])]
-    except (OSError, ValueError, KeyError, TypeError):
-      continue
-    return sorted(pairs, key=lambda pair: -pair[1])  # stable: ties by name
+    if result.train_counts:
+      return sorted(result.train_counts.items(),
+                    key=lambda pair: (-pair[1], pair[0]))
   return []
 
 

@@ -39,6 +39,8 @@ class RunResult(NamedTuple):
   evaluation: str | None  # the test evaluation's JSON
   metrics: dict[str, float]  # its numeric metrics (some ints)
   recall: dict[str, float]  # class -> recall, where it reports per_class
+  # class -> training count, where its per_class has them (classification)
+  train_counts: dict[str, int] = {}
 
 
 def numeric_metrics(evaluation: dict[str, Any]) -> dict[str, int | float]:
@@ -46,6 +48,17 @@ def numeric_metrics(evaluation: dict[str, Any]) -> dict[str, int | float]:
   per-class tables left out)."""
   return {name: value for name, value in evaluation.items()
           if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def train_counts(evaluation: dict[str, Any]) -> dict[str, int]:
+  """class -> training count from the evaluation's 'per_class', if any."""
+  per_class = evaluation.get('per_class')
+  if not isinstance(per_class, dict):
+    return {}
+  return {str(name): int(scores['train_count'])
+          for name, scores in per_class.items()
+          if isinstance(scores, dict) and
+          isinstance(scores.get('train_count'), int)}
 
 
 def recalls(evaluation: dict[str, Any]) -> dict[str, float]:
@@ -301,8 +314,8 @@ def summary_markdown(study_dir: str, command: str, seeds: int,
                  metric_table(results, metric, direction))
   if any(r.recall for r in results):
     parts.append('## Recall per class\n\nThe mean over seeds; classes by '
-                 'training frequency, most frequent first (counts in the '
-                 'first run\'s labels.json).\n\n' +
+                 'training frequency, most frequent first (the training '
+                 'counts its test evaluation reports).\n\n' +
                  recall_table(results, classes))
   missing = [r for r in results if r.problem]
   if missing:

@@ -69,7 +69,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
   labels (sklearn's balanced_accuracy_score; a class never predicted counts
   as 0), None with no labels. With train_counts, 'many_recall',
   'medium_recall' and 'few_recall' are the mean recalls of the thirds of
-  the classes by training count (see recall_by_frequency).
+  the classes by training count (see recall_by_frequency), and each
+  class's 'per_class' entry has its 'train_count'.
 
   Multi-label (independent sigmoids): a label is predicted when its
   probability is > 0.5. 'accuracy' is subset accuracy (every label right);
@@ -121,6 +122,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
                                              np.ones(num_classes, bool))
   if train_counts is not None:
     result.update(recall_by_frequency(recall, support, train_counts))
+    for name, count in zip(label_names, train_counts):  # for studies' order
+      result['per_class'][name]['train_count'] = int(count)
   return result
 
 
