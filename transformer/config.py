@@ -18,6 +18,10 @@ PAD_ID = 0
 UNK_ID = 1
 BOS_ID = 2
 EOS_ID = 3
+# Masked-LM vocabularies (task='masked_lm', BERT imports) also reserve the
+# [MASK] token BERT's objective replaces chosen tokens with (Devlin et al.
+# 2019, sec. 3.1).
+MASK_ID = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,13 +40,20 @@ class ModelConfig:
   num_decoder_layers: int = 6
   dropout_rate: float = 0.1  # P_drop: sub-layer outputs, embeddings (sec. 5.4)
   attention_dropout_rate: float = 0.0  # on attention probabilities; not in the paper
-  activation: Literal['relu', 'gelu'] = 'relu'  # feed-forward, eq. (2)
+  # Feed-forward, eq. (2). 'gelu' is the tanh approximation (GPT-2's
+  # "gelu_new"), 'gelu_exact' the erf form (BERT's "gelu").
+  activation: Literal['relu', 'gelu', 'gelu_exact'] = 'relu'
   # 'post': LayerNorm(x + Sublayer(x)) as in the paper (sec. 3.1);
   # 'pre': x + Sublayer(LayerNorm(x)), with a final LayerNorm (more stable deep).
   norm_position: Literal['post', 'pre'] = 'post'
   layer_norm_epsilon: float = 1e-6
   positions: Literal['sinusoidal', 'learned'] = 'sinusoidal'  # sec. 3.5
   max_length: int = 512  # table size for learned positions
+  # BERT's embeddings (Devlin et al. 2019, sec. 3): a segment ("token
+  # type") embedding table of this many rows, row 0 added to every token
+  # (0 = none), and a LayerNorm over the summed embeddings before dropout.
+  token_types: int = 0
+  embedding_norm: bool = False
   share_embeddings: bool = True  # one embedding for source and target (sec. 3.4)
   tie_output_embedding: bool = True  # pre-softmax projection = target embedding
   dtype: Literal['float32', 'bfloat16'] = 'float32'  # compute; params stay float32
@@ -90,11 +101,15 @@ class ModelConfig:
       if getattr(self, name) <= 0:
         raise ValueError(f'model.{name} must be positive, got '
                          f'{getattr(self, name)}')
+    if self.token_types < 0:
+      raise ValueError(f'model.token_types must be >= 0 (0 = none), got '
+                       f'{self.token_types}')
     for name in ('dropout_rate', 'attention_dropout_rate'):
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ValueError(f'model.{name} must be in [0, 1), got '
                          f'{getattr(self, name)}')
-    choices = {'activation': ('relu', 'gelu'), 'norm_position': ('post', 'pre'),
+    choices = {'activation': ('relu', 'gelu', 'gelu_exact'),
+               'norm_position': ('post', 'pre'),
                'positions': ('sinusoidal', 'learned'),
                'dtype': ('float32', 'bfloat16'),
                'attention_impl': ('auto', 'xla', 'cudnn'),
@@ -169,8 +184,10 @@ class DataConfig:
   # '' = ~/.cache/transformer.
   data_dir: str = ''
   # SentencePiece ('unigram', 'bpe'): one joint vocabulary of
-  # model.vocab_size pieces; 'char': one id per character (language models).
-  tokenizer: Literal['unigram', 'bpe', 'char'] = 'unigram'
+  # model.vocab_size pieces; 'char': one id per character (language models);
+  # 'huggingface': a Hugging Face `tokenizer.json` (WordPiece, byte-level
+  # BPE) that came with train.init_from (transformer/huggingface/).
+  tokenizer: Literal['unigram', 'bpe', 'char', 'huggingface'] = 'unigram'
   character_coverage: float = 1.0
   tokenizer_sentences: int = 2_000_000  # at most this many training lines
   max_length: int = 128  # tokens per row (source and target each)
@@ -316,6 +333,13 @@ class TrainConfig:
   # past it, saves a checkpoint, then ends as a finished run does (final
   # evaluation if configured). A resumed run counts its own time only.
   time_limit: float = 0.0
+  # Warm start: a fresh run's parameters from another run's workdir (its
+  # best checkpoint where one is kept, else its newest) or from a Hugging
+  # Face model directory (config.json, model.safetensors, tokenizer.json):
+  # parameters whose names and shapes match are loaded, the rest
+  # initialised (transformer/warm_start.py). The tokenizer comes with it.
+  # Read only when the run starts: resuming never reads it again. '' = off.
+  init_from: str = ''
   # Classification and regression: the loss (transformer/losses.py).
   # 'cross_entropy' (softmax; label_smoothing applies), 'focal' (Lin et al.
   # 2017, focal_gamma), 'hinge' (multi-class, Crammer-Singer), 'log_loss'
@@ -457,7 +481,7 @@ class Config:
   # 'classification' or 'regression' (encoder, pooling and a head),
   # 'language_model' (decoder only, next-token prediction).
   task: Literal['translation', 'classification', 'regression',
-                'language_model'] = 'translation'
+                'language_model', 'masked_lm'] = 'translation'
   model: ModelConfig = ModelConfig()
   data: DataConfig = DataConfig()
   train: TrainConfig = TrainConfig()

@@ -91,6 +91,12 @@ def initializers(config: ModelConfig) -> Initializers:
       stddev=config.d_model**-0.5), float(config.d_model)**0.5)
 
 
+# model.activation: 'gelu' is the tanh approximation (GPT-2), 'gelu_exact'
+# the erf form (BERT; Hendrycks & Gimpel 2016).
+ACTIVATIONS = {'relu': nn.relu, 'gelu': nn.gelu,
+               'gelu_exact': functools.partial(nn.gelu, approximate=False)}
+
+
 class FeedForward(nn.Module):
   """FFN(x) = max(0, x W1 + b1) W2 + b2, eq. (2); GELU as an option."""
   config: ModelConfig
@@ -99,7 +105,7 @@ class FeedForward(nn.Module):
   def __call__(self, x: Array, *, deterministic: bool) -> Array:
     """x: [B, L, d_model] -> [B, L, d_model]."""
     c = self.config
-    activation = {'relu': nn.relu, 'gelu': nn.gelu}[c.activation]
+    activation = ACTIVATIONS[c.activation]
     init = initializers(c)
     # wi is split on its output (mlp) and wo on its input over the 'model'
     # axis: Megatron-LM's MLP (partitioning.py).
@@ -339,6 +345,13 @@ class Transformer(nn.Module):
           c.max_length, c.d_model, name='position_embedding',
           embedding_init=partitioning.logical(
               nn.initializers.normal(stddev=0.02), None, EMBED))
+    if c.token_types:
+      self.token_type_embedding = nn.Embed(
+          c.token_types, c.d_model, name='token_type_embedding',
+          embedding_init=partitioning.logical(
+              nn.initializers.normal(stddev=0.02), None, EMBED))
+    if c.embedding_norm:
+      self.embedding_norm = layer_norm(c, 'embedding_norm')
     self.encoder_layers = self._layers(
         layer_class(EncoderLayer, c, ENCODER_STATIC_ARGNUMS), 'encoder',
         c.num_encoder_layers)
@@ -400,7 +413,9 @@ class Transformer(nn.Module):
   def _embed(self, embedding: nn.Embed, tokens: Array, positions: Array, *,
              deterministic: bool) -> Array:
     """Token embedding * sqrt(d_model) + positional encoding, then dropout
-    (model.init='gpt2': not multiplied)."""
+    (model.init='gpt2': not multiplied). BERT's switches: + the segment
+    embedding of type 0 (model.token_types), then LayerNorm
+    (model.embedding_norm)."""
     c = self.config
     scale = initializers(c).embedding_scale
     x = embedding(tokens)  # [B, L, d_model]
@@ -410,6 +425,10 @@ class Transformer(nn.Module):
       x = x + self.position_embedding(positions)
     else:
       x = x + sinusoidal_positions(positions, c.d_model)
+    if c.token_types:  # one segment per text: type 0 everywhere
+      x = x + self.token_type_embedding(jnp.zeros_like(tokens))
+    if c.embedding_norm:
+      x = self.embedding_norm(x)
     x = self.embedding_dropout(x, deterministic=deterministic)
     return x.astype(c.dtype)
 
@@ -637,3 +656,49 @@ class LanguageModel(nn.Module):
     thrown away (see `Transformer.init_cache`)."""
     return self.decoder.decode(None, None, tokens, positions, decode=True,
                                cache_length=cache_length)
+
+
+class MaskedLanguageModel(nn.Module):
+  """BERT's masked-LM (Devlin et al. 2019, sec. 3.1, appendix A.1): the
+  Transformer's encoder, then at every position a transform (dense, the
+  model's activation, LayerNorm) and the output projection tied to the
+  token embedding plus a bias per token. [B, L] ids -> [B, L, vocab_size]
+  float32 logits of the original token at each position.
+
+  Parameters: 'encoder' (`Transformer.encode`'s, as in `EncoderClassifier`,
+  so a classifier warm-starts from them), 'transform', 'transform_norm',
+  'output_bias' (BertForMaskedLM's `cls.predictions`).
+  """
+  config: ModelConfig
+  sow_weights: bool = False
+  dropout_impl: str = 'hash'
+
+  def setup(self):
+    c = self.config
+    encoder_only = dataclasses.replace(c, num_decoder_layers=0)
+    self.encoder = Transformer(encoder_only, self.sow_weights,
+                               self.dropout_impl, name='encoder')
+    init = initializers(c)
+    self.transform = nn.Dense(
+        c.d_model, dtype=c.dtype, dot_general=linear.dot_general,
+        kernel_init=partitioning.logical(init.kernel, EMBED, None),
+        bias_init=partitioning.logical(nn.initializers.zeros_init(), None),
+        name='transform')
+    self.transform_norm = layer_norm(c, 'transform_norm')
+    self.output_bias = self.param(
+        'output_bias',
+        partitioning.logical(nn.initializers.zeros_init(), VOCAB),
+        (c.vocab_size,))
+
+  def __call__(self, inputs: Array, inputs_positions: Array | None = None,
+               inputs_segmentation: Array | None = None, *,
+               deterministic: bool = True) -> Array:
+    """inputs: [B, L] ids, some replaced by MASK_ID -> [B, L, vocab]."""
+    c = self.config
+    encoded = self.encoder.encode(inputs, inputs_positions,
+                                  inputs_segmentation,
+                                  deterministic=deterministic)  # [B, L, d]
+    h = self.transform_norm(ACTIVATIONS[c.activation](self.transform(encoded)))
+    embedding = self.encoder.source_embedding
+    logits = embedding.attend(h.astype(c.dtype))  # [B, L, vocab]
+    return logits.astype(jnp.float32) + self.output_bias
