@@ -372,8 +372,9 @@ def _draw_metric(ax, results: Sequence[RunResult], metric: str,
     ax.errorbar([x], [i.mean], yerr=error, fmt='*' if name == best else 'o',
                 markersize=12 if name == best else 6, capsize=5, zorder=3,
                 color=_colour(x))
-  labels = [name.replace(',', '\n') + ('\n(best)' if name == best else '')
-            for name in names]
+  # One line per key and one per value: long values stay apart.
+  labels = [name.replace(',', '\n').replace('=', '=\n') +
+            ('\n(best)' if name == best else '') for name in names]
   ax.set_xticks(range(len(names)), labels, fontsize=8)
   ax.set_xlim(-0.6, len(names) - 0.4)
   ax.set_ylabel(metric + (f' ({BETTER[direction]})' if direction else ''))
