@@ -1,7 +1,8 @@
 """The one entry point: python launch.py --experiment=NAME [--mode=...] [--set=KEY=VALUE ...]
 
 Modes: train (default; resumes from the workdir's latest checkpoint),
-evaluate, translate, predict, generate, visualize, benchmark, and study
+evaluate, translate, predict, generate, visualize, benchmark, export (a
+Hugging Face model directory: transformer/huggingface/export.py), and study
 (--vary settings x --seeds, each an ordinary run in its own process:
 transformer/study.py). Training takes the experiment's settings; the other
 modes, on a trained workdir, the run's own (its config.json;
@@ -28,7 +29,7 @@ flags.DEFINE_string('workdir', None,
                     'default workdirs/EXPERIMENT.')
 flags.DEFINE_enum('mode', 'train',
                   ['train', 'evaluate', 'translate', 'predict', 'generate',
-                   'visualize', 'benchmark', 'study'],
+                   'visualize', 'benchmark', 'export', 'study'],
                   'What to do.')
 flags.DEFINE_multi_string('set', [], 'Config override KEY=VALUE, e.g. '
                           '--set=train.steps=100; may repeat.')
@@ -36,13 +37,16 @@ flags.DEFINE_bool('restart', False, 'train: start over in a workdir that '
                   'has a run, moving the old one to WORKDIR/previous/ '
                   '(without it, training resumes the workdir\'s run).')
 flags.DEFINE_string('checkpoint', '', 'evaluate/translate/predict/generate/'
-                    'visualize: the checkpoint to use: best (kept with '
+                    'visualize/export: the checkpoint to use: best (kept with '
                     'eval.best_metric), last, or a step; default the best '
                     'when the run keeps one, else the last.')
 flags.DEFINE_integer('step', None, 'The same as --checkpoint=STEP.')
 flags.DEFINE_string('split', 'test', 'evaluate: the split to decode.')
 flags.DEFINE_string('input', None, 'translate/predict: read lines from this '
                     'file instead of stdin.')
+flags.DEFINE_string('output', None, 'export: the directory to write the '
+                    'Hugging Face model to (config.json, model.safetensors, '
+                    'tokenizer.json); new, empty, or an earlier export.')
 flags.DEFINE_string('sentence', None, 'visualize: the source sentence.')
 flags.DEFINE_string('prompt', None, 'generate: the text to continue (printed '
                     'as generated); without it, prompts are read one per '
@@ -124,7 +128,7 @@ def load_config(name: str, overrides: list[str]):
 
 # The modes that read a trained run and the checkpoint they use.
 MODES_AFTER_TRAINING = ('evaluate', 'translate', 'predict', 'generate',
-                        'visualize')
+                        'visualize', 'export')
 
 
 def run_config(workdir: str, overrides: list[str], *, mode: str,
@@ -368,6 +372,32 @@ def visualize(config, workdir: str, checkpoint: str,
     print('Wrote:\n  ' + '\n  '.join(paths))
 
 
+def export(config, workdir: str, checkpoint: str | int | None, output: str,
+           *, experiment_name: str | None = None) -> list[str]:
+  """--mode=export --output=DIR: the run's model, with `checkpoint`
+  (`choose_step`), as a Hugging Face directory; refused before the
+  checkpoint is read if the model or DIR does not fit. Returns the paths
+  written (process 0; [] elsewhere)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from transformer import sharding, tasks  # pylint: disable=g-import-not-at-top
+  from transformer.huggingface import export as export_lib  # pylint: disable=g-import-not-at-top
+  export_lib.check_output(output)
+  check_trained(config, workdir, mode='export',
+                experiment_name=experiment_name)
+  spec = export_lib.check(config, tasks.for_run(config, workdir))
+  run = restore(config, workdir, checkpoint, mode='export',
+                experiment_name=experiment_name)
+  params = jax.tree.map(sharding.to_host, run.params)  # every process
+  if not is_lead_process():
+    return []
+  paths = export_lib.export(run.task, params, run.tokenizer, output)
+  print(f'Wrote {spec.architecture} (checkpoint {run.steps[-1]}):\n  ' +
+        '\n  '.join(paths) + '\n  load: transformers.'
+        f'{spec.architecture}.from_pretrained({output!r}), '
+        f'transformers.AutoTokenizer.from_pretrained({output!r})', flush=True)
+  return paths
+
+
 def _ints(values: list[str] | None, flag: str) -> list[int] | None:
   """--layers / --heads as integers (None: not given); ValueError if not."""
   if values is None:
@@ -391,12 +421,12 @@ def train(config, workdir: str) -> None:
           'skipped (the test file is optional; add it to evaluate on it).',
           file=sys.stderr, flush=True)
   summary = loop.train(config, workdir, restart=FLAGS.restart,
-                       experiment=FLAGS.experiment)
+                       experiment=FLAGS.experiment, overrides=FLAGS.set)
   if summary['stop_reason'] in ('SIGTERM', 'SIGINT'):  # preempted
     sys.exit(128 + {'SIGTERM': 15, 'SIGINT': 2}[summary['stop_reason']])
   # 'done' or 'time_limit': end as a finished run does.
   if config.eval.final and not missing:
-    evaluate(config, workdir, 'test', '', samples=5,  # the best, if kept
+    evaluate(summary['config'], workdir, 'test', '', samples=5,  # the best
              experiment_name=FLAGS.experiment)
   command = train_command(FLAGS.experiment, workdir)
   print(f'\nTrained to step {summary["step"]} ({summary["stop_reason"]}) in '
@@ -413,7 +443,7 @@ def train(config, workdir: str) -> None:
 # evaluated on the test split).
 STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel')
 NOT_FOR_STUDY = ('workdir', 'restart', 'checkpoint', 'step', 'split', 'input',
-                 'sentence', 'prompt', 'layers', 'heads',
+                 'output', 'sentence', 'prompt', 'layers', 'heads',
                  'coordinator_address', 'num_processes', 'process_id')
 
 
@@ -514,6 +544,8 @@ def main(argv):
     elif FLAGS.mode == 'benchmark':
       from transformer import benchmark  # pylint: disable=g-import-not-at-top
       benchmark.run(config, workdir)
+    elif FLAGS.mode == 'export':
+      export(config, workdir, choice, FLAGS.output, experiment_name=name)
   except user_errors() as error:
     print(f'\nError: {error}', file=sys.stderr, flush=True)
     sys.exit(2)

@@ -29,11 +29,13 @@ flags.FLAGS.mark_as_parsed()
 # would put the long end-to-end files, which hold few tests, last.
 LONGEST_FIRST = (
     'test_launch.py', 'test_benchmark.py', 'test_launch_runs.py',
-    'test_lm_launch.py', 'test_train.py', 'test_launch_classification.py',
+    'test_lm_launch.py', 'test_export.py', 'test_masked_lm.py',
+    'test_warm_start.py', 'test_train.py', 'test_launch_classification.py',
     'test_decode.py', 'test_end_to_end_eval.py', 'test_allocator.py',
     'test_remat_scan.py', 'test_mesh.py', 'test_model.py', 'test_notebook.py',
     'test_visualize.py', 'test_language_model.py', 'test_classification.py',
-    'test_evaluate.py')
+    'test_evaluate.py', 'test_huggingface.py', 'test_study.py',
+    'test_budget_runs.py')
 
 
 def pytest_collection_modifyitems(items):

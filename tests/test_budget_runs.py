@@ -79,7 +79,7 @@ def test_best_checkpoint_kept_and_early_stop(tmp_path):
   assert stop_step is not None and stop_step < 400, evals
   assert max(evals) == stop_step
   assert log[-1]['stop_reason'] == 'early_stop' and log[-1]['step'] == stop_step
-  assert f'Early stop: 2 evaluations without a better valid loss' in out.stdout
+  assert 'Early stop: 2 evaluations without a better valid loss' in out.stdout
   # Rotation keeps one checkpoint (the last); the best is kept beside it.
   kept = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
   assert kept.steps() == sorted({best_step, stop_step})

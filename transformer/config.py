@@ -65,6 +65,9 @@ class ModelConfig:
   # outputs become one vector per text. 'mean' over the real (non-padding)
   # tokens, or 'first': the output at the first token, a [CLS]-style BOS.
   pooling: Literal['mean', 'first'] = 'mean'
+  # BERT's pooler (BertForSequenceClassification): the pooled vector through
+  # a dense layer d_model -> d_model and tanh before the head's dropout.
+  pooler: bool = False
   # Initialisation (transformer/model.py, `initializers`). 'xavier': Glorot
   # uniform kernels, token embeddings N(0, d^-1/2) multiplied by sqrt(d)
   # (sec. 3.4). 'gpt2' (Radford et al. 2019; nanoGPT): every kernel and
@@ -119,9 +122,10 @@ class ModelConfig:
       if getattr(self, name) not in allowed:
         raise ValueError(f'model.{name}={getattr(self, name)!r} is not one of '
                          f'{allowed}')
-    if not isinstance(self.scan_layers, bool):
-      raise ValueError(f'model.scan_layers must be true or false, got '
-                       f'{self.scan_layers!r}')
+    for name in ('scan_layers', 'pooler'):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f'model.{name} must be true or false, got '
+                         f'{getattr(self, name)!r}')
     if self.attention_impl == 'cudnn' and (self.dtype != 'bfloat16' or
                                            self.attention_dropout_rate > 0):
       raise ValueError(
@@ -368,6 +372,13 @@ class TrainConfig:
   ldam_max_margin: float = 0.5
   focal_gamma: float = 2.0
   huber_delta: float = 1.0
+  # task='masked_lm' (BERT, Devlin et al. 2019, sec. 3.1): the share of the
+  # ordinary tokens chosen for prediction, and of those the share replaced
+  # by [MASK] and the share by a random token (the rest are kept as they
+  # are; appendix C.2 compares other splits).
+  mask_rate: float = 0.15
+  mask_token_rate: float = 0.8
+  random_token_rate: float = 0.1
 
   # Every training setting may change on resume: the optimizer state's
   # structure does not depend on them (train.make_optimizer), so e.g. adding
@@ -400,6 +411,14 @@ class TrainConfig:
       if getattr(self, name) <= 0:
         raise ValueError(f'train.{name} must be positive, got '
                          f'{getattr(self, name)}')
+    if not 0.0 < self.mask_rate < 1.0 or min(
+        self.mask_token_rate, self.random_token_rate) < 0.0 or (
+            self.mask_token_rate + self.random_token_rate > 1.0):
+      raise ValueError(
+          f'train.mask_rate={self.mask_rate} must be in (0, 1), and '
+          f'train.mask_token_rate={self.mask_token_rate} and '
+          f'train.random_token_rate={self.random_token_rate} must be >= 0 '
+          'with a sum <= 1 (BERT: 0.15, 0.8, 0.1)')
     if self.dropout_rng not in ('hash', 'rbg', 'threefry'):
       raise ValueError(f'train.dropout_rng={self.dropout_rng!r} is not one of '
                        "('hash', 'rbg', 'threefry')")

@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -23,6 +23,7 @@ from transformer import budget
 from transformer import config as config_lib
 from transformer import tasks
 from transformer import train as train_lib
+from transformer import warm_start
 from transformer import workdir as workdir_lib
 from transformer.best import BestMetric, Progress
 from transformer.checkpoint import Checkpointer
@@ -95,7 +96,8 @@ def _format_duration(seconds: float) -> str:
 
 
 def train(config: Config, workdir: str, *, restart: bool = False,
-          experiment: str | None = None) -> dict[str, Any]:
+          experiment: str | None = None,
+          overrides: Sequence[str] = ()) -> dict[str, Any]:
   """Trains (or resumes) the experiment in `workdir` to config.train.steps.
 
   Args:
@@ -103,9 +105,12 @@ def train(config: Config, workdir: str, *, restart: bool = False,
       start over, instead of resuming it.
     experiment: the experiment's name, recorded with the run's config
       (workdir.EXPERIMENT_FILE) for the modes after training.
+    overrides: the command line's --set ('KEY=VALUE'): a warm start
+      (train.init_from) refuses those that contradict its source.
   Returns:
     A summary: final step, last logged metrics, wall time, stop reason
-    ('done', 'time_limit', 'SIGTERM' or 'SIGINT').
+    ('done', 'time_limit', 'SIGTERM' or 'SIGINT'), and the config as
+    trained ('config': with what a warm start or a budget fixed).
   """
   start_time = time.time()
   lock = workdir_lib.Lock(workdir) if jax.process_index() == 0 else None
@@ -116,15 +121,18 @@ def train(config: Config, workdir: str, *, restart: bool = False,
       if previous:
         print(f'--restart: moved the previous run to {previous}.', flush=True)
     multihost_utils.sync_global_devices('workdir ready')
+    config, warm = warm_start.resolve(config, workdir, overrides)
     workdir_lib.check_config(config, workdir, experiment=experiment)
-    return _train(config, workdir, start_time)
+    return _train(config, workdir, start_time, warm)
   finally:
     if lock:
       lock.release()
 
 
-def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
-  """`train` inside the locked workdir."""
+def _train(config: Config, workdir: str, start_time: float,
+           warm: warm_start.Plan | None) -> dict[str, Any]:
+  """`train` inside the locked workdir; `warm`: where a new run's
+  parameters start from (train.init_from), if anywhere."""
   best = tasks.best_metric(config)  # a bad name stops before any work
   mesh = train_lib.make_mesh(config=config)
   train_lib.check_batch_sizes(config, mesh, training=True)
@@ -134,6 +142,8 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
   # the same files from the shared workdir.
   if jax.process_index() == 0:
     task = tasks.for_run(config, workdir, create=True)
+    if warm:  # the source's tokenizer, unless the workdir has it already
+      warm_start.copy_tokenizer(warm, config, workdir)
     tokenizer_lib.load_or_train(config, workdir, task.tokenizer_corpus)
   multihost_utils.sync_global_devices('tokenizer ready')
   task = tasks.for_run(config, workdir)
@@ -147,9 +157,9 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'),
                               keep=config.train.keep_checkpoints, best=best)
   init_rng, dropout_rng = train_lib.seed_rngs(config)
+  abstract = train_lib.abstract_state(task, mesh, sharding)
   try:
-    restored = checkpointer.restore(
-        train_lib.abstract_state(task, mesh, sharding), iterator)
+    restored = checkpointer.restore(abstract, iterator)
   except Exception:
     checkpointer.close()
     raise
@@ -161,6 +171,15 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
         'resume. To start over in this workdir, run the same command with '
         '--restart (the old run is moved to WORKDIR/previous/).')
   start_step = 0 if restored is None else restored[1]
+  # A warm start's source, read and checked against this model before any
+  # step; a run that resumes from its own checkpoint never reads it.
+  loaded = None
+  if warm and restored is None:
+    try:
+      loaded = warm_start.load(warm, abstract.params, config)
+    except Exception:
+      checkpointer.close()
+      raise
   evaluator = None
   if config.eval.every:
     evaluator = task.evaluator(tokenizer, mesh, config.eval.split,
@@ -174,6 +193,8 @@ def _train(config: Config, workdir: str, start_time: float) -> dict[str, Any]:
   print('Config:\n' + config_lib.to_json(config), flush=True)
   if restored is None:
     state = init_fn(init_rng)
+    if loaded is not None:
+      state = state.replace(params=warm_start.overlay(state.params, loaded))
     print(f'Starting a new run in {workdir} on {mesh.size} device(s) '
           f'({jax.devices()[0].platform}).', flush=True)
   else:
@@ -261,6 +282,7 @@ def _loop(config: Config, workdir: str, task, mesh, state, start_step: int,
     stop.restore()
   summary = {'step': step, 'stop_reason': stop_reason,
              'wall_s': time.time() - start_time, 'try_it': task.try_it,
+             'config': config,  # as trained (warm start, budget resolved)
              **last_metrics}
   if stop_reason == 'time_limit':
     print(f'Stopped at step {step}: train.time_limit='

@@ -582,6 +582,8 @@ def pool(encoded: Array, mask: Array, how: str) -> Array:
 class EncoderClassifier(nn.Module):
   """The Transformer's encoder, pooling and a linear head (classification
   and regression): [B, L] token ids -> [B, num_outputs] float32 scores.
+  With model.pooler, BERT's pooler (dense d -> d, tanh) between pooling
+  and the head's dropout.
 
   The encoder is `Transformer.encode` itself (no decoder layers), so its
   parameters sit under 'encoder' exactly as in the translation model.
@@ -592,10 +594,18 @@ class EncoderClassifier(nn.Module):
   dropout_impl: str = 'hash'
 
   def setup(self):
-    encoder_only = dataclasses.replace(self.config, num_decoder_layers=0)
+    c = self.config
+    encoder_only = dataclasses.replace(c, num_decoder_layers=0)
     self.encoder = Transformer(encoder_only, self.sow_weights,
                                self.dropout_impl, name='encoder')
-    self.dropout = Dropout(self.config.dropout_rate, self.dropout_impl)
+    if c.pooler:  # BERT's pooler (Devlin et al. 2019, sec. 3; BertPooler)
+      self.pooler = nn.Dense(
+          c.d_model, dtype=c.dtype, dot_general=linear.dot_general,
+          kernel_init=partitioning.logical(initializers(c).kernel, EMBED,
+                                           None),
+          bias_init=partitioning.logical(nn.initializers.zeros_init(), None),
+          name='pooler')
+    self.dropout = Dropout(c.dropout_rate, self.dropout_impl)
     # Zero-initialised: every class starts equally likely, every regression
     # output at the (standardised) mean.
     # Never split over 'model': a few outputs per text.
@@ -609,6 +619,9 @@ class EncoderClassifier(nn.Module):
     """inputs: [B, L] ids (PAD_ID after the text) -> [B, num_outputs]."""
     encoded = self.encoder.encode(inputs, deterministic=deterministic)
     pooled = pool(encoded, inputs != PAD_ID, self.config.pooling)  # [B, d]
+    if self.config.pooler:  # tanh(W p + b), then dropout, as
+      # BertForSequenceClassification does
+      pooled = jnp.tanh(self.pooler(pooled)).astype(jnp.float32)
     pooled = self.dropout(pooled, deterministic=deterministic)
     return self.head(pooled)
 
@@ -694,11 +707,23 @@ class MaskedLanguageModel(nn.Module):
                inputs_segmentation: Array | None = None, *,
                deterministic: bool = True) -> Array:
     """inputs: [B, L] ids, some replaced by MASK_ID -> [B, L, vocab]."""
+    return self.predict(self.encode(inputs, inputs_positions,
+                                    inputs_segmentation,
+                                    deterministic=deterministic))
+
+  def encode(self, inputs: Array, inputs_positions: Array | None = None,
+             inputs_segmentation: Array | None = None, *,
+             deterministic: bool = True) -> Array:
+    """inputs: [B, L] ids -> [B, L, d_model] encoder outputs."""
+    return self.encoder.encode(inputs, inputs_positions, inputs_segmentation,
+                               deterministic=deterministic)
+
+  def predict(self, encoded: Array) -> Array:
+    """[..., d_model] encoder outputs -> [..., vocab] float32 logits. Any
+    leading shape: training predicts only the chosen positions, gathered
+    (tasks/masked_lm/gather.py), as BERT's own code does."""
     c = self.config
-    encoded = self.encoder.encode(inputs, inputs_positions,
-                                  inputs_segmentation,
-                                  deterministic=deterministic)  # [B, L, d]
     h = self.transform_norm(ACTIVATIONS[c.activation](self.transform(encoded)))
     embedding = self.encoder.source_embedding
-    logits = embedding.attend(h.astype(c.dtype))  # [B, L, vocab]
+    logits = embedding.attend(h.astype(c.dtype))  # [..., vocab]
     return logits.astype(jnp.float32) + self.output_bias

@@ -30,10 +30,14 @@ CONFIG_FILE = 'config.json'
 EXPERIMENT_FILE = 'experiment.txt'
 # The tokenizer's files (transformer/data/tokenizer.py).
 TOKENIZER_FILES = ('tokenizer.model', 'tokenizer.vocab', 'tokenizer.chars.json')
+# Where a warm-started run's parameters came from and the config keys its
+# source fixed (transformer/warm_start.py).
+WARM_START_FILE = 'warm_start.json'
 # What `set_aside_run` moves: everything a training run writes; the task
 # families add what their tasks learn from the training data (`run_files`).
 RUN_FILES = ('checkpoints', CONFIG_FILE, EXPERIMENT_FILE, budget.FILE,
-             'metrics.jsonl', 'tensorboard', 'eval') + TOKENIZER_FILES
+             WARM_START_FILE, 'metrics.jsonl', 'tensorboard',
+             'eval') + TOKENIZER_FILES
 
 # What --set may change in the modes after training (evaluate, predict,
 # translate, generate, visualize, benchmark on a trained workdir), which

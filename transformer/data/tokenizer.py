@@ -34,9 +34,12 @@ import sentencepiece as spm
 
 from transformer.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Config
 from transformer.data.corpus import DataError
+from transformer.huggingface import vocabulary as hf_vocabulary
+from transformer.huggingface.tokenizer import HuggingFaceTokenizer
 
 MODEL_FILENAME = 'tokenizer.model'
 CHARS_FILENAME = 'tokenizer.chars.json'
+HF_FILENAME = 'tokenizer.json'  # data.tokenizer='huggingface'
 CHARS_FORMAT = 'transformer-char-tokenizer'
 CHARS_VERSION = 1
 SPECIAL_PIECES = ('<pad>', '<unk>', '<s>', '</s>')  # ids 0-3, as SentencePiece
@@ -105,25 +108,30 @@ class CharTokenizer:
   """One id per character (Unicode code point), after the fixed specials.
 
   Ids 4.. are the training text's most frequent characters, most frequent
-  first (ties by code point). Ids past the last character, up to
-  vocab_size, belong to no character: the vocabulary is still exactly
-  model.vocab_size, like SentencePiece's. Characters outside it encode as
-  UNK_ID. No normalisation: newlines, tabs and any other character are
-  kept as they are, so decode(encode(text)) == text when every character
-  is in the vocabulary; UNK and unused ids decode as U+FFFD.
+  first (ties by code point), after the `reserved` pieces if any (a masked
+  LM's '<mask>' at id 4; no text encodes to them). Ids past the last
+  character, up to vocab_size, belong to no character: the vocabulary is
+  still exactly model.vocab_size, like SentencePiece's. Characters outside
+  it encode as UNK_ID. No normalisation: newlines, tabs and any other
+  character are kept as they are, so decode(encode(text)) == text when
+  every character is in the vocabulary; UNK and unused ids decode as
+  U+FFFD.
   """
 
-  def __init__(self, chars: Sequence[str], vocab_size: int, path: str = ''):
+  def __init__(self, chars: Sequence[str], vocab_size: int, path: str = '',
+               reserved: Sequence[str] = ()):
     if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
       raise ValueError('chars must be distinct single characters')
-    if len(SPECIAL_PIECES) + len(chars) > vocab_size:
-      raise ValueError(f'{len(chars)} characters and {len(SPECIAL_PIECES)} '
+    specials = list(SPECIAL_PIECES) + list(reserved)
+    if len(specials) + len(chars) > vocab_size:
+      raise ValueError(f'{len(chars)} characters and {len(specials)} '
                        f'specials do not fit in vocab_size={vocab_size}')
     self.path = path
     self.training_seconds: float | None = None  # set by load_or_train
-    self._pieces = list(SPECIAL_PIECES) + list(chars)
+    self.reserved = tuple(reserved)
+    self._pieces = specials + list(chars)
     self._vocab_size = vocab_size
-    self._ids = {c: i for i, c in enumerate(chars, len(SPECIAL_PIECES))}
+    self._ids = {c: i for i, c in enumerate(chars, len(specials))}
 
   @property
   def vocab_size(self) -> int:
@@ -131,8 +139,8 @@ class CharTokenizer:
 
   @property
   def chars(self) -> list[str]:
-    """The characters in id order, from id 4."""
-    return self._pieces[len(SPECIAL_PIECES):]
+    """The characters in id order, from id 4 (after the reserved pieces)."""
+    return self._pieces[len(SPECIAL_PIECES) + len(self.reserved):]
 
   def encode(self, text: str) -> list[int]:
     """Token ids of `text`, one per character, without BOS or EOS."""
@@ -173,6 +181,8 @@ class CharTokenizer:
     """Writes the vocabulary to `path` as JSON, atomically."""
     state = {'format': CHARS_FORMAT, 'version': CHARS_VERSION,
              'vocab_size': self._vocab_size, 'chars': self.chars}
+    if self.reserved:  # files without the key have none (as before)
+      state['reserved'] = list(self.reserved)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.tokenizer-tmp-', dir=directory)
@@ -196,12 +206,13 @@ class CharTokenizer:
         raise ValueError(f"format {state['format']!r} version "
                          f"{state['version']!r}, expected {CHARS_FORMAT!r} "
                          f'version {CHARS_VERSION}')
-      if not isinstance(state['vocab_size'], int) or not isinstance(
-          state['chars'], list) or not all(
-              isinstance(c, str) for c in state['chars']):
-        raise ValueError('vocab_size must be an integer, chars a list of '
-                         'strings')
-      return cls(state['chars'], state['vocab_size'], path)
+      reserved = state.get('reserved', [])
+      if not isinstance(state['vocab_size'], int) or not all(
+          isinstance(v, list) and all(isinstance(c, str) for c in v)
+          for v in (state['chars'], reserved)):
+        raise ValueError('vocab_size must be an integer, chars and reserved '
+                         'lists of strings')
+      return cls(state['chars'], state['vocab_size'], path, reserved)
     except (UnicodeError, ValueError, KeyError, TypeError) as error:
       raise DataError(f'{path} is not a character tokenizer this code can '
                       f'read ({error}); delete it to rebuild') from None
@@ -234,8 +245,12 @@ def training_sentences(pairs: Sequence[tuple[str, ...]], max_sentences: int,
 
 def train(pairs: Sequence[tuple[str, str]], path: str, *, vocab_size: int,
           model_type: str = 'unigram', character_coverage: float = 1.0,
-          max_sentences: int = 2_000_000, seed: int = 0) -> Tokenizer:
+          max_sentences: int = 2_000_000, seed: int = 0,
+          reserved: Sequence[str] = ()) -> Tokenizer:
   """Trains a SentencePiece model on `pairs` and writes it to `path`.
+
+  reserved: pieces given the ids right after the four specials (4, ...),
+  e.g. a masked LM's '<mask>' (SentencePiece's user-defined symbols).
 
   Written atomically: trained in a temporary directory next to `path`, then
   renamed, so a crash never leaves a half-written model behind.
@@ -253,11 +268,13 @@ def train(pairs: Sequence[tuple[str, str]], path: str, *, vocab_size: int,
           character_coverage=character_coverage,
           pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
           pad_piece='<pad>', unk_piece='<unk>', bos_piece='<s>',
-          eos_piece='</s>', max_sentence_length=MAX_SENTENCE_BYTES,
+          eos_piece='</s>', user_defined_symbols=list(reserved),
+          max_sentence_length=MAX_SENTENCE_BYTES,
           num_threads=os.cpu_count() or 1, minloglevel=2)
     except RuntimeError as error:
       fixable = _training_error(error, vocab_size, model_type,
-                                character_coverage)
+                                character_coverage,
+                                len(SPECIAL_PIECES) + len(reserved))
       if fixable is None:
         raise
       raise fixable from None
@@ -270,7 +287,8 @@ def train(pairs: Sequence[tuple[str, str]], path: str, *, vocab_size: int,
 
 
 def _training_error(error: RuntimeError, vocab_size: int, model_type: str,
-                    character_coverage: float) -> DataError | None:
+                    character_coverage: float,
+                    specials: int = len(SPECIAL_PIECES)) -> DataError | None:
   """A DataError for SentencePiece's errors that the config can fix (the
   vocabulary too large or too small for the corpus, no text); else None."""
   message = str(error)
@@ -291,8 +309,8 @@ def _training_error(error: RuntimeError, vocab_size: int, model_type: str,
     return DataError(
         f'model.vocab_size={vocab_size} is too small for this training '
         f'corpus: with data.character_coverage={character_coverage} its '
-        f'{needed - len(SPECIAL_PIECES)} characters (the word boundary '
-        f'included) and the {len(SPECIAL_PIECES)} special tokens need at '
+        f'{needed - specials} characters (the word boundary '
+        f'included) and the {specials} special tokens need at '
         f"least {needed} pieces with data.tokenizer='{model_type}'. Set "
         f'model.vocab_size to {needed} or more, lower '
         'data.character_coverage (e.g. 0.9995: the rarest characters become '
@@ -316,35 +334,81 @@ def char_vocabulary(lines: Iterable[str], num_chars: int) -> list[str]:
 
 def train_chars(pairs: Sequence[tuple[str, ...]], path: str, *,
                 vocab_size: int, max_sentences: int = 2_000_000,
-                seed: int = 0) -> CharTokenizer:
+                seed: int = 0, reserved: Sequence[str] = ()
+                ) -> CharTokenizer:
   """A CharTokenizer of the characters of `pairs` (the lines SentencePiece
-  would train on), written to `path`."""
-  num_chars = vocab_size - len(SPECIAL_PIECES)
+  would train on), written to `path`; `reserved` pieces take ids 4, ...."""
+  specials = len(SPECIAL_PIECES) + len(reserved)
+  num_chars = vocab_size - specials
   if num_chars <= 0:
     raise DataError(
         f"model.vocab_size={vocab_size} leaves no ids for characters with "
-        f"data.tokenizer='char' (ids 0-3 are the special tokens): set it to "
-        f'{len(SPECIAL_PIECES) + 1} or more')
+        f"data.tokenizer='char' (ids 0-{specials - 1} are the special "
+        f'tokens): set it to {specials + 1} or more')
   chars = char_vocabulary(training_sentences(pairs, max_sentences, seed),
                           num_chars)
   if not chars:
     raise DataError('the training split has no non-empty lines to build the '
                     'character vocabulary from')
-  tokenizer = CharTokenizer(chars, vocab_size)
+  tokenizer = CharTokenizer(chars, vocab_size, reserved=reserved)
   tokenizer.save(path)
   return tokenizer
 
 
+def reserved_pieces(config: Config) -> tuple[str, ...]:
+  """The pieces config's task reserves at ids 4, ... (its class's
+  RESERVED_PIECES: a masked LM's '<mask>' at MASK_ID); usually none."""
+  # Imported here: the task families' modules import this one.
+  from transformer import tasks  # pylint: disable=g-import-not-at-top
+  return tuple(tasks.family(config).task_class.RESERVED_PIECES)
+
+
+def check_reserved(config: Config, tokenizer: Tokenizer | CharTokenizer,
+                   path: str) -> None:
+  """DataError unless a loaded tokenizer holds the pieces config's task
+  reserves at their ids (e.g. a language model's tokenizer copied into a
+  masked LM's workdir: its id 4 is text, not [MASK])."""
+  reserved = reserved_pieces(config)
+  first = len(SPECIAL_PIECES)
+  found = tuple(tokenizer.id_to_piece(i) for i in range(
+      first, min(first + len(reserved), tokenizer.vocab_size)))
+  if found != reserved:
+    raise DataError(
+        f'{path} has {", ".join(found) or "nothing"} at ids {first}..'
+        f'{first + len(reserved) - 1}, where task={config.task} needs '
+        f'{", ".join(reserved)}: it was trained for another task. Delete it '
+        'to retrain, or use a fresh workdir')
+
+
 def filename(config: Config) -> str:
   """The tokenizer's file in a workdir, by data.tokenizer."""
-  return CHARS_FILENAME if config.data.tokenizer == 'char' else MODEL_FILENAME
+  return {'char': CHARS_FILENAME, 'huggingface': HF_FILENAME}.get(
+      config.data.tokenizer, MODEL_FILENAME)
+
+
+def load_huggingface(path: str) -> HuggingFaceTokenizer:
+  """data.tokenizer='huggingface': `path` (tokenizer.json) and the
+  vocabulary map beside it, which train.init_from installs from a Hugging
+  Face directory (`transformer.huggingface.install_tokenizer`); never
+  trained here."""
+  if not os.path.exists(path):
+    raise DataError(
+        f"data.tokenizer='huggingface' reads {path}, which is missing: it "
+        'comes with train.init_from=DIR, a Hugging Face model directory '
+        '(config.json, model.safetensors, tokenizer.json). Set '
+        'train.init_from, or choose another data.tokenizer (unigram, bpe, '
+        'char) to train one')
+  return HuggingFaceTokenizer.load(path, os.path.join(
+      os.path.dirname(path), hf_vocabulary.FILENAME))
 
 
 def load_or_train(config: Config, directory: str,
                   corpus: Callable[[], Sequence[tuple[str, ...]]] | None = None
-                  ) -> Tokenizer | CharTokenizer:
+                  ) -> Tokenizer | CharTokenizer | HuggingFaceTokenizer:
   """`directory/tokenizer.model` (data.tokenizer='char':
-  `tokenizer.chars.json`), trained on the training split if missing.
+  `tokenizer.chars.json`), trained on the training split if missing;
+  data.tokenizer='huggingface': `tokenizer.json`, installed, never trained
+  (`load_huggingface`).
 
   corpus: gives the texts to train on when needed, as tuples of strings
     (the task's `tokenizer_corpus`); default: that of the config's task
@@ -357,8 +421,11 @@ def load_or_train(config: Config, directory: str,
   """
   chars = config.data.tokenizer == 'char'
   path = os.path.join(directory, filename(config))
-  if os.path.exists(path):
+  if config.data.tokenizer == 'huggingface':
+    tokenizer = load_huggingface(path)
+  elif os.path.exists(path):
     tokenizer = CharTokenizer.load(path) if chars else Tokenizer(path)
+    check_reserved(config, tokenizer, path)
   else:
     if corpus is None:
       # Imported here: the task families' modules import this one.
@@ -372,13 +439,15 @@ def load_or_train(config: Config, directory: str,
     if chars:
       tokenizer = train_chars(
           pairs, path, vocab_size=config.model.vocab_size,
-          max_sentences=config.data.tokenizer_sentences, seed=config.seed)
+          max_sentences=config.data.tokenizer_sentences, seed=config.seed,
+          reserved=reserved_pieces(config))
     else:
       tokenizer = train(
           pairs, path, vocab_size=config.model.vocab_size,
           model_type=config.data.tokenizer,
           character_coverage=config.data.character_coverage,
-          max_sentences=config.data.tokenizer_sentences, seed=config.seed)
+          max_sentences=config.data.tokenizer_sentences, seed=config.seed,
+          reserved=reserved_pieces(config))
     tokenizer.training_seconds = time.perf_counter() - start
   if tokenizer.vocab_size != config.model.vocab_size:
     raise DataError(

@@ -1,9 +1,9 @@
 """Task families behind one interface (`base.Task`); `config.task` picks one.
 
 This is the one place that maps `config.task` to a family: each family is a
-package here (translation/, labelled/, language_model/) holding its model
-glue, loss, data, evaluation, prediction, benchmark hooks, pictures and
-baselines. Generic code gets a task from `for_run` (or `for_config`,
+package here (translation/, labelled/, language_model/, masked_lm/)
+holding its model glue, loss, data, evaluation, prediction, benchmark hooks,
+pictures and baselines. Generic code gets a task from `for_run` (or `for_config`,
 `for_benchmark`) and asks it.
 """
 
@@ -14,7 +14,7 @@ from typing import Callable
 
 from transformer.best import BestMetric
 from transformer.config import Config, ConfigError
-from transformer.tasks import labelled, language_model, translation
+from transformer.tasks import labelled, language_model, masked_lm, translation
 from transformer.tasks.base import Task
 
 
@@ -46,6 +46,8 @@ FAMILIES = {
     'language_model': Family(language_model.LanguageModelTask,
                              language_model.prepare,
                              language_model.benchmark_task),
+    'masked_lm': Family(masked_lm.MaskedLMTask, masked_lm.prepare,
+                        masked_lm.benchmark_task),
 }
 
 

@@ -23,10 +23,10 @@ Required (abstract below):
 
 Optional hooks, with defaults for the families that lack them: the modes a
 family adds (`MODES`), the files a run keeps in its workdir (`RUN_FILES`),
-the train log's derived metrics (`train_log_metrics`), generation
+the tokenizer's reserved pieces (`RESERVED_PIECES`), the train log's derived metrics (`train_log_metrics`), generation
 (`generate_texts`), the benchmark (`benchmark`, a `BenchmarkHooks`), and
 the pictures (`pictures`, `CURVE_SCORES`, `SENTENCE_PURPOSE`,
-`attention_layers`).
+`attention_layers`), and the Hugging Face export (`export_spec`).
 
 Losses are sums, never means (transformer/losses.py), so the train step
 divides once by the total weight, exactly across devices, hosts and
@@ -48,8 +48,10 @@ from transformer.config import Config
 Array = jax.Array
 Batch = dict[str, Array]
 
-# The modes every task serves (launch.py --mode=...).
-COMMON_MODES = ('train', 'evaluate', 'predict', 'visualize', 'benchmark')
+# The modes every task serves (launch.py --mode=...). 'export' refuses a
+# task whose `export_spec` is None, saying why.
+COMMON_MODES = ('train', 'evaluate', 'predict', 'visualize', 'benchmark',
+                'export')
 # The benchmark: the first batch compiles, the next WARMUP_STEPS warm up.
 WARMUP_STEPS = 2
 
@@ -122,6 +124,29 @@ class BenchmarkBatches(NamedTuple):
   def timed_mean(self, name: str) -> float:
     """The mean of counts[name] over the timed batches."""
     return statistics.mean(self.counts[name][1 + WARMUP_STEPS:])
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSpec:
+  """What --mode=export writes a task's model as: a Hugging Face
+  architecture (transformer/huggingface/export.py).
+
+  architecture: transformers' class, 'GPT2LMHeadModel', 'BertForMaskedLM'
+    or 'BertForSequenceClassification'.
+  bos, eos: the family's pipeline puts BOS before, EOS after a text's
+    pieces; the exported tokenizer adds them likewise.
+  config: config.json's keys of the head (num_labels, id2label,
+    problem_type).
+  head: (matrix [outputs, labels], offset [labels]): the exported head's
+    outputs are ours @ matrix + offset, folded into its weights (e.g. a
+    regression's standardised outputs back in the targets' units); None:
+    ours as they are.
+  """
+  architecture: str
+  bos: bool = False
+  eos: bool = False
+  config: dict[str, Any] = dataclasses.field(default_factory=dict)
+  head: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class BenchmarkHooks:
@@ -220,6 +245,9 @@ class Task(abc.ABC):
   HEADLINE_METRICS: ClassVar[tuple[str, ...]] = ()
   # What --sentence is for, in the message when it is empty.
   SENTENCE_PURPOSE: ClassVar[str] = 'to label'
+  # Pieces the family's tokenizer reserves at ids 4, ... after the fixed
+  # specials (tokenizer.load_or_train): a masked LM's '<mask>' at MASK_ID.
+  RESERVED_PIECES: ClassVar[tuple[str, ...]] = ()
 
   @classmethod
   def modes(cls) -> tuple[str, ...]:
@@ -305,3 +333,8 @@ class Task(abc.ABC):
     run.out_dir; returns the PNGs written (process 0; [] elsewhere)."""
     del run
     return []
+
+  def export_spec(self) -> ExportSpec | None:
+    """--mode=export: the Hugging Face architecture this run is written as;
+    None: the family has none (the export is refused, saying so)."""
+    return None

@@ -351,6 +351,23 @@ class Classification(_Labelled):
     matrix (pictures.py)."""
     return pictures_lib.classification_pictures(run)
 
+  def export_spec(self) -> base.ExportSpec:
+    """BertForSequenceClassification with the class names. One sigmoid
+    logit z (two classes, log_loss) becomes the logits (0, z), whose softmax
+    is (1 - sigmoid(z), sigmoid(z)); eval.logit_adjust_tau is folded into
+    the bias (Menon et al. 2021, eq. 9): the export predicts as
+    --mode=predict does."""
+    tau = self.config.eval.logit_adjust_tau
+    head = None
+    if self.sigmoid:
+      head = (np.array([[0.0, 1.0]]), np.zeros(2))
+    elif tau and not self.multi_label:
+      head = (np.eye(len(self.labels)),
+              -tau * losses.log_prior(self.training_counts()))
+    problem = ('multi_label_classification' if self.multi_label else
+               'single_label_classification')
+    return _export_spec(self.config, self.labels, problem, head)
+
 
 @dataclasses.dataclass(frozen=True)
 class Regression(_Labelled):
@@ -426,6 +443,23 @@ class Regression(_Labelled):
   def pictures(self, run: base.PictureRun) -> list[str]:
     """The encoder's attention (pictures.py)."""
     return pictures_lib.encoder_pictures(run)
+
+  def export_spec(self) -> base.ExportSpec:
+    """BertForSequenceClassification for regression, its outputs in the
+    targets' units: output * std + mean folded into the head."""
+    return _export_spec(self.config, self.names, 'regression',
+                        (np.diag(self.std), np.asarray(self.mean)))
+
+
+def _export_spec(config: Config, names: Sequence[str], problem: str,
+                 head) -> base.ExportSpec:
+  """The labelled families' export: the pipeline's [BOS] + pieces + EOS
+  (pipeline.encode_text), one label name per output."""
+  return base.ExportSpec(
+      'BertForSequenceClassification', bos=config.model.pooling == 'first',
+      eos=True, config={'id2label': {str(i): n for i, n in enumerate(names)},
+                        'label2id': {n: i for i, n in enumerate(names)},
+                        'problem_type': problem}, head=head)
 
 
 # ---------------------------------------------------------------------------

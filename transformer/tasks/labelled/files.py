@@ -73,6 +73,10 @@ class LabelSpec:
                data.label_separator)
 
 
+# No label column: the texts alone (text_examples' spec).
+TEXT_ONLY = LabelSpec(columns=())
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """Where text and labels are in a file's records: column positions (TSV,
@@ -388,10 +392,16 @@ def missing_split(config: Config, split: str) -> str | None:
   return (f'{directory} has no test.tsv, test.csv or test.jsonl')
 
 
-def text_examples(config: Config, split: str) -> LabelledFile:
-  """The split of the files in data.text_dir (module docstring)."""
+def text_examples(config: Config, split: str,
+                  spec: LabelSpec | None = None) -> LabelledFile:
+  """The split of the files in data.text_dir (module docstring).
+
+  spec: what the label fields hold (default: `LabelSpec.of(config)`);
+  `TEXT_ONLY` reads the texts alone, with no label column (a masked LM's
+  documents): each example is (text, ()).
+  """
   directory, files = _text_files(config)
-  spec = LabelSpec.of(config)
+  spec = LabelSpec.of(config) if spec is None else spec
   train_fmt = files['train'][1]
   if split == 'test' and 'test' not in files:
     raise DataError(

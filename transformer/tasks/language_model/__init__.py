@@ -158,6 +158,11 @@ class LanguageModelTask(base.Task):
   def pictures(self, run: base.PictureRun) -> list[str]:
     return pictures_lib.pictures(run)
 
+  def export_spec(self) -> base.ExportSpec:
+    """GPT-2; the model reads BOS before a text (shift_right), so the
+    exported tokenizer puts it there."""
+    return base.ExportSpec('GPT2LMHeadModel', bos=True)
+
 
 def prepare(config: Config, workdir: str, *, create: bool
             ) -> LanguageModelTask:

@@ -51,7 +51,8 @@
     first word of a line and the lengths are random.
 
 Tokens. A document is `tokenizer.encode(text) + [EOS_ID]`: EOS ends it (no
-BOS: the model feeds shift_right(targets), with BOS where the position is 0).
+BOS: the model feeds shift_right(targets), with BOS where the position is 0;
+the masked LM, which reuses this pipeline, puts BOS first: bos=True).
 In 'stream' mode there is no EOS at all. A document longer than
 data.max_length tokens is cut into consecutive pieces of max_length tokens
 (no token dropped); each piece starts again at position 0, since the model
@@ -96,7 +97,7 @@ from typing import Any, Sequence
 import grain
 import numpy as np
 
-from transformer.config import EOS_ID, PAD_ID, Config
+from transformer.config import BOS_ID, EOS_ID, PAD_ID, Config
 from transformer.data import bible, corpus, grain_utils
 from transformer.data.corpus import DataError
 
@@ -565,10 +566,14 @@ def describe(config: Config) -> str:
   return f'data.source={data.source!r}'
 
 
-def document_ids(tokenizer, text: str, stream: bool) -> np.ndarray:
-  """int32 token ids of one document: its pieces, then EOS unless stream."""
+def document_ids(tokenizer, text: str, stream: bool,
+                 bos: bool = False) -> np.ndarray:
+  """int32 token ids of one document: its pieces, then EOS unless stream;
+  bos (and not stream): BOS first (a masked LM's [CLS])."""
   ids = tokenizer.encode(text)
-  return np.asarray(ids if stream else ids + [EOS_ID], np.int32)
+  if stream:
+    return np.asarray(ids, np.int32)
+  return np.asarray([BOS_ID] * bos + ids + [EOS_ID], np.int32)
 
 
 def pieces(ids: np.ndarray, max_length: int) -> list[np.ndarray]:
@@ -576,13 +581,15 @@ def pieces(ids: np.ndarray, max_length: int) -> list[np.ndarray]:
   return [ids[i:i + max_length] for i in range(0, len(ids), max_length)]
 
 
-def tokenizer_corpus(config: Config) -> Sequence[tuple[str, ...]]:
-  """The training split as tokenizer.load_or_train wants it: for
-  data.tokenizer='char' each document whole (1-tuples), so that its
-  newlines are counted; for SentencePiece its lines (a tuple per
+def tokenizer_corpus(config: Config, documents: Sequence[str] | None = None
+                     ) -> Sequence[tuple[str, ...]]:
+  """The training split (or `documents`) as tokenizer.load_or_train wants
+  it: for data.tokenizer='char' each document whole (1-tuples), so that
+  its newlines are counted; for SentencePiece its lines (a tuple per
   document), since SentencePiece trains on sentences."""
-  return _CorpusTexts(load_documents(config, 'train'),
-                      lines=config.data.tokenizer != 'char')
+  if documents is None:
+    documents = load_documents(config, 'train')
+  return _CorpusTexts(documents, lines=config.data.tokenizer != 'char')
 
 
 class _CorpusTexts(Sequence[tuple[str, ...]]):
@@ -607,9 +614,11 @@ class _CorpusTexts(Sequence[tuple[str, ...]]):
 class _Encode(grain.transforms.Map):
   tokenizer: Any
   stream: bool
+  bos: bool = False
 
   def map(self, text):
-    return {'targets': document_ids(self.tokenizer, text, self.stream)}
+    return {'targets': document_ids(self.tokenizer, text, self.stream,
+                                    self.bos)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -655,7 +664,10 @@ class _StreamRows(grain.transforms.Map):
 
 def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
                   process_count: int = 1, split: str = 'train',
-                  num_epochs: int | None = None) -> grain.IterDataset:
+                  num_epochs: int | None = None,
+                  documents: Sequence[str] | None = None,
+                  stream: bool | None = None,
+                  bos: bool = False) -> grain.IterDataset:
   """This process's rows of every training batch (module docstring).
 
   Returns an IterDataset of dicts (BATCH_KEYS) of int32 [batch_size //
@@ -666,12 +678,16 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
   data.shards the global batch does not depend on the number of processes.
   num_epochs: None repeats forever; a number stops after that many epochs and
   keeps the last, smaller batch (tests).
+  documents, stream, bos: another family's text (the masked LM's): its
+  documents (default: `load_documents`), whether they are one running text
+  (default: `is_stream`), and whether each starts with BOS.
   """
   data = config.data
   mine, shards, rows = grain_utils.shards_of(data, process_index,
                                              process_count)
-  documents = load_documents(config, split)
-  stream = is_stream(config)
+  if documents is None:
+    documents = load_documents(config, split)
+  stream = is_stream(config) if stream is None else stream
   per_shard = []
   for shard in mine:
     ds = grain_utils.shard(documents, shard, shards)
@@ -680,7 +696,7 @@ def train_dataset(config: Config, tokenizer, *, process_index: int = 0,
                       f'has {len(documents)} documents: none for data shard '
                       f'{shard} of {shards}')
     ds = ds.shuffle(seed=config.seed % 2**32).repeat(num_epochs)
-    ds = ds.map(_Encode(tokenizer, stream)).to_iter_dataset(
+    ds = ds.map(_Encode(tokenizer, stream, bos)).to_iter_dataset(
         grain_utils.read_options())
     if stream:
       ds = grain.experimental.ConcatThenSplitIterDataset(
@@ -710,22 +726,28 @@ def _first(documents: Sequence[str], max_documents: int) -> range:
 
 
 def eval_batches(config: Config, tokenizer, split: str,
-                 max_documents: int = 0) -> list[dict[str, np.ndarray]]:
+                 max_documents: int = 0, *,
+                 documents: Sequence[str] | None = None,
+                 stream: bool | None = None,
+                 bos: bool = False) -> list[dict[str, np.ndarray]]:
   """Every token of `split` (or of its first max_documents documents)
   exactly once, in corpus order, for exact perplexity.
 
   Returns batches of EVAL_KEYS: int32 [eval_batch_size, max_length] arrays
   as in training, plus 'weights' float32, 1.0 on real tokens and 0.0 on
   padding (the last batch is filled with empty rows).
+  documents, stream, bos: as in `train_dataset`.
   """
   data = config.data
-  documents = load_documents(config, split)
+  if documents is None:
+    documents = load_documents(config, split)
   chosen = _first(documents, max_documents)
   if not chosen:
     raise DataError(f'the {split!r} split of data.source={data.source!r} is '
                     'empty: nothing to evaluate on')
-  length, stream = data.max_length, is_stream(config)
-  ids = (document_ids(tokenizer, documents[i], stream) for i in chosen)
+  length = data.max_length
+  stream = is_stream(config) if stream is None else stream
+  ids = (document_ids(tokenizer, documents[i], stream, bos) for i in chosen)
   if stream:  # one running text, cut into consecutive rows
     rows = [[p] for p in pieces(np.concatenate(list(ids)), length)]
   else:
