@@ -18,9 +18,19 @@ best masked-token loss on valid kept.
   echo "And God [MASK] the light" | python launch.py --experiment=bible_mlm --mode=predict
   python launch.py --experiment=bible_genre --workdir=workdirs/bible_genre_mlm --set=train.init_from=workdirs/bible_mlm
 
-Results (2-core CPU): to be measured -- test masked-token loss, accuracy
-and perplexity, and bible_genre's accuracy and macro-F1 when warm-started
-from this run against from scratch.
+Measured on a 2-core AMD EPYC CPU (2026-12-06), alone: 4,122 steps fitted
+to the budget (7.8 steps/s; the train step projects only the chosen
+positions onto the vocabulary), 9.3 minutes in all. Test split: masked-token
+loss 4.706 nats, accuracy 0.246, perplexity 110.6 (valid 4.861, 0.236).
+Its baseline, the training chapters' add-one unigram distribution of
+pieces (what a model that ignores the context can do): 6.083 nats
+(perplexity 438) and accuracy 0.070 (always ',') on the test pieces. The
+encoder's accuracy is still mostly punctuation and function words ("the",
+",", "of"): a small encoder after ten minutes. What it is worth
+downstream, `bible_genre_pretrained`'s docstring measures: fine-tuned for
+5 more minutes it reaches test macro-F1 0.669 against 0.640 for
+`bible_genre` trained from scratch for the same 15 minutes (one seed
+each; on valid the order is reversed).
 """
 
 from transformer.config import CPU_ENCODER, Config, DataConfig, EvalConfig, TrainConfig
