@@ -29,8 +29,11 @@ stop after 3 evaluations without a better one: a fine-tuned model
 overfits a small file within an epoch or two. Bits per character compare
 with text_lm's character model on the same files.
 
-Results: to be measured (a GPU suits GPT-2; on a 2-core CPU a step of
-8 x 256 tokens takes seconds).
+Not measured here: the development machines are offline, so no pretrained
+weights can be downloaded; tests/test_warm_start.py and
+tests/test_huggingface.py run the same path on small randomly initialised
+models that `transformers` saves. A GPU suits GPT-2: on a 2-core CPU a step
+of 8 x 256 tokens takes seconds.
 """
 
 import dataclasses

@@ -37,8 +37,11 @@ after 5 evaluations without a better one. 1,000 steps are about 6 epochs
 of 5,000 sentences: set train.steps (and train.warmup_steps to a tenth of
 it) for a few epochs of yours.
 
-Results: to be measured (a GPU suits bert-base; on a 2-core CPU use a
-small encoder).
+Not measured here: the development machines are offline, so no pretrained
+weights can be downloaded; tests/test_warm_start.py and
+tests/test_huggingface.py run the same path on small randomly initialised
+models that `transformers` saves. A GPU suits bert-base; on a 2-core CPU
+prefer a small encoder (a MiniLM).
 """
 
 import dataclasses

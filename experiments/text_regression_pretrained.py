@@ -28,7 +28,10 @@ MSE on standardised targets (as BERT's STS-B head) and the best valid
 Pearson correlation kept, early stop after 5 evaluations without a better
 one.
 
-Results: to be measured.
+Not measured here: the development machines are offline, so no pretrained
+weights can be downloaded; tests/test_warm_start.py and
+tests/test_huggingface.py run the same path on small randomly initialised
+models that `transformers` saves.
 """
 
 import dataclasses

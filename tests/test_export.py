@@ -23,6 +23,7 @@ from transformer.config import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
 from transformer.config import Config, ConfigError, ModelConfig
 from transformer.data import tokenizer as tokenizer_lib
 from transformer.huggingface import export as export_lib
+from transformer.huggingface import tokenizer_json
 from transformer.model import MaskedLanguageModel
 from transformer.tasks.base import ExportSpec
 from transformer.tasks.labelled import Classification, Regression
@@ -242,7 +243,7 @@ def test_sentencepiece_tokenizer_json_gives_the_same_ids(tmp_path,
   ours = tokenizer_lib.train(lines, str(tmp_path / 'spm.model'),
                              vocab_size=60, model_type=model_type)
   with open(ours.path, 'rb') as f:
-    theirs, specials = export_lib.sentencepiece_tokenizer(f.read())
+    theirs, specials = tokenizer_json.sentencepiece_tokenizer(f.read())
   assert specials == {PAD_ID: '<pad>', UNK_ID: '<unk>', BOS_ID: '<s>',
                       EOS_ID: '</s>'}
   for text in TEXTS + [' '.join(w for w, in lines[:3])]:
@@ -255,13 +256,13 @@ def test_sentencepiece_tokenizer_json_gives_the_same_ids(tmp_path,
 def test_char_tokenizer_json_gives_the_same_ids():
   ours = tokenizer_lib.CharTokenizer(list('abcé \n\t😀'), 20,
                                      reserved=('<mask>',))
-  theirs, specials = export_lib.char_tokenizer(ours)
+  theirs, specials = tokenizer_json.char_tokenizer(ours)
   assert specials[MASK_ID] == '<mask>' and len(specials) == 5
   assert theirs.get_vocab_size() == 20
   for text in ['abc', 'a b\n\tc', 'e\u0301 é', '😀x😀', 'zz\r\n', '  ', '']:
     assert theirs.encode(text).ids == ours.encode(text), repr(text)
   assert ours.encode('x') == [UNK_ID]
-  json_text = export_lib.finish_tokenizer(
+  json_text = tokenizer_json.finish_tokenizer(
       theirs, specials, ExportSpec(export_lib.BERT_MLM, bos=True, eos=True))
   wrapped = tokenizers.Tokenizer.from_str(json_text)
   assert wrapped.encode('ab').ids == [BOS_ID, 4 + 1, 4 + 2, EOS_ID]
