@@ -30,6 +30,7 @@ from transformer.data.corpus import DataError
 from transformer.huggingface import vocabulary, weights
 from transformer.model import (EncoderClassifier, LanguageModel,
                                MaskedLanguageModel, Transformer)
+from transformer.tasks.labelled import pipeline as labelled_pipeline
 
 CORPUS = [
     'The quick brown fox jumps over the lazy dog.',
@@ -281,6 +282,16 @@ def test_bert_tokenizer_ids_equal_transformers(bert, tmp_path):
     # The pipelines' BOS ... EOS is BERT's [CLS] ... [SEP].
     assert [BOS_ID] + encoded + [EOS_ID] == vocab_map.ids_to_project(
         reference(text)['input_ids'])
+  # The labelled pipeline gives a BERT-family model [CLS] ... [SEP] with
+  # either pooling: sentence-transformers' mean pools over [CLS] too.
+  for pooling in ('first', 'mean'):
+    labelled = config_lib.override_all(config, [
+        f'model.pooling={pooling}', 'task=classification'])
+    rows = labelled_pipeline.eval_batches(
+        labelled, tokenizer, [(t, None) for t in TEXTS])[0].inputs
+    for text, row in zip(TEXTS, rows):
+      want = vocab_map.ids_to_project(reference(text)['input_ids'])
+      assert list(row[:len(want)]) == want and not row[len(want):].any()
   assert UNK_ID in tokenizer.encode('zebras ☃')
   assert tokenizer.decode(tokenizer.encode('The quick fox, the lazy dog!') +
                           [EOS_ID, 7]) == 'the quick fox, the lazy dog!'

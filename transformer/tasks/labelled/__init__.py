@@ -456,7 +456,7 @@ def _export_spec(config: Config, names: Sequence[str], problem: str,
   """The labelled families' export: the pipeline's [BOS] + pieces + EOS
   (pipeline.encode_text), one label name per output."""
   return base.ExportSpec(
-      'BertForSequenceClassification', bos=config.model.pooling == 'first',
+      'BertForSequenceClassification', bos=pipeline.starts_with_bos(config),
       eos=True, config={'id2label': {str(i): n for i, n in enumerate(names)},
                         'label2id': {n: i for i, n in enumerate(names)},
                         'problem_type': problem}, head=head)

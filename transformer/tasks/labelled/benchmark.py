@@ -30,6 +30,7 @@ from transformer import measure
 from transformer import train as train_lib
 from transformer.config import BOS_ID, ModelConfig
 from transformer.tasks.base import BenchmarkBatches, BenchmarkHooks
+from transformer.tasks.labelled import pipeline
 
 
 def forward_flops(model_config: ModelConfig, batch: int, length: int,
@@ -61,13 +62,13 @@ def random_labelled_batch(task, rng: np.random.Generator, rows: int
                           ) -> dict[str, np.ndarray]:
   """A classification or regression batch of the labelled pipeline's keys:
   'inputs' [rows, data.max_length] int32, full rows (random ordinary ids,
-  the last EOS, BOS first with model.pooling='first', no padding), and
+  the last EOS, BOS first where pipeline.starts_with_bos, no padding), and
   'labels' (task.random_labels): int32 class ids [rows] (classification) or
   float32 standardised targets [rows, 1] (regression)."""
   c = task.config
   inputs = measure.random_ids(rng, rows, c.data.max_length,
                               c.model.vocab_size)
-  if c.model.pooling == 'first':
+  if pipeline.starts_with_bos(c):
     inputs[:, 0] = BOS_ID
   return {'inputs': inputs, 'labels': task.random_labels(rng, rows)}
 

@@ -100,7 +100,7 @@ def encoder_maps(task: Any, params: Any, tokenizer, sentence: str
   if not pieces:
     raise ValueError(f'the sentence {sentence!r} has no tokens')
   max_length = config.data.eval_max_length
-  cls = config.model.pooling == 'first'
+  cls = pipeline.starts_with_bos(config)
   ids = [int(i) for i in pipeline.encode_text(tokenizer, text, max_length,
                                               cls=cls)]
   dropped = len(pieces) + int(cls) + 1 - len(ids)

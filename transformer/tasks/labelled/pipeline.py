@@ -35,6 +35,15 @@ from transformer.data.corpus import DataError
 SAMPLED_EPOCHS = 16
 
 
+def starts_with_bos(config: Config) -> bool:
+  """Whether a text's ids start with BOS, BERT's [CLS] (Devlin et al.
+  2019, sec. 3): with model.pooling='first' it is the token pooled; and a
+  Hugging Face (BERT-family) tokenizer's models were pretrained with [CLS]
+  first, so mean pooling keeps it too, as sentence-transformers does."""
+  return (config.model.pooling == 'first' or
+          config.data.tokenizer == 'huggingface')
+
+
 def encode_text(tokenizer, text: str, max_length: int, cls: bool
                 ) -> np.ndarray:
   """[BOS] + pieces + EOS, at most max_length ids (EOS kept last)."""
@@ -126,7 +135,7 @@ def train_dataset(config: Config, tokenizer, examples: Sequence,
     examples = _Indexed(examples, resample(class_ids, data.class_sampling,
                                            config.seed))
   encode = _Encode(tokenizer, encode_label, data.max_length,
-                   config.model.pooling == 'first')
+                   starts_with_bos(config))
   per_shard = []
   for shard in mine:
     ds = grain.MapDataset.source(examples)[shard::shards]
@@ -159,7 +168,7 @@ def eval_batches(config: Config, tokenizer, examples: Sequence,
   data = config.data
   count = len(examples) if num_examples <= 0 else min(num_examples,
                                                        len(examples))
-  cls = config.model.pooling == 'first'
+  cls = starts_with_bos(config)
   chosen = [examples[i] for i in range(count)]
   ids = [encode_text(tokenizer, text, data.eval_max_length, cls)
          for text, _ in chosen]
@@ -180,7 +189,7 @@ def line_batches(config: Config, tokenizer, lines: Iterator[str], size: int
                  ) -> Iterator[tuple[np.ndarray, list[bool]]]:
   """--mode=predict's input: ([size, L] rows, which lines are non-empty) for
   every `size` lines; empty lines get a filler row."""
-  cls = config.model.pooling == 'first'
+  cls = starts_with_bos(config)
   cap = config.data.eval_max_length
   chunk: list[str] = []
   for line in lines:
