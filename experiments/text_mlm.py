@@ -24,7 +24,15 @@ steps as fit in train.time_limit=10 minutes (train.steps=0), the best
 masked-token loss on valid kept and an early stop after 5 evaluations
 without a better one.
 
-Results (2-core CPU): to be measured.
+Measured on a 2-core AMD EPYC CPU (2026-12-06), alone, on the texts of
+the 5,000-sentence vader_3way train.tsv that text_classification's
+docstring describes (labels ignored; 506 held out for valid): 4,524 steps
+fitted to the budget, 9.0 minutes; test sentences (test.tsv's texts):
+masked-token loss 4.868 nats, accuracy 0.238, perplexity 130.1, against
+the training texts' add-one unigram distribution of pieces: 6.506 nats,
+accuracy 0.046. text_classification warm-started from it: test accuracy
+0.597, macro-F1 0.550 against 0.583, 0.532 from scratch (valid reversed;
+text_classification's docstring).
 """
 
 import dataclasses
