@@ -1,6 +1,8 @@
 """Shared test settings: small models, so that the whole suite stays fast."""
 
+import glob
 import os
+import tempfile
 
 import jax
 import pytest
@@ -41,6 +43,26 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items):
   rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
   items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable
+
+
+def _tfds_temp_dirs() -> set[str]:
+  return set(glob.glob(os.path.join(tempfile.gettempdir(), 'tmp*tfds')))
+
+
+@pytest.fixture(scope='session', autouse=True)
+def remove_tfds_temp_dirs():
+  """TFDS's DatasetInfo.initialize_from_bucket makes an empty temporary
+  directory (mkdtemp('tfds')) for every builder it cannot find prepared
+  data for, and never removes it (tensorflow-datasets 4.9): the mocked
+  TFDS tests would leave hundreds in /tmp. Remove the empty ones this
+  session made."""
+  before = _tfds_temp_dirs()
+  yield
+  for path in _tfds_temp_dirs() - before:
+    try:
+      os.rmdir(path)  # only if empty
+    except OSError:
+      pass
 
 
 TINY_MODEL = ModelConfig(vocab_size=37, d_model=32, d_ff=64, num_heads=4,
