@@ -281,7 +281,9 @@ def test_heads_fold_into_the_exported_weights():
             'bias': rng.standard_normal(outputs).astype(np.float32)}
     ours = pooled @ head['kernel'] + head['bias']
     new = export_lib.fold_head({'head': head}, task.export_spec())['head']
-    return ours, pooled @ new['kernel'] + new['bias']
+    theirs = pooled @ new['kernel'] + new['bias']
+    assert np.all(np.isfinite(ours)) and np.all(np.isfinite(theirs))
+    return ours, theirs
 
   regression = Regression(Config(task='regression'), names=('a', 'b'),
                           mean=(1.0, -2.0), std=(2.0, 0.5))
@@ -339,6 +341,7 @@ def test_a_hugging_face_model_goes_back_as_it_came(tmp_path):
   before.pop('bert.embeddings.position_ids', None)
   assert sorted(after) == sorted(before)
   for name, array in before.items():
+    assert np.all(np.isfinite(array)), name
     np.testing.assert_array_equal(after[name], array, err_msg=name)
   assert (out / 'tokenizer.json').read_text() == (
       source / 'tokenizer.json').read_text()

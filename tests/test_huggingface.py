@@ -263,7 +263,9 @@ def test_bert_round_trip(bert):
         'bert', vocab_map)
     assert set(back) == set(tensors)
     for key, value in tensors.items():
-      np.testing.assert_array_equal(back[key], value, err_msg=key)
+      assert_finite(value)
+      assert_finite(value)
+    np.testing.assert_array_equal(back[key], value, err_msg=key)
 
 
 def test_bert_tokenizer_ids_equal_transformers(bert, tmp_path):
@@ -394,6 +396,7 @@ def test_gpt2_bos_is_endoftext(gpt2):
   assert_finite(logits)
   assert difference < TOLERANCE
   table = params['decoder']['embedding']['embedding']
+  assert_finite(table)
   np.testing.assert_array_equal(table[BOS_ID], table[EOS_ID])
   np.testing.assert_allclose(table[PAD_ID], table[vocab_map.forward].mean(0),
                              rtol=1e-6)
@@ -408,6 +411,7 @@ def test_gpt2_round_trip(gpt2):
       vocab_map)
   assert set(back) == set(tensors)
   for key, value in tensors.items():
+    assert_finite(value)
     np.testing.assert_array_equal(back[key], value, err_msg=key)
 
 
