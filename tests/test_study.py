@@ -23,6 +23,7 @@ from scripts import launching
 from scripts.launching import finish, start
 from transformer import study
 from transformer import study_report
+from transformer import study_runs
 from transformer import study_stats
 from transformer.tasks.labelled import Classification
 
@@ -179,37 +180,37 @@ def stop(reason, step=20, wall_s=3.0):
 
 def test_next_step_reads_the_stop_record_and_the_test_evaluation(tmp_path):
   workdir = str(tmp_path / 'run')
-  assert study.next_step(workdir) == 'train'  # nothing yet
+  assert study_runs.next_step(workdir) == 'train'  # nothing yet
   write_records(workdir, TRAIN, stop('SIGTERM'))
-  assert study.next_step(workdir) == 'train'  # preempted: resume
+  assert study_runs.next_step(workdir) == 'train'  # preempted: resume
   write_records(workdir, TRAIN, stop('done'), TRAIN)
-  assert study.next_step(workdir) == 'train'  # resumed, then killed
+  assert study_runs.next_step(workdir) == 'train'  # resumed, then killed
   for reason in study.FINISHED:
     write_records(workdir, TRAIN, stop(reason))
-    assert study.next_step(workdir) == 'evaluate'
+    assert study_runs.next_step(workdir) == 'evaluate'
   os.makedirs(os.path.join(workdir, 'eval'))
   with open(os.path.join(workdir, 'eval', 'valid_step20.json'), 'w') as f:
     f.write('{}')
-  assert study.next_step(workdir) == 'evaluate'  # not the test split
+  assert study_runs.next_step(workdir) == 'evaluate'  # not the test split
   with open(os.path.join(workdir, 'eval', 'test_step20_beam4.json'), 'w') as f:
     f.write('{}')
-  assert study.next_step(workdir) is None
+  assert study_runs.next_step(workdir) is None
 
 
 def test_cpu_slots_are_disjoint_shares():
-  assert study.cpu_slots(2, [0, 1, 2, 3, 4]) == [(0, 1, 2), (3, 4)]
-  assert study.cpu_slots(1, [3, 1]) == [(1, 3)]
-  assert study.cpu_slots(3, [0, 1]) == [(0,), (1,), (0,)]
+  assert study_runs.cpu_slots(2, [0, 1, 2, 3, 4]) == [(0, 1, 2), (3, 4)]
+  assert study_runs.cpu_slots(1, [3, 1]) == [(1, 3)]
+  assert study_runs.cpu_slots(3, [0, 1]) == [(0,), (1,), (0,)]
 
 
 def test_a_slot_of_one_core_runs_xla_on_one_thread():
   base = {'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
-  assert study.slot_environment(base, 2, 1)['XLA_FLAGS'] == base['XLA_FLAGS']
-  one = study.slot_environment(base, 1, 2)
+  assert study_runs.slot_environment(base, 2, 1)['XLA_FLAGS'] == base['XLA_FLAGS']
+  one = study_runs.slot_environment(base, 1, 2)
   assert one['XLA_FLAGS'] == (base['XLA_FLAGS'] +
                               ' --xla_cpu_multi_thread_eigen=false')
   assert one['OMP_NUM_THREADS'] == one['OPENBLAS_NUM_THREADS'] == '1'
-  assert 'xla_cpu_multi_thread_eigen' not in study.slot_environment(
+  assert 'xla_cpu_multi_thread_eigen' not in study_runs.slot_environment(
       base, 3, 2)['XLA_FLAGS']
 
 
@@ -553,7 +554,7 @@ def test_an_interrupted_run_is_resumed_and_a_missing_evaluation_made(
   with open(os.path.join(evaluated, study.LOG_FILE)) as f:
     assert '--mode=evaluate --split=test' in f.read()
   for workdir in run_dirs(study_dir):
-    assert study.next_step(workdir) is None
+    assert study_runs.next_step(workdir) is None
   with open(os.path.join(study_dir, 'results.csv')) as f:
     assert [r['status'] for r in csv.DictReader(f)] == ['finished'] * 4
   assert all(os.path.exists(os.path.join(w, 'metrics.jsonl'))
