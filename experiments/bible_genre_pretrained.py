@@ -17,7 +17,8 @@ selection:
       --set=train.steps=0 --set=train.time_limit=15 \\
       --set=eval.every=200 --set=eval.best_metric=macro_f1
 
-Measured on a 2-core AMD EPYC CPU (2026-12-06), each run alone, one seed;
+Measured on a 2-core AMD EPYC CPU (2026-12-06; matmul peak 431 GFLOP/s as
+`--mode=benchmark` measures), each run alone, one seed;
 test split (1,506 verses), the checkpoint chosen on valid macro-F1:
 
   run                               minutes  steps   acc.   bal. acc.  macro-F1

@@ -18,7 +18,8 @@ best masked-token loss on valid kept.
   echo "And God [MASK] the light" | python launch.py --experiment=bible_mlm --mode=predict
   python launch.py --experiment=bible_genre --workdir=workdirs/bible_genre_mlm --set=train.init_from=workdirs/bible_mlm
 
-Measured on a 2-core AMD EPYC CPU (2026-12-06), alone: 4,122 steps fitted
+Measured on a 2-core AMD EPYC CPU (2026-12-06; matmul peak 431 GFLOP/s as
+`--mode=benchmark` measures), alone: 4,122 steps fitted
 to the budget (7.8 steps/s; the train step projects only the chosen
 positions onto the vocabulary), 9.3 minutes in all. Test split: masked-token
 loss 4.706 nats, accuracy 0.246, perplexity 110.6 (valid 4.861, 0.236).

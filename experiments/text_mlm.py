@@ -24,7 +24,8 @@ steps as fit in train.time_limit=10 minutes (train.steps=0), the best
 masked-token loss on valid kept and an early stop after 5 evaluations
 without a better one.
 
-Measured on a 2-core AMD EPYC CPU (2026-12-06), alone, on the texts of
+Measured on a 2-core AMD EPYC CPU (2026-12-06; matmul peak 431 GFLOP/s as
+`--mode=benchmark` measures), alone, on the texts of
 the 5,000-sentence vader_3way train.tsv that text_classification's
 docstring describes (labels ignored; 506 held out for valid): 4,524 steps
 fitted to the budget, 9.0 minutes; test sentences (test.tsv's texts):
