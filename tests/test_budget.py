@@ -35,6 +35,17 @@ def test_fit_steps_against_hand_computation():
                           saves_per_eval=0)[0] == 1
 
 
+def test_timed_blocks_last_about_a_second_within_their_bounds():
+  # 20 ms steps (text_lm on 2 cores): 50 of them; 180 ms (bible_lm): 6;
+  # 1 s and slower: the minimum of 5; 1 ms: capped at 200.
+  assert budget.timed_block_steps(0.020) == 50
+  assert budget.timed_block_steps(0.180) == 6
+  assert budget.timed_block_steps(1.0) == budget.MIN_TIMED_STEPS == 5
+  assert budget.timed_block_steps(3.0) == 5
+  assert budget.timed_block_steps(0.001) == budget.MAX_TIMED_STEPS == 200
+  assert budget.timed_block_steps(0.0) == 200
+
+
 def test_budget_file_round_trip(tmp_path):
   timings = budget.Timings(1.0, 2.0, 0.1, 0.0, 0.2)
   assert budget.load(str(tmp_path)) is None

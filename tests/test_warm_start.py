@@ -23,6 +23,7 @@ import pytest
 from scripts import launching
 from test_launch import final_params, jax_leaves, logged_losses
 from transformer import experiment, warm_start
+from transformer import workdir as workdir_lib
 from transformer.config import ConfigError
 from transformer.workdir import RunError
 
@@ -365,9 +366,15 @@ def test_mismatch_stops_before_any_step(source, from_source):
       '[200, 32]')
   assert 'model.d_model is 64 there and 32 here' in error
   assert 'Traceback' not in out.stderr and '\n' not in error
-  # No step ran.
+  # No step ran, and the new run took back what it wrote (config.json, the
+  # copied tokenizer, labels.json): the corrected command needs no
+  # --restart.
   assert not os.path.exists(os.path.join(from_source.mismatch_workdir,
                                          'metrics.jsonl'))
+  assert os.path.exists(os.path.join(source, 'tokenizer.model'))
+  left = set(os.listdir(from_source.mismatch_workdir)) - {workdir_lib.LOCK_FILE}
+  assert not left, left
+  assert not workdir_lib.has_saved_state(from_source.mismatch_workdir)
 
 
 # --- Fine-tuning a Hugging Face BertModel, end to end. ---------------------

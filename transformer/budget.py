@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any
 
 FILE = 'budget.json'
 # Kept free of the budget: timings vary from step to step and machine load.
 SAFETY = 0.05
+# A timed block of train steps lasts about this long (at least
+# MIN_TIMED_STEPS steps, at most MAX_TIMED_STEPS): the loop dispatches steps
+# without waiting, a timed block waits for its last, and over short blocks
+# of fast steps that wait made the step look a fifth slower than it runs.
+TIMED_BLOCK_S = 1.0
+MIN_TIMED_STEPS, MAX_TIMED_STEPS = 5, 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +36,15 @@ class Timings:
   step: float  # one train step on real batches, steady state
   evaluation: float  # one evaluation of eval.split (0 if eval.every = 0)
   checkpoint: float  # one checkpoint save
+
+
+def timed_block_steps(step_s: float) -> int:
+  """Steps per timed block for steps of about `step_s` seconds: enough to
+  last TIMED_BLOCK_S, within [MIN_TIMED_STEPS, MAX_TIMED_STEPS]."""
+  if step_s <= 0:
+    return MAX_TIMED_STEPS
+  return int(min(max(math.ceil(TIMED_BLOCK_S / step_s), MIN_TIMED_STEPS),
+                 MAX_TIMED_STEPS))
 
 
 def fit_steps(minutes: float, timings: Timings, *, eval_every: int,

@@ -121,18 +121,24 @@ def train(config: Config, workdir: str, *, restart: bool = False,
       if previous:
         print(f'--restart: moved the previous run to {previous}.', flush=True)
     multihost_utils.sync_global_devices('workdir ready')
+    # A new run whose warm start fails takes back what it wrote (below).
+    before = (workdir_lib.present_run_files(workdir)
+              if not workdir_lib.has_saved_state(workdir) else None)
     config, warm = warm_start.resolve(config, workdir, overrides)
     workdir_lib.check_config(config, workdir, experiment=experiment)
-    return _train(config, workdir, start_time, warm)
+    return _train(config, workdir, start_time, warm, before)
   finally:
     if lock:
       lock.release()
 
 
 def _train(config: Config, workdir: str, start_time: float,
-           warm: warm_start.Plan | None) -> dict[str, Any]:
+           warm: warm_start.Plan | None,
+           before: set[str] | None) -> dict[str, Any]:
   """`train` inside the locked workdir; `warm`: where a new run's
-  parameters start from (train.init_from), if anywhere."""
+  parameters start from (train.init_from), if anywhere; `before`: the run
+  files a workdir without saved state held when this run started (None if
+  it had saved state)."""
   best = tasks.best_metric(config)  # a bad name stops before any work
   mesh = train_lib.make_mesh(config=config)
   train_lib.check_batch_sizes(config, mesh, training=True)
@@ -179,6 +185,10 @@ def _train(config: Config, workdir: str, start_time: float,
       loaded = warm_start.load(warm, abstract.params, config)
     except Exception:
       checkpointer.close()
+      # Its config, copied tokenizer and labels go: fixing the command is
+      # enough to start again, no --restart needed.
+      if before is not None and jax.process_index() == 0:
+        workdir_lib.remove_new_run_files(workdir, before)
       raise
   evaluator = None
   if config.eval.every:
@@ -343,10 +353,6 @@ def _fit_to_budget(config: Config, workdir: str, start_step: int,
   return config
 
 
-# Train steps per timed block (their mean is the step time).
-_TIMED_STEPS = 5
-
-
 def _time_run_parts(task, mesh, sharding, init_fn, init_rng, dropout_rng,
                     iterator, evaluator, workdir: str, start_time: float
                     ) -> budget.Timings:
@@ -364,17 +370,18 @@ def _time_run_parts(task, mesh, sharding, init_fn, init_rng, dropout_rng,
   jax.block_until_ready(metrics)
   first = time.time() - started
   # The first steps after compiling run slower (memory being mapped in):
-  # two untimed, then the mean of two timed blocks.
-  block_s = []
-  for steps in (2, _TIMED_STEPS, _TIMED_STEPS):
-    started = time.time()
-    for _ in range(steps):
-      batch = train_lib.global_batch(next(iterator), mesh)
-      state, metrics = step_fn(state, batch, dropout_rng)
-    jax.block_until_ready(metrics)
-    block_s.append((time.time() - started) / steps)
+  # two untimed, then the mean of two timed blocks, each long enough that
+  # waiting for its last step (the loop never waits) is a small part of it.
+  run_steps = lambda steps, state: _run_timed(step_fn, state, iterator, mesh,
+                                              dropout_rng, steps)
+  state, warm_s = run_steps(2, state)
+  # Every process runs the same number of steps (they are collectives).
+  steps = int(multihost_utils.broadcast_one_to_all(
+      np.int32(budget.timed_block_steps(warm_s))))
+  state, block_1 = run_steps(steps, state)
+  state, block_2 = run_steps(steps, state)
   iterator.set_state(position)
-  step_s = float(np.mean(block_s[1:]))
+  step_s = (block_1 + block_2) / 2
   evaluation_s = 0.0
   if evaluator:
     started = time.time()
@@ -392,6 +399,17 @@ def _time_run_parts(task, mesh, sharding, init_fn, init_rng, dropout_rng,
   return budget.Timings(elapsed=time.time() - start_time,
                         compile=max(first - step_s, 0.0), step=step_s,
                         evaluation=evaluation_s, checkpoint=checkpoint_s)
+
+
+def _run_timed(step_fn, state, iterator, mesh, dropout_rng, steps: int):
+  """Runs `steps` train steps on the iterator's batches; returns the state
+  and the seconds per step, waiting only for the last."""
+  started = time.time()
+  for _ in range(steps):
+    batch = train_lib.global_batch(next(iterator), mesh)
+    state, metrics = step_fn(state, batch, dropout_rng)
+  jax.block_until_ready(metrics)
+  return state, (time.time() - started) / steps
 
 
 class TimeLimit:

@@ -142,6 +142,25 @@ def set_aside_run(workdir: str) -> str | None:
   return target
 
 
+def present_run_files(workdir: str) -> set[str]:
+  """The names of `run_files()` that exist in `workdir`."""
+  return {n for n in run_files() if os.path.exists(os.path.join(workdir, n))}
+
+
+def remove_new_run_files(workdir: str, before: set[str]) -> None:
+  """Removes the run files that were not in `workdir` before (`before`:
+  `present_run_files` then): what a new run wrote before it failed, so that
+  the corrected command starts without --restart. Directories only when
+  empty: nothing a run trained is ever deleted here."""
+  for name in sorted(present_run_files(workdir) - before):
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path):
+      if not os.listdir(path):
+        os.rmdir(path)
+    else:
+      os.remove(path)
+
+
 def check_config(config: Config, workdir: str, *, save: bool = True,
                  experiment: str | None = None) -> None:
   """Checks `config` against the workdir's config.json; saves `config`.
