@@ -10,12 +10,15 @@ and the minority classes' recall.
 
   python launch.py --experiment=bible_genre
 
-Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01), both runs 1,500
-steps: plain cross-entropy (`bible_genre`) in 5.6 minutes; test split (1,506
-verses): accuracy 0.732, macro-F1 0.647, log loss 0.786; recall acts 0.253
-(83 verses), apocalypse 0.333 (15), prophets 0.591, the large genres
-0.77-0.88. With balanced weights (`bible_genre_balanced`, 6.0 minutes):
-accuracy 0.736, macro-F1 0.681, recall acts 0.506, apocalypse 0.600.
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-06; matmul peak 431
+GFLOP/s as `--mode=benchmark` measures), alone: both runs
+1,500 steps: plain cross-entropy (`bible_genre`) in 2.0 minutes (the whole
+command 2.2); test split (1,506 verses): accuracy 0.728, macro-F1 0.636,
+log loss 0.786; recall acts 0.241 (83 verses), apocalypse 0.267 (15),
+prophets 0.591, the large genres 0.76-0.87 (2026-12-01's run of the same
+recipe: 0.732, 0.647: run-to-run variation of this size). With balanced
+weights (`bible_genre_balanced`, 2.2 minutes): accuracy 0.736, macro-F1
+0.681, recall acts 0.506, apocalypse 0.600.
 Baselines on the same splits (`python -m transformer.baselines
 --experiment=bible_genre`): majority class accuracy 0.211, macro-F1 0.044;
 TF-IDF + logistic regression (C=30 chosen on valid) accuracy 0.753,

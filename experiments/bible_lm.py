@@ -24,7 +24,13 @@ same 4,000 pieces, order 4, perplexity 41.8, 1.353 bits per character;
 over characters, order 8, 1.500. The earlier recipe (the bench_lm_cpu
 shape, 4 layers of width 256 on rows of 256, 270 steps in 16.4 minutes)
 reached 1.572: at this budget the narrower model, which sees the text 16
-times instead of twice, wins. A sample (temperature 0.8, top-p 0.95):
+times instead of twice, wins.
+
+On a machine about half as fast (the same CPU held to one core with
+`taskset -c 0` and XLA's Eigen threads off, the other core running other
+jobs: matmul peak 239 GFLOP/s against 431), the same command fitted 2,741
+steps (297 ms each as timed) and trained them in 14.5 minutes: test 1.288
+bits per character (valid 1.329), still ahead of both n-grams. A sample (temperature 0.8, top-p 0.95):
   'There was a famine in the' -> ' land of Goshen. Now they were very faint
   with flocks and herds. The land was a slaughter. ...'
 """

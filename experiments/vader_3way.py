@@ -6,9 +6,11 @@ rating (transformer/tasks/labelled/sources.py gives the cut points).
 
   python launch.py --experiment=vader_3way
 
-Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01): 800 steps in
-3.9 minutes; test split (2,337 texts): accuracy 0.659, macro-F1 0.622, log
-loss 0.840; recall negative 0.707, neutral 0.443, positive 0.710. Baselines
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-06; matmul peak 431
+GFLOP/s as `--mode=benchmark` measures), alone: 800 steps in 1.5
+minutes (the whole command 1.7); test split (2,337 texts): accuracy 0.659,
+macro-F1 0.623, log loss 0.840; recall negative 0.707, neutral 0.443,
+positive 0.712. Baselines
 on the same splits (`python -m transformer.baselines
 --experiment=vader_3way`): majority class accuracy 0.421, macro-F1 0.198;
 TF-IDF + logistic regression (C=3 chosen on valid) accuracy 0.693,

@@ -11,11 +11,11 @@ labels and the mean binary log loss.
 
   python launch.py --experiment=vader_multilabel
 
-Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01), 800 steps in
-9.2 minutes while three other jobs shared the machine (vader_3way, the same
-model and steps, takes 3.9 minutes alone); test split (2,337 texts): subset
-accuracy 0.555, macro-F1 0.701, log loss 0.514; recall negative 0.750,
-neutral 0.630, positive 0.692. Baselines on the same splits (`python -m
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-06; matmul peak 431
+GFLOP/s as `--mode=benchmark` measures), alone: 800 steps in 1.3 minutes
+(the whole command 1.5); test split (2,337 texts): subset accuracy 0.553,
+macro-F1 0.701, log loss 0.514; recall negative 0.750,
+neutral 0.630, positive 0.693. Baselines on the same splits (`python -m
 transformer.baselines --experiment=vader_multilabel`): each label's training
 share as its probability: subset accuracy 0.363, macro-F1 0.226, log loss
 0.659; TF-IDF + one logistic regression per label (C=3 chosen on valid):

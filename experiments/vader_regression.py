@@ -8,8 +8,9 @@ mean and deviation; predictions and metrics are in rating units.
 
   python launch.py --experiment=vader_regression
 
-Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01): 800 steps in
-3.6 minutes; test split (2,337 texts): Pearson r 0.666, Spearman 0.656, MSE
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-06; matmul peak 431
+GFLOP/s as `--mode=benchmark` measures), alone: 800 steps in 1.4
+minutes (the whole command 1.5); test split (2,337 texts): Pearson r 0.666, Spearman 0.656, MSE
 1.612, MAE 0.944 (rating units). Baselines on the same splits (`python -m
 transformer.baselines --experiment=vader_regression`): the training mean MSE
 2.772; VADER's own lexicon scorer Pearson 0.525 (its compound score mapped

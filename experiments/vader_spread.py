@@ -7,10 +7,9 @@ MSE on both standardised targets; metrics per target and their mean.
 
   python launch.py --experiment=vader_spread
 
-Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01), 800 steps in
-11.6 minutes while three other jobs shared the machine (vader_regression,
-the same model and steps, takes 3.6 minutes alone); test split (2,337
-texts): rating Pearson 0.667, spread Pearson 0.330 (mean 0.499); MSE 0.839
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-06; matmul peak 431
+GFLOP/s as `--mode=benchmark` measures), alone: 800 steps in 1.4 minutes
+(the whole command 1.5); test split (2,337 texts): rating Pearson 0.667, spread Pearson 0.330 (mean 0.499); MSE 0.839
 and MAE 0.581 averaged over both targets, in rating units. Baselines on the
 same splits (`python -m transformer.baselines --experiment=vader_spread`):
 the training means MSE 1.427; TF-IDF + multi-output ridge (alpha=1 chosen
