@@ -5,9 +5,10 @@ Each document is one to four lines that count up in number words
   python launch.py --experiment=tiny_lm --workdir=/tmp/tiny_lm
   python launch.py --experiment=tiny_lm --workdir=/tmp/tiny_lm --mode=generate --prompt="one two"
 
-Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-01) shared with
-other jobs (load average 8): 300 steps in 1.8 minutes; test documents
-(20,023 characters) perplexity 1.56, 0.643 bits per character, against
+Measured on a 2-core AMD EPYC CPU (JAX 0.10.2, 2026-12-06; matmul peak 431
+GFLOP/s as `--mode=benchmark` measures), alone: 300 steps in 0.1 minutes
+(the whole command 10 s); test documents (20,023 characters) perplexity
+1.56, 0.638 bits per character (0.643 on 2026-12-01), against
 0.331 for an interpolated Kneser-Ney character 8-gram on the same splits
 (`python -m transformer.ngram --experiment=tiny_lm --level=char`): a test
 fixture, not a result. Greedy: 'twelve thirteen' -> ' fourteen fifteen
