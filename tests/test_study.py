@@ -185,7 +185,7 @@ def test_next_step_reads_the_stop_record_and_the_test_evaluation(tmp_path):
   assert study_runs.next_step(workdir) == 'train'  # preempted: resume
   write_records(workdir, TRAIN, stop('done'), TRAIN)
   assert study_runs.next_step(workdir) == 'train'  # resumed, then killed
-  for reason in study.FINISHED:
+  for reason in study_runs.FINISHED:
     write_records(workdir, TRAIN, stop(reason))
     assert study_runs.next_step(workdir) == 'evaluate'
   os.makedirs(os.path.join(workdir, 'eval'))
@@ -549,9 +549,9 @@ def test_an_interrupted_run_is_resumed_and_a_missing_evaluation_made(
       os.remove(path)
   out = run_study(study_dir)
   assert out.stdout.count('skip ') == 2
-  with open(os.path.join(resumed, study.LOG_FILE)) as f:
+  with open(os.path.join(resumed, study_runs.LOG_FILE)) as f:
     assert f'Resuming {resumed} from the checkpoint at step 20' in f.read()
-  with open(os.path.join(evaluated, study.LOG_FILE)) as f:
+  with open(os.path.join(evaluated, study_runs.LOG_FILE)) as f:
     assert '--mode=evaluate --split=test' in f.read()
   for workdir in run_dirs(study_dir):
     assert study_runs.next_step(workdir) is None

@@ -48,8 +48,6 @@ from transformer import tasks
 
 DEFINITION_FILE = 'study.json'
 LOCK_FILE = '.lock'
-LOG_FILE = study_runs.LOG_FILE
-FINISHED = study_runs.FINISHED
 # A directory name longer than this is cut and given a hash of the whole.
 MAX_NAME = 120
 # --vary's pseudo-key that picks the experiment's VARIANTS by name.

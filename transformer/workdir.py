@@ -127,8 +127,7 @@ def set_aside_run(workdir: str) -> str | None:
   out of the way of the new run. Returns that directory, or None if there
   was nothing to move.
   """
-  present = [n for n in run_files()
-             if os.path.exists(os.path.join(workdir, n))]
+  present = sorted(present_run_files(workdir))
   if not present:
     return None
   stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
